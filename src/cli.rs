@@ -1,0 +1,230 @@
+//! The command line, defined once with clap derive. `--help`, the man page
+//! and the shell completions (generate.rs) are all produced from these
+//! types; doc comments here are the user-facing help text.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::checksum::Algorithm;
+use crate::error::Code;
+use crate::net::{self, HostPort, ListenSpec};
+use crate::progress::Verbosity;
+
+const ABOUT: &str = "Copy files between Linux machines over TCP with zero-copy I/O and end-to-end SHA-256";
+
+const LONG_ABOUT: &str = "\
+Copy files between Linux machines over TCP with zero-copy I/O and end-to-end SHA-256.
+
+`zcp recv` listens and writes what arrives into a directory, a file or stdout; \
+`zcp send` streams a file or stdin to it. The sender moves file bytes with sendfile(2) \
+(splice(2) for pipes), the receiver splices socket -> pipe -> file, so the payload never \
+passes through a user-space buffer. Both ends hash what they moved and compare before the \
+file appears under its final name.";
+
+const EXAMPLES: &str = "\
+Examples:
+  zcp recv /srv/incoming                     receive into a directory (port 7227)
+  zcp send big.iso server:7227               send a file
+  tar c dir | zcp send - server:7227         send a stream; on the other end:
+  zcp recv -l 7227 - | tar x                 ... unpack it as it arrives
+  zcp recv -l 127.0.0.1:0 out.bin            any free port, printed on stderr
+  zcp bench --size 256M                      measure zcp on this machine";
+
+fn after_help() -> String {
+    let mut s = String::from(EXAMPLES);
+    s.push_str("\n\nExit status:\n");
+    for (code, meaning) in Code::TABLE {
+        s.push_str(&format!("  {code:<5}{meaning}\n"));
+    }
+    s
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zcp",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = after_help(),
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send a file or stdin to a listening `zcp recv`
+    #[command(after_help = after_help())]
+    Send(SendArgs),
+    /// Receive one transfer into a directory, a file or stdout
+    #[command(after_help = after_help())]
+    Recv(RecvArgs),
+    /// Measure zcp on loopback: default, --checksum none and --no-zerocopy
+    Bench(BenchArgs),
+    /// Write the man page or a shell completion script to stdout
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+/// Options both ends share.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Print only errors (and, for recv, the `listening on` line)
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Name the mechanism that moved the bytes (sendfile, splice or
+    /// read/write) and why, and print the digest in sha256sum format
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Use plain read/write instead of sendfile/splice
+    #[arg(long)]
+    pub no_zerocopy: bool,
+
+    /// Verification of the payload; both ends must use the same value.
+    /// `none` is for trusted links: nothing is compared and the summary says
+    /// "unverified"
+    #[arg(long, value_enum, value_name = "ALGORITHM", default_value_t = Algorithm::Sha256)]
+    pub checksum: Algorithm,
+}
+
+impl CommonArgs {
+    pub fn verbosity(&self) -> Verbosity {
+        if self.quiet {
+            Verbosity::Quiet
+        } else if self.verbose {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// File to send, or `-` for stdin
+    #[arg(value_name = "SOURCE")]
+    pub source: PathBuf,
+
+    /// Where `zcp recv` listens: HOST:PORT, IPV4:PORT or [IPV6]:PORT
+    #[arg(value_name = "HOST:PORT", value_parser = net::parse_host_port)]
+    pub target: HostPort,
+
+    /// Name the receiver gives the file [default: SOURCE's file name, or
+    /// `stdin` for -]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<OsString>,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RecvArgs {
+    /// Where to write: an existing directory, a file path (created or
+    /// atomically replaced), or `-` for stdout
+    #[arg(value_name = "DEST", default_value = ".")]
+    pub dest: PathBuf,
+
+    /// Address and port to listen on; without an address, all interfaces
+    /// (IPv6 and IPv4). Port 0 picks a free port; the bound address is
+    /// printed on stderr as `zcp: listening on ADDR:PORT`
+    #[arg(
+        short,
+        long,
+        value_name = "[ADDR:]PORT",
+        value_parser = net::parse_listen,
+        default_value = "7227"
+    )]
+    pub listen: ListenSpec,
+
+    /// Flush the file and its directory to disk before reporting success
+    #[arg(long)]
+    pub fsync: bool,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Size of the generated test file, e.g. 256M or 1G (binary units)
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_size)]
+    pub size: u64,
+
+    /// Measured runs per case, after one warm-up; the median is reported
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub runs: u32,
+
+    /// Directory for the test files [default: $TMPDIR or /tmp]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[arg(value_enum)]
+    pub what: Artifact,
+}
+
+/// Files `zcp generate` can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Artifact {
+    Man,
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// Parses a byte size: a number with an optional K, M, G or T suffix
+/// (powers of 1024; `KiB`, `MB` and similar spellings are accepted).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches('B')
+        .trim_end_matches('I')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("invalid size unit in {s:?} (use K, M, G or T)")),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("256MiB").unwrap(), 256 << 20);
+        assert_eq!(parse_size("3k").unwrap(), 3072);
+        assert!(parse_size("1X").is_err());
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! Exit codes and the few typed errors that choose one. Everything else is
+//! an `anyhow::Error` with context, which exits with [`Code::Failure`].
+//! The table in README.md, the man page (generate.rs) and `--help` repeat
+//! [`Code::TABLE`]; keep them in step.
+
+use std::fmt;
+use std::process::ExitCode;
+
+use crate::sys::signals;
+
+/// zcp's exit statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Success = 0,
+    /// I/O, network or peer failure.
+    Failure = 1,
+    /// Bad command line.
+    Usage = 2,
+    /// Checksum mismatch: the received bytes are not the bytes sent.
+    Integrity = 3,
+    /// SIGINT or SIGTERM.
+    Interrupted = 130,
+}
+
+impl Code {
+    /// (code, meaning) rows for documentation.
+    pub const TABLE: [(u8, &'static str); 5] = [
+        (
+            0,
+            "success: the receiver verified the data and committed it under its final name",
+        ),
+        (
+            1,
+            "I/O, network or peer failure (missing file, refused connection, disk full, protocol error, ...)",
+        ),
+        (2, "usage error (bad option or argument)"),
+        (
+            3,
+            "integrity failure: the SHA-256 digests of sender and receiver differ; nothing was committed",
+        ),
+        (130, "interrupted by SIGINT or SIGTERM; staged files were removed"),
+    ];
+
+    pub fn from_wire(code: u8) -> Code {
+        match code {
+            0 => Code::Success,
+            2 => Code::Usage,
+            3 => Code::Integrity,
+            130 => Code::Interrupted,
+            _ => Code::Failure,
+        }
+    }
+
+    pub fn exit(self) -> ExitCode {
+        ExitCode::from(self as u8)
+    }
+}
+
+/// An error that carries the exit code it must produce.
+#[derive(Debug)]
+pub struct Coded {
+    pub code: Code,
+    pub message: String,
+}
+
+impl fmt::Display for Coded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Coded {}
+
+pub fn coded(code: Code, message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Coded {
+        code,
+        message: message.into(),
+    })
+}
+
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    coded(Code::Usage, message)
+}
+
+pub fn integrity(message: impl Into<String>) -> anyhow::Error {
+    coded(Code::Integrity, message)
+}
+
+/// The error for a loop that noticed SIGINT/SIGTERM.
+pub fn interrupted_io() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted")
+}
+
+/// Chooses the exit code for an error that reached `main`.
+pub fn exit_code(err: &anyhow::Error) -> Code {
+    if signals::interrupted() {
+        return Code::Interrupted;
+    }
+    err.chain()
+        .find_map(|cause| cause.downcast_ref::<Coded>().map(|c| c.code))
+        .unwrap_or(Code::Failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn the_code_survives_added_context() {
+        let err = Err::<(), _>(integrity("digest mismatch"))
+            .context("receiving x")
+            .unwrap_err();
+        assert_eq!(exit_code(&err), Code::Integrity);
+        assert_eq!(exit_code(&anyhow::anyhow!("plain")), Code::Failure);
+    }
+}

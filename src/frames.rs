@@ -1,0 +1,197 @@
+//! Control-frame I/O over a TCP socket: reading the preamble and frames
+//! through a small buffer, and writing whole frames.
+//!
+//! Reads are buffered so that many small frames cost one `read`. The
+//! buffer may therefore hold the first bytes of a payload that follows a
+//! frame; the copy engine takes them with [`FrameReader::take_buffered`]
+//! before it splices the rest straight from the socket, so the stream never
+//! goes out of step. At most one buffer's worth of an entry (64 KiB) moves
+//! that way, and `-v` reports how much did. Inside a stream, where a DATA
+//! payload follows almost every header, [`FrameReader::expect_exact`]
+//! reads no byte beyond the frame it returns.
+//!
+//! Every loop here notices SIGINT/SIGTERM (EINTR with the flag set) and
+//! returns `ErrorKind::Interrupted` instead of retrying.
+
+use std::io;
+use std::net::TcpStream;
+use std::os::fd::AsFd;
+
+use anyhow::{Context, Result};
+
+use crate::error::interrupted_io;
+use crate::protocol::{FRAME_HEADER_LEN, FrameHeader, FrameType, Message, PREAMBLE_LEN, Preamble};
+use crate::sys::{self, signals};
+
+/// An early end of stream, as an `UnexpectedEof` I/O error so callers can
+/// recognise it and say how far the transfer got.
+fn closed(what: &str) -> anyhow::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, what.to_string()).into()
+}
+
+/// Size of the control read buffer.
+pub const READ_BUFFER: usize = 64 * 1024;
+
+/// Retries an I/O step on EINTR unless the process is being interrupted,
+/// and names a socket timeout for what it is.
+pub fn retry<T>(mut step: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match step() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                if signals::interrupted() {
+                    return Err(interrupted_io());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "timed out waiting for the peer",
+                ));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Reads frames from a socket.
+pub struct FrameReader {
+    sock: TcpStream,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl FrameReader {
+    pub fn new(sock: TcpStream) -> FrameReader {
+        FrameReader {
+            sock,
+            buf: vec![0u8; READ_BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    pub fn socket(&self) -> &TcpStream {
+        &self.sock
+    }
+
+    fn buffered_len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Makes sure `n` bytes (n <= READ_BUFFER) are buffered, reading as
+    /// much as the socket has (or, with `exact`, no more than needed).
+    /// Returns false on a clean end of stream before any of them arrived.
+    fn want(&mut self, n: usize, exact: bool) -> Result<bool> {
+        debug_assert!(n <= self.buf.len());
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.start + n > self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        while self.buffered_len() < n {
+            // Room is guaranteed: start + n <= len and end < start + n.
+            let fd = self.sock.as_fd();
+            let limit = if exact { self.start + n } else { self.buf.len() };
+            let got = retry(|| sys::read_fd(fd, &mut self.buf[self.end..limit]))?;
+            if got == 0 {
+                if self.buffered_len() == 0 {
+                    return Ok(false);
+                }
+                return Err(closed(&format!(
+                    "connection closed in the middle of a frame ({} of {n} bytes)",
+                    self.buffered_len()
+                )));
+            }
+            self.end += got;
+        }
+        Ok(true)
+    }
+
+    fn consume(&mut self, n: usize) -> &[u8] {
+        let s = self.start;
+        self.start += n;
+        &self.buf[s..s + n]
+    }
+
+    /// Reads and checks the peer's preamble.
+    pub fn read_preamble(&mut self) -> Result<Preamble> {
+        if !self.want(PREAMBLE_LEN, false)? {
+            return Err(closed("connection closed before the peer said anything"));
+        }
+        let bytes: [u8; PREAMBLE_LEN] = self.consume(PREAMBLE_LEN).try_into()?;
+        Ok(Preamble::decode(&bytes)?)
+    }
+
+    /// The next message, or None on a clean close between frames. For DATA
+    /// only the header is consumed: the payload is next on the stream.
+    pub fn next(&mut self) -> Result<Option<Message>> {
+        self.next_frame(false)
+    }
+
+    fn next_frame(&mut self, exact: bool) -> Result<Option<Message>> {
+        if !self.want(FRAME_HEADER_LEN, exact)? {
+            return Ok(None);
+        }
+        let hdr: [u8; FRAME_HEADER_LEN] = self.consume(FRAME_HEADER_LEN).try_into()?;
+        let header = FrameHeader::decode(&hdr)?;
+        if header.kind == FrameType::Data {
+            return Ok(Some(Message::Data(header.len)));
+        }
+        let len = header.len as usize;
+        if !self.want(len, exact)? && len > 0 {
+            return Err(closed(&format!(
+                "connection closed in the middle of a {:?} frame",
+                header.kind
+            )));
+        }
+        let body = self.consume(len);
+        Ok(Some(Message::decode(header, body)?))
+    }
+
+    /// Like [`next`](Self::next), but a close is an error.
+    pub fn expect(&mut self) -> Result<Message> {
+        self.next()?.ok_or_else(|| closed("connection closed by the peer"))
+    }
+
+    /// Like [`expect`](Self::expect), but reads nothing past the frame, so
+    /// the payload of a DATA frame stays in the socket for splice.
+    pub fn expect_exact(&mut self) -> Result<Message> {
+        self.next_frame(true)?
+            .ok_or_else(|| closed("connection closed by the peer"))
+    }
+
+    /// Takes up to `max` already-buffered bytes (payload that arrived with
+    /// the preceding frame).
+    pub fn take_buffered(&mut self, max: u64) -> &[u8] {
+        let n = usize::try_from(max).unwrap_or(usize::MAX).min(self.buffered_len());
+        self.consume(n)
+    }
+}
+
+/// Writes all of `bytes` to `fd`, interrupt-aware.
+pub fn write_all(fd: std::os::fd::BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let n = retry(|| sys::write_fd(fd, bytes))?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote zero bytes"));
+        }
+        bytes = &bytes[n..];
+    }
+    Ok(())
+}
+
+/// Sends one whole control message.
+pub fn send(sock: &TcpStream, msg: &Message) -> Result<()> {
+    let mut buf = Vec::with_capacity(64);
+    msg.encode(&mut buf);
+    write_all(sock.as_fd(), &buf).with_context(|| format!("sending {:?}", msg.frame_type()))
+}
+
+/// Sends our preamble.
+pub fn send_preamble(sock: &TcpStream) -> Result<()> {
+    write_all(sock.as_fd(), &Preamble::ours().encode()).context("sending the preamble")
+}

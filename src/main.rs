@@ -1,0 +1,54 @@
+//! zcp: copy files between Linux machines over TCP with zero-copy I/O and
+//! end-to-end verification. This file only parses the command line,
+//! dispatches to a mode, and turns the result into one error line and an
+//! exit code.
+
+mod bench;
+mod checksum;
+mod cli;
+mod dest;
+mod display;
+mod engine;
+mod error;
+mod frames;
+mod generate;
+mod net;
+mod progress;
+mod protocol;
+mod recv;
+mod send;
+mod sys;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::error::Code;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = sys::signals::install() {
+        eprintln!("zcp: warning: cannot install signal handlers: {e}");
+    }
+    let result = match cli.command {
+        Command::Send(args) => send::run(args),
+        Command::Recv(args) => recv::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Generate(args) => generate::run(args.what).map(|()| Code::Success),
+    };
+    match result {
+        Ok(code) => code.exit(),
+        Err(err) => {
+            let code = error::exit_code(&err);
+            eprintln!("zcp: error: {}", one_line(&format!("{err:#}")));
+            code.exit()
+        }
+    }
+}
+
+/// Error chains are printed on one line; any newline that slipped into a
+/// message (from the OS or a library) is escaped.
+fn one_line(s: &str) -> String {
+    s.replace('\n', "\\n").replace('\r', "\\r")
+}

@@ -1,0 +1,113 @@
+//! Everything zcp prints on stderr besides errors: the progress bar, `-v`
+//! detail lines, warnings and the one-line summary. Lines printed while a
+//! bar is drawn go through it, so they never tear.
+//!
+//! The bar is drawn only when stderr is a terminal and `-q` is absent, and
+//! is advanced with the byte counts the syscalls return: it never sits on
+//! the data path. It uses no colours.
+
+use std::fmt::Display;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// How chatty to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+/// Prints progress and messages for one side of a transfer.
+pub struct Reporter {
+    verbosity: Verbosity,
+    bar: Option<ProgressBar>,
+}
+
+const KNOWN_TEMPLATE: &str = "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}";
+const STREAM_TEMPLATE: &str = "{prefix} {spinner} {bytes} {binary_bytes_per_sec} {elapsed}";
+
+impl Reporter {
+    pub fn new(verbosity: Verbosity) -> Reporter {
+        Reporter { verbosity, bar: None }
+    }
+
+    fn print(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// A `-v` line.
+    pub fn detail(&self, msg: impl Display) {
+        if self.verbosity == Verbosity::Verbose {
+            self.print(&format!("zcp: {msg}"));
+        }
+    }
+
+    /// A line shown unless `-q` (summaries, notices).
+    pub fn note(&self, msg: impl Display) {
+        if self.verbosity != Verbosity::Quiet {
+            self.print(&format!("zcp: {msg}"));
+        }
+    }
+
+    /// A raw line for `-v` without the `zcp:` prefix (sha256sum format).
+    pub fn detail_raw(&self, line: &str) {
+        if self.verbosity == Verbosity::Verbose {
+            self.print(line);
+        }
+    }
+
+    /// An error that does not end the process (one entry failed);
+    /// same format as the one `main` prints.
+    pub fn error(&self, msg: impl Display) {
+        self.print(&format!("zcp: error: {msg}"));
+    }
+
+    /// Starts a bar for `label`; `total` is None for a stream.
+    pub fn start(&mut self, label: &str, total: Option<u64>) {
+        if self.verbosity == Verbosity::Quiet || !std::io::stderr().is_terminal() {
+            return;
+        }
+        let (bar, template) = match total {
+            Some(n) => (
+                ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()),
+                KNOWN_TEMPLATE,
+            ),
+            None => (
+                ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+                STREAM_TEMPLATE,
+            ),
+        };
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(label.to_string());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        self.bar = Some(bar);
+    }
+
+    /// Advances the bar by `n` bytes.
+    pub fn advance(&self, n: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(n);
+        }
+    }
+
+    /// Removes the bar (the summary line replaces it).
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

@@ -1,0 +1,794 @@
+//! The zcp wire format, version 1: the preamble, frame headers and every
+//! control message, with encoding, decoding and hard limits. It never
+//! touches a socket or payload bytes; `frames` does the I/O.
+//!
+//! docs/PROTOCOL.md is the specification; this module implements it. Any
+//! change here changes that document and, if incompatible, the version.
+//! Decoding is total: every byte string yields a message or a
+//! [`ProtocolError`], never a panic, and no length read from the peer is
+//! used before it is checked against a limit.
+
+use std::fmt;
+
+use crate::checksum::{Algorithm, Digest};
+
+/// First four bytes each side sends. The high bit of the first byte catches
+/// 7-bit channels and text protocols, as in PNG.
+pub const MAGIC: [u8; 4] = [0x89, b'Z', b'C', b'P'];
+/// The newest protocol version this zcp speaks.
+pub const VERSION: u16 = 1;
+/// The oldest protocol version this zcp speaks.
+pub const MIN_VERSION: u16 = 1;
+pub const PREAMBLE_LEN: usize = 8;
+pub const FRAME_HEADER_LEN: usize = 5;
+
+/// Largest body of any control frame.
+pub const MAX_CONTROL_LEN: u32 = 64 * 1024;
+/// Largest body of a DATA frame (payload of a stream entry).
+pub const MAX_DATA_LEN: u32 = 16 << 20;
+/// Largest entry name: NAME_MAX on Linux.
+pub const MAX_NAME_LEN: usize = 255;
+/// Largest human-readable message in ABORT, VERDICT and ERROR.
+pub const MAX_MESSAGE_LEN: usize = 1024;
+
+/// Why a byte string is not a valid message. Carries no peer bytes except
+/// through the escaped display of names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolError(pub String);
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "protocol error: {}", self.0)
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+fn bad<T>(msg: impl Into<String>) -> Result<T, ProtocolError> {
+    Err(ProtocolError(msg.into()))
+}
+
+/// The 8 bytes that open a connection in each direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preamble {
+    pub max_version: u16,
+    pub min_version: u16,
+}
+
+impl Preamble {
+    pub fn ours() -> Preamble {
+        Preamble {
+            max_version: VERSION,
+            min_version: MIN_VERSION,
+        }
+    }
+
+    pub fn encode(&self) -> [u8; PREAMBLE_LEN] {
+        let mut out = [0u8; PREAMBLE_LEN];
+        out[..4].copy_from_slice(&MAGIC);
+        out[4..6].copy_from_slice(&self.max_version.to_be_bytes());
+        out[6..8].copy_from_slice(&self.min_version.to_be_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8; PREAMBLE_LEN]) -> Result<Preamble, ProtocolError> {
+        if bytes[..4] != MAGIC {
+            return bad(format!(
+                "peer is not speaking the zcp protocol (it sent {})",
+                crate::display::escape_bytes(&bytes[..])
+            ));
+        }
+        let max_version = u16::from_be_bytes([bytes[4], bytes[5]]);
+        let min_version = u16::from_be_bytes([bytes[6], bytes[7]]);
+        if min_version > max_version {
+            return bad(format!(
+                "peer announced an empty version range {min_version}..{max_version}"
+            ));
+        }
+        Ok(Preamble {
+            max_version,
+            min_version,
+        })
+    }
+
+    /// The highest version both sides speak.
+    pub fn negotiate(&self, peer: &Preamble) -> Result<u16, ProtocolError> {
+        let version = self.max_version.min(peer.max_version);
+        if version < self.min_version || version < peer.min_version {
+            return bad(format!(
+                "incompatible versions: peer speaks protocol {}..={}, this zcp {} speaks {}..={}",
+                peer.min_version,
+                peer.max_version,
+                env!("CARGO_PKG_VERSION"),
+                self.min_version,
+                self.max_version
+            ));
+        }
+        Ok(version)
+    }
+}
+
+/// Frame types. Numbers are part of the wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameType {
+    Hello = 1,
+    Entry = 2,
+    Data = 3,
+    Trailer = 4,
+    Abort = 5,
+    Verdict = 6,
+    Done = 7,
+    Error = 8,
+}
+
+impl FrameType {
+    fn from_byte(b: u8) -> Option<FrameType> {
+        Some(match b {
+            1 => FrameType::Hello,
+            2 => FrameType::Entry,
+            3 => FrameType::Data,
+            4 => FrameType::Trailer,
+            5 => FrameType::Abort,
+            6 => FrameType::Verdict,
+            7 => FrameType::Done,
+            8 => FrameType::Error,
+            _ => return None,
+        })
+    }
+
+    fn max_len(self) -> u32 {
+        match self {
+            FrameType::Data => MAX_DATA_LEN,
+            FrameType::Done => 0,
+            _ => MAX_CONTROL_LEN,
+        }
+    }
+}
+
+/// A decoded, limit-checked frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    pub kind: FrameType,
+    pub len: u32,
+}
+
+impl FrameHeader {
+    pub fn encode(kind: FrameType, len: u32) -> [u8; FRAME_HEADER_LEN] {
+        let l = len.to_be_bytes();
+        [kind as u8, l[0], l[1], l[2], l[3]]
+    }
+
+    pub fn decode(bytes: &[u8; FRAME_HEADER_LEN]) -> Result<FrameHeader, ProtocolError> {
+        let Some(kind) = FrameType::from_byte(bytes[0]) else {
+            return bad(format!("unknown frame type {}", bytes[0]));
+        };
+        let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+        if len > kind.max_len() {
+            return bad(format!(
+                "{kind:?} frame of {len} bytes exceeds the limit of {}",
+                kind.max_len()
+            ));
+        }
+        if kind == FrameType::Data && len == 0 {
+            return bad("empty DATA frame");
+        }
+        Ok(FrameHeader { kind, len })
+    }
+}
+
+/// A single path component proposed by the peer: 1..=255 bytes, no `/`, no
+/// NUL, not `.` or `..`. The only way to build one is [`Name::new`], so
+/// holding a `Name` means it was checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name(Vec<u8>);
+
+impl Name {
+    pub fn new(bytes: &[u8]) -> Result<Name, ProtocolError> {
+        let shown = || crate::display::escape_bytes(bytes);
+        if bytes.is_empty() {
+            return bad("empty file name");
+        }
+        if bytes.len() > MAX_NAME_LEN {
+            return bad(format!("file name of {} bytes exceeds {MAX_NAME_LEN}", bytes.len()));
+        }
+        if bytes == b"." || bytes == b".." {
+            return bad(format!("file name {} is not allowed", shown()));
+        }
+        if bytes.contains(&b'/') {
+            return bad(format!("file name {} contains '/'", shown()));
+        }
+        if bytes.contains(&0) {
+            return bad(format!("file name {} contains a NUL byte", shown()));
+        }
+        Ok(Name(bytes.to_vec()))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn to_os_string(&self) -> std::ffi::OsString {
+        use std::os::unix::ffi::OsStringExt;
+        std::ffi::OsString::from_vec(self.0.clone())
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::display::escape_bytes(&self.0))
+    }
+}
+
+/// Which end of the transfer a HELLO comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Sender = 0,
+    Receiver = 1,
+}
+
+/// HELLO option tags. Bit 15 marks an option the peer must understand.
+mod tag {
+    pub const SOFTWARE: u16 = 1;
+    pub const ROLE: u16 = 2;
+    pub const CHECKSUM: u16 = 3;
+    pub const CRITICAL: u16 = 0x8000;
+}
+
+/// First message in each direction after the preamble.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub role: Role,
+    pub checksum: Algorithm,
+    /// Informational, e.g. "zcp 0.1.0"; shown in errors, never trusted.
+    pub software: String,
+}
+
+/// Entry kinds. Version 1 knows only regular files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File = 1,
+}
+
+mod entry_flag {
+    pub const SIZE_KNOWN: u8 = 1;
+    pub const HAS_MODE: u8 = 2;
+    pub const HAS_MTIME: u8 = 4;
+    pub const ALL: u8 = SIZE_KNOWN | HAS_MODE | HAS_MTIME;
+}
+
+/// A modification time: seconds since the epoch and nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mtime {
+    pub seconds: i64,
+    pub nanos: u32,
+}
+
+/// Announces one file. With `size` known the payload follows raw; without
+/// it the payload is a sequence of DATA frames. A TRAILER (or ABORT) ends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub kind: EntryKind,
+    pub name: Name,
+    pub size: Option<u64>,
+    /// Permission bits as sent (the receiver strips setuid/setgid/sticky).
+    pub mode: Option<u32>,
+    pub mtime: Option<Mtime>,
+}
+
+/// Ends an entry's payload with the sender's count and digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trailer {
+    pub bytes: u64,
+    pub digest: Digest,
+}
+
+/// The receiver's decision on one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerdictStatus {
+    /// Verified and renamed onto its final name.
+    Committed = 0,
+    /// The digests differ; nothing was committed.
+    Mismatch = 1,
+    /// The receiver could not store it (message says why).
+    Failed = 2,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub status: VerdictStatus,
+    /// The receiver's own digest of what it received (None when unverified
+    /// or when it failed before finishing).
+    pub digest: Digest,
+    pub message: String,
+}
+
+/// A fatal error: the sender of it closes the connection afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    /// The exit code the reporting side uses (see error.rs).
+    pub code: u8,
+    pub message: String,
+}
+
+/// Every control message. DATA appears only as its header: its body is
+/// payload and moves by splice, never through this type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Hello(Hello),
+    Entry(Entry),
+    Data(u32),
+    Trailer(Trailer),
+    Abort(String),
+    Verdict(Verdict),
+    Done,
+    Error(WireError),
+}
+
+impl Message {
+    /// The frame type of this message.
+    pub fn frame_type(&self) -> FrameType {
+        match self {
+            Message::Hello(_) => FrameType::Hello,
+            Message::Entry(_) => FrameType::Entry,
+            Message::Data(_) => FrameType::Data,
+            Message::Trailer(_) => FrameType::Trailer,
+            Message::Abort(_) => FrameType::Abort,
+            Message::Verdict(_) => FrameType::Verdict,
+            Message::Done => FrameType::Done,
+            Message::Error(_) => FrameType::Error,
+        }
+    }
+
+    /// Appends the whole frame (header and body) to `out`. For `Data` only
+    /// the header is written; the caller sends the payload after it.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0; FRAME_HEADER_LEN]);
+        match self {
+            Message::Hello(h) => encode_hello(h, out),
+            Message::Entry(e) => encode_entry(e, out),
+            Message::Data(_) | Message::Done => {}
+            Message::Trailer(t) => {
+                out.extend_from_slice(&t.bytes.to_be_bytes());
+                put_digest(&t.digest, out);
+            }
+            Message::Abort(msg) => put_text(msg, out),
+            Message::Verdict(v) => {
+                out.push(v.status as u8);
+                put_digest(&v.digest, out);
+                put_text(&v.message, out);
+            }
+            Message::Error(e) => {
+                out.push(e.code);
+                put_text(&e.message, out);
+            }
+        }
+        let len = match self {
+            Message::Data(n) => *n,
+            _ => u32::try_from(out.len() - start - FRAME_HEADER_LEN).unwrap_or(u32::MAX),
+        };
+        out[start..start + FRAME_HEADER_LEN].copy_from_slice(&FrameHeader::encode(self.frame_type(), len));
+    }
+
+    /// Decodes a control frame's body. `header` must come from
+    /// [`FrameHeader::decode`]; for DATA the body is not inspected.
+    pub fn decode(header: FrameHeader, body: &[u8]) -> Result<Message, ProtocolError> {
+        if header.kind != FrameType::Data && body.len() != header.len as usize {
+            return bad("frame body length does not match its header");
+        }
+        let mut r = Reader::new(body);
+        let msg = match header.kind {
+            FrameType::Hello => Message::Hello(decode_hello(&mut r)?),
+            FrameType::Entry => Message::Entry(decode_entry(&mut r)?),
+            FrameType::Data => return Ok(Message::Data(header.len)),
+            FrameType::Trailer => {
+                let bytes = r.u64("trailer byte count")?;
+                let digest = take_digest(&mut r)?;
+                r.finish("TRAILER")?;
+                Message::Trailer(Trailer { bytes, digest })
+            }
+            FrameType::Abort => {
+                let text = take_text(&mut r)?;
+                r.finish("ABORT")?;
+                Message::Abort(text)
+            }
+            FrameType::Verdict => {
+                let status = match r.u8("verdict status")? {
+                    0 => VerdictStatus::Committed,
+                    1 => VerdictStatus::Mismatch,
+                    2 => VerdictStatus::Failed,
+                    s => return bad(format!("unknown verdict status {s}")),
+                };
+                let digest = take_digest(&mut r)?;
+                let message = take_text(&mut r)?;
+                r.finish("VERDICT")?;
+                Message::Verdict(Verdict {
+                    status,
+                    digest,
+                    message,
+                })
+            }
+            FrameType::Done => Message::Done,
+            FrameType::Error => {
+                let code = r.u8("error code")?;
+                let message = take_text(&mut r)?;
+                r.finish("ERROR")?;
+                Message::Error(WireError { code, message })
+            }
+        };
+        Ok(msg)
+    }
+}
+
+fn encode_hello(h: &Hello, out: &mut Vec<u8>) {
+    let software = truncate_utf8(&h.software, 64);
+    put_option(out, tag::SOFTWARE, software.as_bytes());
+    put_option(out, tag::ROLE | tag::CRITICAL, &[h.role as u8]);
+    put_option(out, tag::CHECKSUM | tag::CRITICAL, &[h.checksum.wire_id()]);
+}
+
+fn put_option(out: &mut Vec<u8>, tag: u16, value: &[u8]) {
+    out.extend_from_slice(&tag.to_be_bytes());
+    out.extend_from_slice(&u16::try_from(value.len()).unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(value);
+}
+
+fn decode_hello(r: &mut Reader<'_>) -> Result<Hello, ProtocolError> {
+    let mut role = None;
+    let mut checksum = None;
+    let mut software = String::new();
+    while !r.is_empty() {
+        let raw_tag = r.u16("option tag")?;
+        let len = r.u16("option length")?;
+        let value = r.bytes(usize::from(len), "option value")?;
+        let one_byte = |what: &str| -> Result<u8, ProtocolError> {
+            match value {
+                [b] => Ok(*b),
+                _ => bad(format!("HELLO option {what} must be one byte")),
+            }
+        };
+        match raw_tag & !tag::CRITICAL {
+            tag::SOFTWARE => software = String::from_utf8_lossy(value).into_owned(),
+            tag::ROLE => {
+                role = Some(match one_byte("role")? {
+                    0 => Role::Sender,
+                    1 => Role::Receiver,
+                    other => return bad(format!("unknown role {other}")),
+                })
+            }
+            tag::CHECKSUM => {
+                let id = one_byte("checksum")?;
+                checksum = Some(
+                    Algorithm::from_wire_id(id)
+                        .ok_or_else(|| ProtocolError(format!("unknown checksum algorithm {id}")))?,
+                );
+            }
+            unknown if raw_tag & tag::CRITICAL != 0 => {
+                return bad(format!(
+                    "peer requires option {unknown}, which this zcp does not understand"
+                ));
+            }
+            _ => {} // optional and unknown: ignored, by design
+        }
+    }
+    Ok(Hello {
+        role: role.ok_or_else(|| ProtocolError("HELLO without a role".into()))?,
+        checksum: checksum.ok_or_else(|| ProtocolError("HELLO without a checksum algorithm".into()))?,
+        software,
+    })
+}
+
+fn encode_entry(e: &Entry, out: &mut Vec<u8>) {
+    let mut flags = 0;
+    if e.size.is_some() {
+        flags |= entry_flag::SIZE_KNOWN;
+    }
+    if e.mode.is_some() {
+        flags |= entry_flag::HAS_MODE;
+    }
+    if e.mtime.is_some() {
+        flags |= entry_flag::HAS_MTIME;
+    }
+    let mtime = e.mtime.unwrap_or(Mtime { seconds: 0, nanos: 0 });
+    out.push(e.kind as u8);
+    out.push(flags);
+    out.extend_from_slice(&e.mode.unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(&e.size.unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(&mtime.seconds.to_be_bytes());
+    out.extend_from_slice(&mtime.nanos.to_be_bytes());
+    let name = e.name.as_bytes();
+    out.extend_from_slice(&u16::try_from(name.len()).unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(name);
+}
+
+fn decode_entry(r: &mut Reader<'_>) -> Result<Entry, ProtocolError> {
+    let kind = match r.u8("entry kind")? {
+        1 => EntryKind::File,
+        k => return bad(format!("unsupported entry kind {k}")),
+    };
+    let flags = r.u8("entry flags")?;
+    if flags & !entry_flag::ALL != 0 {
+        return bad(format!("unknown entry flags {flags:#04x}"));
+    }
+    let mode = r.u32("mode")?;
+    let size = r.u64("size")?;
+    let seconds = r.i64("mtime seconds")?;
+    let nanos = r.u32("mtime nanoseconds")?;
+    if nanos >= 1_000_000_000 {
+        return bad(format!("mtime nanoseconds {nanos} out of range"));
+    }
+    let name_len = usize::from(r.u16("name length")?);
+    if name_len > MAX_NAME_LEN {
+        return bad(format!("file name of {name_len} bytes exceeds {MAX_NAME_LEN}"));
+    }
+    let name = Name::new(r.bytes(name_len, "name")?)?;
+    if size > i64::MAX as u64 {
+        return bad(format!("file size {size} is larger than any file can be"));
+    }
+    // Bytes after the name are reserved for extensions and ignored.
+    Ok(Entry {
+        kind,
+        name,
+        size: (flags & entry_flag::SIZE_KNOWN != 0).then_some(size),
+        mode: (flags & entry_flag::HAS_MODE != 0).then_some(mode & 0o7777),
+        mtime: (flags & entry_flag::HAS_MTIME != 0).then_some(Mtime { seconds, nanos }),
+    })
+}
+
+fn put_digest(d: &Digest, out: &mut Vec<u8>) {
+    out.push(d.algorithm().wire_id());
+    let bytes = d.as_bytes();
+    out.push(u8::try_from(bytes.len()).unwrap_or(0));
+    out.extend_from_slice(bytes);
+}
+
+fn take_digest(r: &mut Reader<'_>) -> Result<Digest, ProtocolError> {
+    let id = r.u8("digest algorithm")?;
+    let algorithm =
+        Algorithm::from_wire_id(id).ok_or_else(|| ProtocolError(format!("unknown digest algorithm {id}")))?;
+    let len = usize::from(r.u8("digest length")?);
+    let bytes = r.bytes(len, "digest")?;
+    Digest::from_parts(algorithm, bytes)
+        .ok_or_else(|| ProtocolError(format!("{} digest of {len} bytes", algorithm.name())))
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn put_text(s: &str, out: &mut Vec<u8>) {
+    let s = truncate_utf8(s, MAX_MESSAGE_LEN);
+    out.extend_from_slice(&u16::try_from(s.len()).unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn take_text(r: &mut Reader<'_>) -> Result<String, ProtocolError> {
+    let len = usize::from(r.u16("message length")?);
+    if len > MAX_MESSAGE_LEN {
+        return bad(format!("message of {len} bytes exceeds {MAX_MESSAGE_LEN}"));
+    }
+    Ok(String::from_utf8_lossy(r.bytes(len, "message")?).into_owned())
+}
+
+/// A bounds-checked cursor over a frame body.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(body: &'a [u8]) -> Self {
+        Reader { rest: body }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8], ProtocolError> {
+        if self.rest.len() < n {
+            return bad(format!("frame too short for {what}"));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], ProtocolError> {
+        let b = self.bytes(N, what)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(b);
+        Ok(out)
+    }
+
+    fn u8(&mut self, what: &str) -> Result<u8, ProtocolError> {
+        Ok(self.array::<1>(what)?[0])
+    }
+    fn u16(&mut self, what: &str) -> Result<u16, ProtocolError> {
+        Ok(u16::from_be_bytes(self.array(what)?))
+    }
+    fn u32(&mut self, what: &str) -> Result<u32, ProtocolError> {
+        Ok(u32::from_be_bytes(self.array(what)?))
+    }
+    fn u64(&mut self, what: &str) -> Result<u64, ProtocolError> {
+        Ok(u64::from_be_bytes(self.array(what)?))
+    }
+    fn i64(&mut self, what: &str) -> Result<i64, ProtocolError> {
+        Ok(i64::from_be_bytes(self.array(what)?))
+    }
+
+    /// Fails if bytes are left over in a message that has no extension area.
+    fn finish(&self, what: &str) -> Result<(), ProtocolError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            bad(format!("{} unexpected bytes at the end of {what}", self.rest.len()))
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(m: Message) {
+        let mut buf = Vec::new();
+        m.encode(&mut buf);
+        let header = FrameHeader::decode(buf[..FRAME_HEADER_LEN].try_into().unwrap()).unwrap();
+        let decoded = Message::decode(header, &buf[FRAME_HEADER_LEN..]).unwrap();
+        assert_eq!(decoded, m);
+    }
+
+    fn entry() -> Entry {
+        Entry {
+            kind: EntryKind::File,
+            name: Name::new("résumé v2.pdf".as_bytes()).unwrap(),
+            size: Some(1 << 40),
+            mode: Some(0o640),
+            mtime: Some(Mtime {
+                seconds: -5,
+                nanos: 999_999_999,
+            }),
+        }
+    }
+
+    #[test]
+    fn every_message_roundtrips() {
+        roundtrip(Message::Hello(Hello {
+            role: Role::Sender,
+            checksum: Algorithm::Sha256,
+            software: "zcp 0.1.0".into(),
+        }));
+        roundtrip(Message::Entry(entry()));
+        roundtrip(Message::Entry(Entry {
+            size: None,
+            mode: None,
+            mtime: None,
+            ..entry()
+        }));
+        roundtrip(Message::Trailer(Trailer {
+            bytes: 7,
+            digest: Digest::Sha256([9; 32]),
+        }));
+        roundtrip(Message::Abort("source changed".into()));
+        roundtrip(Message::Verdict(Verdict {
+            status: VerdictStatus::Mismatch,
+            digest: Digest::None,
+            message: "digest mismatch".into(),
+        }));
+        roundtrip(Message::Done);
+        roundtrip(Message::Error(WireError {
+            code: 1,
+            message: "no space".into(),
+        }));
+    }
+
+    #[test]
+    fn preamble_checks_magic_and_versions() {
+        let ours = Preamble::ours();
+        assert_eq!(Preamble::decode(&ours.encode()).unwrap(), ours);
+        assert!(Preamble::decode(b"GET / HT").is_err());
+        let future = Preamble {
+            max_version: 9,
+            min_version: 7,
+        };
+        let err = ours.negotiate(&future).unwrap_err();
+        assert!(err.0.contains("incompatible"), "{err}");
+        let newer = Preamble {
+            max_version: 5,
+            min_version: 1,
+        };
+        assert_eq!(ours.negotiate(&newer).unwrap(), 1);
+    }
+
+    #[test]
+    fn names_must_be_single_safe_components() {
+        for bad_name in [&b""[..], b".", b"..", b"a/b", b"/etc", b"a\0b", &[b'x'; 256]] {
+            assert!(Name::new(bad_name).is_err(), "{bad_name:?} accepted");
+        }
+        for good in [
+            &b"a"[..],
+            b"...",
+            b" x ",
+            b"-rf",
+            b"\xff\xfe",
+            b"line\nbreak",
+            &[b'x'; 255],
+        ] {
+            assert!(Name::new(good).is_ok(), "{good:?} refused");
+        }
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_before_reading_them() {
+        let h = FrameHeader::encode(FrameType::Entry, MAX_CONTROL_LEN + 1);
+        assert!(FrameHeader::decode(&h).is_err());
+        let h = FrameHeader::encode(FrameType::Data, MAX_DATA_LEN + 1);
+        assert!(FrameHeader::decode(&h).is_err());
+        assert!(FrameHeader::decode(&[99, 0, 0, 0, 0]).is_err());
+        assert!(FrameHeader::decode(&FrameHeader::encode(FrameType::Done, 1)).is_err());
+    }
+
+    #[test]
+    fn hello_ignores_unknown_optional_options_but_not_critical_ones() {
+        let mut body = Vec::new();
+        put_option(&mut body, 77, b"future");
+        put_option(&mut body, tag::ROLE, &[0]);
+        put_option(&mut body, tag::CHECKSUM, &[1]);
+        let h = decode_hello(&mut Reader::new(&body)).unwrap();
+        assert_eq!(h.role, Role::Sender);
+        put_option(&mut body, 78 | tag::CRITICAL, b"");
+        assert!(decode_hello(&mut Reader::new(&body)).is_err());
+    }
+
+    /// Decoding must be total: truncations and random mutations of valid
+    /// frames produce errors or messages, never panics.
+    #[test]
+    fn decoding_survives_truncation_and_mutation() {
+        let mut frames = Vec::new();
+        for m in [
+            Message::Entry(entry()),
+            Message::Trailer(Trailer {
+                bytes: 1,
+                digest: Digest::Sha256([1; 32]),
+            }),
+            Message::Verdict(Verdict {
+                status: VerdictStatus::Committed,
+                digest: Digest::Sha256([2; 32]),
+                message: "ok".into(),
+            }),
+        ] {
+            let mut b = Vec::new();
+            m.encode(&mut b);
+            frames.push(b);
+        }
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for frame in &frames {
+            let body = &frame[FRAME_HEADER_LEN..];
+            let header = FrameHeader::decode(frame[..FRAME_HEADER_LEN].try_into().unwrap()).unwrap();
+            for cut in 0..body.len() {
+                let h = FrameHeader {
+                    len: cut as u32,
+                    ..header
+                };
+                let _ = Message::decode(h, &body[..cut]);
+            }
+            for _ in 0..20_000 {
+                let mut m = body.to_vec();
+                let i = (next() as usize) % m.len();
+                m[i] = next() as u8;
+                let _ = Message::decode(header, &m);
+            }
+        }
+    }
+}

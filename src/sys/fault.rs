@@ -1,0 +1,98 @@
+//! Fault injection for the syscall wrappers, driven by the `ZCP_FAULT`
+//! environment variable so the integration tests can reach fallback and
+//! error paths of the real binary that no flag can reach.
+//!
+//! Syntax: a comma-separated list of `CALL=ERRNO[@N]`, for example
+//! `ZCP_FAULT=sendfile=EINVAL` (the first sendfile call fails with EINVAL)
+//! or `ZCP_FAULT=splice=EIO@3` (the third splice call fails with EIO).
+//! Each rule fires once. CALL is one of the wrapper names in `sys`
+//! (`sendfile`, `splice`, `tee`, `fallocate`, `rename`, `read`, `write`).
+//! An unparsable value is ignored with a warning; the variable is meant
+//! for tests, not for users.
+
+use std::io;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::errno::Errno;
+
+struct Rule {
+    call: String,
+    errno: Errno,
+    nth: u64,
+    seen: AtomicU64,
+}
+
+static RULES: OnceLock<Vec<Rule>> = OnceLock::new();
+
+fn parse_errno(name: &str) -> Option<Errno> {
+    Some(match name {
+        "EINVAL" => Errno::EINVAL,
+        "ENOSYS" => Errno::ENOSYS,
+        "EOPNOTSUPP" | "ENOTSUP" => Errno::EOPNOTSUPP,
+        "EPERM" => Errno::EPERM,
+        "EIO" => Errno::EIO,
+        "ENOSPC" => Errno::ENOSPC,
+        "EFBIG" => Errno::EFBIG,
+        "EACCES" => Errno::EACCES,
+        "EPIPE" => Errno::EPIPE,
+        "ECONNRESET" => Errno::ECONNRESET,
+        "EXDEV" => Errno::EXDEV,
+        _ => return None,
+    })
+}
+
+fn parse(spec: &str) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let parsed = item.split_once('=').and_then(|(call, rest)| {
+            let (errno, nth) = match rest.split_once('@') {
+                Some((e, n)) => (e, n.parse::<u64>().ok()?),
+                None => (rest, 1),
+            };
+            Some(Rule {
+                call: call.to_string(),
+                errno: parse_errno(errno)?,
+                nth: nth.max(1),
+                seen: AtomicU64::new(0),
+            })
+        });
+        match parsed {
+            Some(rule) => rules.push(rule),
+            None => eprintln!("zcp: warning: ignoring malformed ZCP_FAULT rule {item:?}"),
+        }
+    }
+    rules
+}
+
+fn rules() -> &'static [Rule] {
+    RULES.get_or_init(|| std::env::var("ZCP_FAULT").map(|s| parse(&s)).unwrap_or_default())
+}
+
+/// Called by each wrapper before its syscall: fails with the configured
+/// errno when this is the configured call number for `call`.
+pub fn check(call: &str) -> io::Result<()> {
+    for rule in rules().iter().filter(|r| r.call == call) {
+        let n = rule.seen.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == rule.nth {
+            return Err(io::Error::from_raw_os_error(rule.errno as i32));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rules_and_skips_garbage() {
+        let rules = parse("sendfile=EINVAL, splice=EIO@3,bogus,tee=EWHAT");
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].call, "sendfile");
+        assert_eq!(rules[0].errno, Errno::EINVAL);
+        assert_eq!(rules[0].nth, 1);
+        assert_eq!(rules[1].errno, Errno::EIO);
+        assert_eq!(rules[1].nth, 3);
+    }
+}

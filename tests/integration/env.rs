@@ -1,0 +1,319 @@
+//! `TestEnv`: a temporary directory plus helpers that run the real `zcp`
+//! binary. A receiver is started on port 0 and its announced address is
+//! read from its first stderr line, so tests never guess ports or sleep to
+//! synchronise. Every wait has a timeout and children are killed on drop.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// How long any single zcp process may run in a test.
+pub const DEADLINE: Duration = Duration::from_secs(120);
+
+pub fn zcp_path() -> &'static str {
+    env!("CARGO_BIN_EXE_zcp")
+}
+
+/// A `zcp` command with a clean environment for the variables zcp reads.
+pub fn zcp() -> Command {
+    let mut c = Command::new(zcp_path());
+    c.env_remove("ZCP_FAULT").env_remove("ZCP_BLESS").env("NO_COLOR", "1");
+    c
+}
+
+/// What a finished process left behind.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Finished {
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+
+    /// Asserts the exit code, printing stderr when it differs.
+    pub fn assert_code(&self, want: i32) -> &Self {
+        assert_eq!(self.code(), want, "unexpected exit status; stderr:\n{}", self.stderr);
+        self
+    }
+
+    /// Asserts stderr contains `needle`.
+    pub fn assert_stderr(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    /// The lines of stderr starting with `zcp: error:`.
+    pub fn error_lines(&self) -> Vec<&str> {
+        self.stderr.lines().filter(|l| l.starts_with("zcp: error:")).collect()
+    }
+}
+
+fn collect<R: Read + Send + 'static>(mut r: R) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = r.read_to_end(&mut v);
+        v
+    })
+}
+
+/// Waits for `child` with the test deadline, killing it if it overstays.
+pub fn wait_deadline(child: &mut Child, what: &str) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A running process whose output is being collected.
+pub struct Running {
+    pub child: Child,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+    /// stderr lines read before the collector took over.
+    head: String,
+    what: String,
+}
+
+impl Running {
+    /// Spawns `cmd` with stdout and stderr captured (stdin as configured).
+    pub fn spawn(mut cmd: Command, what: &str) -> Running {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawning zcp");
+        let stdout = child.stdout.take().map(collect);
+        let stderr = child.stderr.take().map(collect);
+        Running {
+            child,
+            stdout,
+            stderr,
+            head: String::new(),
+            what: what.to_string(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process and returns what it printed.
+    pub fn finish(mut self) -> Finished {
+        let status = wait_deadline(&mut self.child, &self.what);
+        let stdout = self.stdout.take().map(|h| h.join().unwrap()).unwrap_or_default();
+        let rest = self.stderr.take().map(|h| h.join().unwrap()).unwrap_or_default();
+        let stderr = format!("{}{}", self.head, String::from_utf8_lossy(&rest));
+        Finished { status, stdout, stderr }
+    }
+
+    pub fn kill(&mut self, signal: i32) {
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A `zcp recv` that announced where it listens.
+pub struct Receiver {
+    pub run: Running,
+    /// The announced address, e.g. `127.0.0.1:40123` or `[::1]:40123`.
+    pub addr: String,
+}
+
+impl Receiver {
+    pub fn port(&self) -> u16 {
+        self.addr.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    pub fn finish(self) -> Finished {
+        self.run.finish()
+    }
+}
+
+/// Starts `cmd` (a `zcp recv ...` command) and reads its announced address.
+pub fn start_receiver(mut cmd: Command) -> Receiver {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawning zcp recv");
+    let stdout = child.stdout.take().map(collect);
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    err.read_line(&mut first).expect("reading the receiver's first line");
+    let run = Running {
+        child,
+        stdout,
+        stderr: Some(collect(err)),
+        head: first.clone(),
+        what: "zcp recv".into(),
+    };
+    let Some(addr) = first.trim_end().strip_prefix("zcp: listening on ") else {
+        let out = run.finish();
+        panic!("receiver did not announce itself: {first:?}\n{}", out.stderr);
+    };
+    Receiver {
+        addr: addr.to_string(),
+        run,
+    }
+}
+
+/// A temporary directory with `src/` and `dst/`.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        let dir = tempfile::Builder::new().prefix("zcp-test-").tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        std::fs::create_dir(dir.path().join("dst")).unwrap();
+        TestEnv { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn src(&self, name: &str) -> PathBuf {
+        self.path("src").join(name)
+    }
+
+    pub fn dst(&self, name: &str) -> PathBuf {
+        self.path("dst").join(name)
+    }
+
+    /// Writes `size` deterministic pseudo-random bytes to src/`name`.
+    pub fn random_file(&self, name: &str, size: usize, seed: u64) -> PathBuf {
+        let p = self.src(name);
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&p).unwrap());
+        let mut state = seed | 1;
+        let mut block = vec![0u8; 1 << 16];
+        let mut left = size;
+        while left > 0 {
+            for chunk in block.chunks_mut(8) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let bytes = state.to_le_bytes();
+                chunk.copy_from_slice(&bytes[..chunk.len()]);
+            }
+            let n = left.min(block.len());
+            f.write_all(&block[..n]).unwrap();
+            left -= n;
+        }
+        f.flush().unwrap();
+        p
+    }
+
+    /// `zcp recv -l 127.0.0.1:0 ARGS...` in this env's directory.
+    pub fn recv(&self, args: &[&str]) -> Receiver {
+        self.recv_on("127.0.0.1:0", args)
+    }
+
+    pub fn recv_on(&self, listen: &str, args: &[&str]) -> Receiver {
+        let mut cmd = zcp();
+        cmd.current_dir(self.dir.path())
+            .arg("recv")
+            .arg("-l")
+            .arg(listen)
+            .args(args);
+        start_receiver(cmd)
+    }
+
+    /// `zcp send ARGS... ADDR` with stdin from /dev/null.
+    pub fn send(&self, args: &[&str], addr: &str) -> Finished {
+        let mut cmd = zcp();
+        cmd.current_dir(self.dir.path())
+            .arg("send")
+            .args(args)
+            .arg(addr)
+            .stdin(Stdio::null());
+        Running::spawn(cmd, "zcp send").finish()
+    }
+
+    /// Lists a directory's entries, sorted.
+    pub fn list(&self, rel: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.path(rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+pub fn sha256_file(p: &Path) -> String {
+    let mut f = std::fs::File::open(p).unwrap();
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    hex(&h.finalize())
+}
+
+pub fn sha256_bytes(b: &[u8]) -> String {
+    hex(&Sha256::digest(b))
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Asserts two files have the same bytes (by size and SHA-256).
+pub fn assert_same_file(a: &Path, b: &Path) {
+    let (ma, mb) = (std::fs::metadata(a).unwrap(), std::fs::metadata(b).unwrap());
+    assert_eq!(ma.len(), mb.len(), "sizes differ: {a:?} vs {b:?}");
+    assert_eq!(sha256_file(a), sha256_file(b), "contents differ: {a:?} vs {b:?}");
+}
+
+/// True when running as root (some cases need it and say so when skipped).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// True when IPv6 loopback is configured.
+pub fn have_ipv6() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
+}
+
+/// Prints a visible skip notice (shown with --nocapture and in failures).
+pub fn skip(test: &str, why: &str) {
+    eprintln!("SKIPPED {test}: {why}");
+}

@@ -1,0 +1,352 @@
+//! Transfers that must fail cleanly: a clear one-line error naming the file
+//! and the peer, a non-zero exit, nothing under the final name, no staged
+//! file left behind. Covers missing files, refused connections, killed and
+//! interrupted peers, full disks and unusable destinations.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::env::*;
+
+/// Asserts dst/ holds exactly `names` (so no `.zcp-*.part` is left).
+fn assert_dst(env: &TestEnv, names: &[&str]) {
+    assert_eq!(env.list("dst"), names, "destination directory contents");
+}
+
+#[test]
+fn missing_source_file_fails_before_connecting() {
+    let env = TestEnv::new();
+    // Nothing listens on this port: the file error must come first.
+    let out = env.send(&["src/nope.bin"], "127.0.0.1:9");
+    out.assert_code(1).assert_stderr("opening src/nope.bin");
+    assert_eq!(out.error_lines().len(), 1, "{}", out.stderr);
+}
+
+#[test]
+fn a_directory_source_is_refused() {
+    let env = TestEnv::new();
+    env.send(&["src"], "127.0.0.1:9")
+        .assert_code(1)
+        .assert_stderr("src is a directory");
+}
+
+#[test]
+fn nothing_listening_names_the_peer() {
+    let env = TestEnv::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let src = env.random_file("a", 10, 1);
+    let out = env.send(&[src.to_str().unwrap()], &format!("127.0.0.1:{port}"));
+    out.assert_code(1)
+        .assert_stderr(&format!("connecting to 127.0.0.1:{port}"))
+        .assert_stderr("refused");
+    assert_eq!(out.error_lines().len(), 1);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let cases: &[&[&str]] = &[
+        &[],
+        &["send"],
+        &["send", "file"],
+        &["send", "file", "hostonly"],
+        &["send", "file", "::1:7227"],
+        &["send", "file", "host:99999"],
+        &["send", "--checksum", "md5", "file", "h:1"],
+        &["recv", "-l", "notaport"],
+        &["recv", "--bogus"],
+        &["send", "-q", "-v", "file", "h:1"],
+        &["bench", "--size", "12X"],
+    ];
+    for args in cases {
+        let out = Running::spawn(
+            {
+                let mut c = zcp();
+                c.args(*args).stdin(Stdio::null());
+                c
+            },
+            "zcp",
+        )
+        .finish();
+        assert_eq!(out.code(), 2, "args {args:?}: {}", out.stderr);
+    }
+    // A --name that is not a single path component is a usage error too.
+    let env = TestEnv::new();
+    let src = env.random_file("a", 1, 1);
+    env.send(&["--name", "../x", src.to_str().unwrap()], "127.0.0.1:9")
+        .assert_code(2)
+        .assert_stderr("--name");
+}
+
+#[test]
+fn checksum_settings_must_agree() {
+    let env = TestEnv::new();
+    let src = env.random_file("a", 1000, 1);
+    let rx = env.recv(&["dst"]);
+    let tx = env.send(&["--checksum", "none", src.to_str().unwrap()], &rx.addr);
+    let rr = rx.finish();
+    tx.assert_code(1).assert_stderr("--checksum");
+    rr.assert_code(1).assert_stderr("--checksum");
+    assert_dst(&env, &[]);
+}
+
+/// Starts `zcp send -` fed from a pipe we control; returns it and the pipe.
+fn sender_on_pipe(env: &TestEnv, addr: &str, args: &[&str]) -> (Running, std::process::ChildStdin) {
+    let mut cmd = zcp();
+    cmd.current_dir(env.dir.path())
+        .arg("send")
+        .args(args)
+        .arg("-")
+        .arg(addr)
+        .stdin(Stdio::piped());
+    let mut run = Running::spawn(cmd, "zcp send -");
+    let stdin = run.child.stdin.take().unwrap();
+    (run, stdin)
+}
+
+/// Waits until the receiver has staged a file (the transfer is under way).
+fn wait_for_staged(env: &TestEnv) {
+    for _ in 0..2000 {
+        if env.list("dst").iter().any(|n| n.starts_with(".zcp-")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("the receiver never staged a file");
+}
+
+#[test]
+fn sender_killed_mid_stream_leaves_nothing() {
+    let env = TestEnv::new();
+    std::fs::write(env.dst("keep.bin"), b"previous version").unwrap();
+    let rx = env.recv(&["dst/keep.bin"]);
+    let (mut tx, mut pipe) = sender_on_pipe(&env, &rx.addr, &[]);
+    pipe.write_all(&vec![7u8; 3 << 20]).unwrap();
+    wait_for_staged(&env);
+    tx.kill(9);
+    drop(pipe);
+    let rr = rx.finish();
+    rr.assert_code(1).assert_stderr("closed the connection");
+    assert_eq!(rr.error_lines().len(), 1, "{}", rr.stderr);
+    assert_dst(&env, &["keep.bin"]);
+    assert_eq!(std::fs::read(env.dst("keep.bin")).unwrap(), b"previous version");
+}
+
+#[test]
+fn receiver_killed_mid_transfer_fails_the_sender() {
+    let env = TestEnv::new();
+    let rx = env.recv(&["dst"]);
+    let addr = rx.addr.clone();
+    let (tx, mut pipe) = sender_on_pipe(&env, &addr, &[]);
+    pipe.write_all(&vec![1u8; 1 << 20]).unwrap();
+    wait_for_staged(&env);
+    let mut rx = rx;
+    rx.run.kill(9);
+    // Keep feeding until the sender notices; then end its input.
+    let feeder = std::thread::spawn(move || {
+        let chunk = vec![2u8; 1 << 16];
+        for _ in 0..4096 {
+            if pipe.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let out = tx.finish();
+    feeder.join().unwrap();
+    out.assert_code(1).assert_stderr(&addr);
+    assert_eq!(out.error_lines().len(), 1, "{}", out.stderr);
+    let _ = rx.finish();
+}
+
+#[test]
+fn rlimit_fsize_refuses_a_sized_file_up_front() {
+    let env = TestEnv::new();
+    let src = env.random_file("big.bin", 4 << 20, 3);
+    let mut cmd = Command::new("prlimit");
+    cmd.current_dir(env.dir.path())
+        .arg("--fsize=1048576")
+        .arg(zcp_path())
+        .args(["recv", "-l", "127.0.0.1:0", "dst"]);
+    let rx = start_receiver(cmd);
+    let tx = env.send(&[src.to_str().unwrap()], &rx.addr);
+    let rr = rx.finish();
+    rr.assert_code(1)
+        .assert_stderr("big.bin")
+        .assert_stderr("File too large");
+    tx.assert_code(1)
+        .assert_stderr("receiver:")
+        .assert_stderr("File too large");
+    assert_dst(&env, &[]);
+}
+
+#[test]
+fn rlimit_fsize_stops_a_stream_midway() {
+    for extra in [&[][..], &["--no-zerocopy"][..]] {
+        let env = TestEnv::new();
+        let mut cmd = Command::new("prlimit");
+        cmd.current_dir(env.dir.path())
+            .arg("--fsize=1048576")
+            .arg(zcp_path())
+            .args(["recv", "-l", "127.0.0.1:0"])
+            .args(extra)
+            .arg("dst");
+        let rx = start_receiver(cmd);
+        let (tx, mut pipe) = sender_on_pipe(&env, &rx.addr, extra);
+        let feeder = std::thread::spawn(move || {
+            let _ = pipe.write_all(&vec![3u8; 4 << 20]);
+        });
+        let rr = rx.finish();
+        let out = tx.finish();
+        feeder.join().unwrap();
+        rr.assert_code(1).assert_stderr("File too large");
+        out.assert_code(1).assert_stderr("File too large");
+        assert_dst(&env, &[]);
+    }
+}
+
+#[test]
+fn dev_full_as_stdout_is_an_error_on_both_ends() {
+    let env = TestEnv::new();
+    let src = env.random_file("a", 1 << 20, 3);
+    let mut cmd = zcp();
+    cmd.args(["recv", "-l", "127.0.0.1:0", "-"])
+        .stdout(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap());
+    // start_receiver sets stdout to a pipe; build it by hand instead.
+    cmd.stdin(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    let addr = line.trim_end().strip_prefix("zcp: listening on ").unwrap().to_string();
+    let tx = env.send(&[src.to_str().unwrap()], &addr);
+    let status = wait_deadline(&mut child, "zcp recv - > /dev/full");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(1), "{rest}");
+    assert!(rest.contains("No space left on device"), "{rest}");
+    tx.assert_code(1).assert_stderr("No space left on device");
+}
+
+/// Mounts a 4 MiB tmpfs at `dir` for the duration of the closure.
+fn with_small_tmpfs(dir: &std::path::Path, f: impl FnOnce()) {
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "zcp-test", dir.to_str().unwrap()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        return skip("disk full on tmpfs", "mounting a tmpfs failed");
+    }
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    let _ = Command::new("umount").arg(dir).status();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
+
+#[test]
+fn a_full_filesystem_is_reported_and_cleaned_up() {
+    if !is_root() {
+        return skip(
+            "a_full_filesystem_is_reported_and_cleaned_up",
+            "needs root to mount a tmpfs",
+        );
+    }
+    let env = TestEnv::new();
+    let small = env.path("small");
+    std::fs::create_dir(&small).unwrap();
+    with_small_tmpfs(&small, || {
+        // A sized file: fallocate says ENOSPC before any payload lands.
+        let src = env.random_file("big.bin", 8 << 20, 4);
+        let rx = env.recv(&["small"]);
+        let tx = env.send(&[src.to_str().unwrap()], &rx.addr);
+        let rr = rx.finish();
+        rr.assert_code(1).assert_stderr("No space left on device");
+        tx.assert_code(1).assert_stderr("No space left on device");
+        assert!(env.list("small").is_empty(), "{:?}", env.list("small"));
+
+        // A stream: ENOSPC in the middle of the splice.
+        let rx = env.recv(&["small"]);
+        let (tx, mut pipe) = sender_on_pipe(&env, &rx.addr, &[]);
+        let feeder = std::thread::spawn(move || {
+            let _ = pipe.write_all(&vec![5u8; 8 << 20]);
+        });
+        let rr = rx.finish();
+        let out = tx.finish();
+        feeder.join().unwrap();
+        rr.assert_code(1).assert_stderr("No space left on device");
+        out.assert_code(1).assert_stderr("No space left on device");
+        assert!(env.list("small").is_empty(), "{:?}", env.list("small"));
+    });
+}
+
+#[test]
+fn unusable_destinations_are_refused_before_listening() {
+    let env = TestEnv::new();
+    let fifo = env.path("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for (dest, needle) in [
+        ("fifo", "is a pipe or fifo"),
+        ("/dev/null", "is a character device"),
+        ("no/such/dir/file", "no/such/dir"),
+        ("missing-dir/", "does not exist"),
+    ] {
+        let mut cmd = zcp();
+        cmd.current_dir(env.dir.path())
+            .args(["recv", "-l", "127.0.0.1:0", dest])
+            .stdin(Stdio::null());
+        let out = Running::spawn(cmd, "zcp recv").finish();
+        out.assert_code(1).assert_stderr(needle);
+        assert!(!out.stderr.contains("listening on"), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn a_directory_in_the_way_fails_the_entry_on_both_ends() {
+    let env = TestEnv::new();
+    std::fs::create_dir(env.dst("taken")).unwrap();
+    let src = env.random_file("taken", 1000, 1);
+    let rx = env.recv(&["dst"]);
+    let tx = env.send(&[src.to_str().unwrap()], &rx.addr);
+    let rr = rx.finish();
+    rr.assert_code(1).assert_stderr("taken");
+    tx.assert_code(1).assert_stderr("receiver:");
+    assert_dst(&env, &["taken"]);
+    assert!(env.dst("taken").is_dir());
+}
+
+#[test]
+fn sigint_to_the_receiver_removes_the_staged_file_and_exits_130() {
+    let env = TestEnv::new();
+    let mut rx = env.recv(&["dst"]);
+    let (tx, mut pipe) = sender_on_pipe(&env, &rx.addr, &[]);
+    pipe.write_all(&vec![9u8; 1 << 20]).unwrap();
+    wait_for_staged(&env);
+    rx.run.kill(2);
+    let rr = rx.finish();
+    drop(pipe);
+    let out = tx.finish();
+    rr.assert_code(130);
+    out.assert_code(1).assert_stderr("receiver");
+    assert_dst(&env, &[]);
+}
+
+#[test]
+fn sigterm_to_the_sender_exits_130() {
+    let env = TestEnv::new();
+    let rx = env.recv(&["dst"]);
+    let (mut tx, mut pipe) = sender_on_pipe(&env, &rx.addr, &[]);
+    pipe.write_all(&vec![9u8; 1 << 20]).unwrap();
+    wait_for_staged(&env);
+    tx.kill(15);
+    let out = tx.finish();
+    drop(pipe);
+    let rr = rx.finish();
+    out.assert_code(130);
+    rr.assert_code(1);
+    assert_dst(&env, &[]);
+}

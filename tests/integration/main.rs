@@ -1,0 +1,8 @@
+//! The integration tests: one test binary that runs the real `zcp` binary
+//! against itself over loopback, with real files in temporary directories.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod env;
+mod failures;
+mod peer;
+mod transfer;
