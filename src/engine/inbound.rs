@@ -259,7 +259,7 @@ impl Lander {
         let mut teed = 0usize;
         while in_pipe > 0 {
             let (call, step) = match (hash, &mut *target) {
-                (Some(h), _) if teed == 0 => ("tee", sys::tee(&pipe.read, h, in_pipe).map(|t| (t, 0))),
+                (Some(h), _) if teed == 0 => ("tee", sys::tee(&pipe.read, h, in_pipe, false).map(|t| (t, 0))),
                 (_, Target::File { file, offset }) => (
                     "splice",
                     sys::splice(&pipe.read, None, *file, Some(offset), in_pipe, false).map(|k| (0, k)),

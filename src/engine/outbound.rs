@@ -8,6 +8,8 @@
 //!   into it and `splice` then moves the same bytes to the socket; without
 //!   one, `splice` stages the chunk in a broker pipe first, because the
 //!   frame header must announce the chunk's length before its bytes.
+//!   While the input is idle it waits in `poll` together with the socket,
+//!   so a receiver that gives up is noticed even if the producer is silent.
 
 use std::fs::File;
 use std::io;
@@ -173,14 +175,24 @@ impl<'a> StreamSource<'a> {
 
     /// Waits for the next chunk and returns its length (at most `max`);
     /// 0 means end of stream. The chunk stays staged until `forward`.
-    pub fn fill(&mut self, max: usize) -> io::Result<usize> {
+    /// Fails if the peer on `sock` hangs up while the input is idle.
+    pub fn fill(&mut self, max: usize, sock: &TcpStream) -> io::Result<usize> {
+        // First try without blocking; when nothing is ready, wait for input
+        // or a hang-up, then let the call block (at most on the output pipe).
+        let mut nonblock = self.mode != StreamMode::ReadWrite;
         loop {
             if signals::interrupted() {
                 return Err(crate::error::interrupted_io());
             }
+            if !nonblock && self.wait_for_input(sock)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "the receiver closed the connection",
+                ));
+            }
             let step = match self.mode {
                 StreamMode::Tee => match self.hash {
-                    Some(hash) => sys::tee(self.input, hash, max.min(self.chunk)),
+                    Some(hash) => sys::tee(self.input, hash, max.min(self.chunk), nonblock),
                     None => Err(io::Error::other("tee without a hash pipe")),
                 },
                 StreamMode::Broker => {
@@ -190,7 +202,7 @@ impl<'a> StreamSource<'a> {
                         self.broker = Some(pipe);
                     }
                     match &self.broker {
-                        Some(b) => sys::splice(self.input, None, &b.write, None, max.min(self.chunk), false),
+                        Some(b) => sys::splice(self.input, None, &b.write, None, max.min(self.chunk), nonblock),
                         None => Err(io::Error::other("no broker pipe")),
                     }
                 }
@@ -209,10 +221,8 @@ impl<'a> StreamSource<'a> {
                     }
                     return Ok(n);
                 }
-                // The input was left non-blocking by whoever created it.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    settle(sys::wait_readable(self.input))?;
-                }
+                // Nothing ready (or the input is non-blocking): wait.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => nonblock = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                     settle(Err::<(), _>(e))?;
                 }
@@ -223,6 +233,16 @@ impl<'a> StreamSource<'a> {
                         _ => return Err(e),
                     }
                 }
+            }
+        }
+    }
+
+    /// Waits until the input is readable; true if the peer hung up first.
+    fn wait_for_input(&self, sock: &TcpStream) -> io::Result<bool> {
+        loop {
+            match settle(sys::wait_input_or_hangup(self.input, sock.as_fd()))? {
+                Some(hung) => return Ok(hung),
+                None => continue,
             }
         }
     }

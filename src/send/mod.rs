@@ -210,7 +210,7 @@ fn send_stream(
     let mut input = outbound::StreamSource::new(source.file.as_fd(), source.kind, hasher.input(), policy);
     let mut total = 0u64;
     loop {
-        let n = match input.fill(MAX_DATA_LEN as usize) {
+        let n = match input.fill(MAX_DATA_LEN as usize, sock) {
             Ok(n) => n,
             Err(e) => {
                 // At a frame boundary the receiver can be told why.

@@ -15,7 +15,7 @@ pub mod signals;
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
@@ -55,19 +55,20 @@ pub fn sendfile(out: impl AsFd, file: impl AsFd, offset: &mut u64, count: usize)
 /// splice(2): move up to `len` bytes between two fds of which at least one
 /// is a pipe, without copying through user space. An offset given for a
 /// non-pipe side is used and advanced instead of the file position.
-/// `more` sets SPLICE_F_MORE (more data follows; lets TCP coalesce).
+/// With `nonblock` (SPLICE_F_NONBLOCK) the pipe side never blocks and
+/// EAGAIN says there was nothing to move.
 pub fn splice(
     from: impl AsFd,
     from_offset: Option<&mut u64>,
     to: impl AsFd,
     to_offset: Option<&mut u64>,
     len: usize,
-    more: bool,
+    nonblock: bool,
 ) -> io::Result<usize> {
     fault::check("splice")?;
     let mut flags = SpliceFFlags::SPLICE_F_MOVE;
-    if more {
-        flags |= SpliceFFlags::SPLICE_F_MORE;
+    if nonblock {
+        flags |= SpliceFFlags::SPLICE_F_NONBLOCK;
     }
     let mut from_off = from_offset.as_deref().map(|o| to_off(*o)).transpose()?;
     let mut to_off_v = to_offset.as_deref().map(|o| to_off(*o)).transpose()?;
@@ -91,10 +92,16 @@ pub fn splice(
 
 /// tee(2): duplicate up to `len` bytes from the pipe `from` into the pipe
 /// `to` without consuming them from `from`. Blocks until `from` has data and
-/// `to` has room; returns 0 when `from` is at end of file.
-pub fn tee(from: impl AsFd, to: impl AsFd, len: usize) -> io::Result<usize> {
+/// `to` has room (unless `nonblock`: then EAGAIN); returns 0 when `from`
+/// is at end of file.
+pub fn tee(from: impl AsFd, to: impl AsFd, len: usize, nonblock: bool) -> io::Result<usize> {
     fault::check("tee")?;
-    nix::fcntl::tee(from, to, len.min(MAX_SYSCALL_CHUNK), SpliceFFlags::empty()).map_err(nix_err)
+    let flags = if nonblock {
+        SpliceFFlags::SPLICE_F_NONBLOCK
+    } else {
+        SpliceFFlags::empty()
+    };
+    nix::fcntl::tee(from, to, len.min(MAX_SYSCALL_CHUNK), flags).map_err(nix_err)
 }
 
 /// A pipe used as the in-kernel buffer of a splice path. Both ends are
@@ -163,13 +170,30 @@ pub fn fallocate(file: &File, len: u64) -> io::Result<()> {
     nix::fcntl::fallocate(file, FallocateFlags::empty(), 0, to_off(len)?).map_err(nix_err)
 }
 
-/// Waits until `fd` is readable (used when a pipe was left in non-blocking
-/// mode by whoever created it). EINTR is returned to the caller.
-pub fn wait_readable(fd: BorrowedFd<'_>) -> io::Result<()> {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-    poll(&mut fds, PollTimeout::NONE).map_err(nix_err)?;
-    Ok(())
+/// Waits until `input` is readable or `sock`'s peer has hung up (closed or
+/// shut down its sending side); returns true in the second case. EINTR is
+/// returned to the caller. Calls libc directly because nix's `PollFlags`
+/// has no POLLRDHUP and treats the bit as unknown.
+pub fn wait_input_or_hangup(input: BorrowedFd<'_>, sock: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut fds = [
+        libc::pollfd {
+            fd: input.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        },
+    ];
+    // SAFETY: `fds` is a valid array of two initialised pollfd structs for
+    // the duration of the call, and both descriptors are borrowed (open).
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fds[1].revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0)
 }
 
 /// Same as [`wait_readable`], for writability.

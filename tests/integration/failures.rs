@@ -350,3 +350,21 @@ fn sigterm_to_the_sender_exits_130() {
     rr.assert_code(1);
     assert_dst(&env, &[]);
 }
+
+#[test]
+fn receiver_gone_while_stdin_is_idle_is_noticed_without_more_input() {
+    let env = TestEnv::new();
+    let mut rx = env.recv(&["dst"]);
+    let addr = rx.addr.clone();
+    let (tx, mut pipe) = sender_on_pipe(&env, &addr, &[]);
+    pipe.write_all(&vec![1u8; 1 << 20]).unwrap();
+    wait_for_staged(&env);
+    rx.run.kill(9);
+    // The pipe stays open and silent: the sender must still finish.
+    let out = tx.finish();
+    drop(pipe);
+    out.assert_code(1)
+        .assert_stderr(&addr)
+        .assert_stderr("closed the connection");
+    let _ = rx.finish();
+}
