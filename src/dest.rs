@@ -19,6 +19,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
@@ -29,9 +30,13 @@ use crate::sys::{self, FdKind};
 /// The resolved DEST argument of `zcp recv`.
 pub enum Destination {
     /// Files land inside this directory under their wire names.
-    Directory { dir: File, shown: PathBuf },
+    Directory { dir: Arc<File>, shown: PathBuf },
     /// The one file lands under this name in `dir`; wire names are ignored.
-    File { dir: File, name: OsString, shown: PathBuf },
+    File {
+        dir: Arc<File>,
+        name: OsString,
+        shown: PathBuf,
+    },
     /// The payload is written to stdout.
     Stdout,
 }
@@ -55,7 +60,7 @@ impl Destination {
             Ok(meta) if meta.is_dir() => {
                 let dir = open_dir(arg).with_context(|| format!("opening destination directory {shown}"))?;
                 return Ok(Destination::Directory {
-                    dir,
+                    dir: Arc::new(dir),
                     shown: arg.to_path_buf(),
                 });
             }
@@ -88,14 +93,14 @@ impl Destination {
             )
         })?;
         Ok(Destination::File {
-            dir,
+            dir: Arc::new(dir),
             name: name.to_os_string(),
             shown: arg.to_path_buf(),
         })
     }
 
     /// Creates the staged file for an entry called `wire_name`.
-    pub fn stage(&self, wire_name: &Name) -> Result<Staged<'_>> {
+    pub fn stage(&self, wire_name: &Name) -> Result<Staged> {
         let (dir, final_name, shown) = match self {
             Destination::Directory { dir, shown } => {
                 let name = wire_name.to_os_string();
@@ -110,7 +115,7 @@ impl Destination {
             match sys::create_exclusive_at(dir, &temp, 0o600) {
                 Ok(file) => {
                     return Ok(Staged {
-                        dir,
+                        dir: Arc::clone(dir),
                         temp,
                         final_name,
                         shown,
@@ -157,8 +162,8 @@ pub fn final_mode(sent: Option<u32>, umask: u32) -> u32 {
 
 /// A temporary file in the destination directory that becomes the final
 /// file only through [`commit`](Staged::commit).
-pub struct Staged<'d> {
-    dir: &'d File,
+pub struct Staged {
+    dir: Arc<File>,
     temp: OsString,
     final_name: OsString,
     shown: PathBuf,
@@ -166,7 +171,7 @@ pub struct Staged<'d> {
     committed: bool,
 }
 
-impl Staged<'_> {
+impl Staged {
     pub fn file(&self) -> &File {
         &self.file
     }
@@ -187,20 +192,20 @@ impl Staged<'_> {
         if finish.fsync {
             self.file.sync_all().with_context(|| format!("syncing {shown}"))?;
         }
-        sys::rename_at(self.dir, &self.temp, &self.final_name)
+        sys::rename_at(&self.dir, &self.temp, &self.final_name)
             .with_context(|| format!("renaming the verified file onto {shown}"))?;
         self.committed = true;
         if finish.fsync {
-            sys::sync_dir(self.dir).with_context(|| format!("syncing the directory of {shown}"))?;
+            sys::sync_dir(&self.dir).with_context(|| format!("syncing the directory of {shown}"))?;
         }
         Ok(())
     }
 }
 
-impl Drop for Staged<'_> {
+impl Drop for Staged {
     fn drop(&mut self) {
         if !self.committed {
-            let _ = sys::unlink_at(self.dir, &self.temp);
+            let _ = sys::unlink_at(&self.dir, &self.temp);
         }
     }
 }

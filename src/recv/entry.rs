@@ -20,6 +20,13 @@ use crate::protocol::{Entry, Message, Trailer, Verdict, VerdictStatus};
 use crate::send::verified;
 use crate::sys::{self, FdKind};
 
+/// A landed payload: how it ended, how many bytes, and how they moved.
+struct Landed {
+    end: PayloadEnd,
+    bytes: u64,
+    report: Report,
+}
+
 /// How a payload ended.
 enum PayloadEnd {
     Trailer(Trailer),
@@ -115,6 +122,77 @@ impl Session {
         Ok(trailer.digest == hashed.digest)
     }
 
+    /// Lands an entry's payload in `target`, drawing the bar (if `bar`) and
+    /// telling `on_landed` each new total. Errors break the connection.
+    fn land_payload(
+        &mut self,
+        entry: &Entry,
+        mut target: Target<'_>,
+        bar: bool,
+        on_landed: &dyn Fn(u64),
+    ) -> Result<Landed> {
+        let mut report = self.lander.start_report(&target);
+        if bar {
+            self.reporter.start(&format!("recv {}", entry.name), entry.size);
+        }
+        let mut landed = 0u64;
+        let reporter = &self.reporter;
+        let end = read_payload(
+            &mut self.reader,
+            &mut self.lander,
+            entry.size,
+            &mut target,
+            &mut report,
+            &mut |n| {
+                landed += n;
+                on_landed(landed);
+                reporter.advance(n);
+            },
+        );
+        self.reporter.finish();
+        Ok(Landed {
+            end: end.map_err(|e| short_read(e, landed, entry.size))?,
+            bytes: landed,
+            report,
+        })
+    }
+
+    /// Decides an entry whose payload has landed: an abort or a digest
+    /// mismatch is reported (`lost` says what became of the bytes) and
+    /// answered here; `Ok(None)` means it verified and may be committed.
+    fn judge(&self, entry: &Entry, landed: &Landed, hashed: &Hashed, lost: &str) -> Result<Option<Outcome>> {
+        let trailer = match &landed.end {
+            PayloadEnd::Trailer(t) => t,
+            PayloadEnd::Aborted(why) => {
+                let why = display::escape_text(why);
+                self.reporter.error(format!(
+                    "receiving {} from {}: the sender aborted it: {why}; {lost}",
+                    entry.name, self.peer
+                ));
+                self.verdict(
+                    VerdictStatus::Failed,
+                    Digest::None,
+                    format!("aborted by the sender: {why}"),
+                )?;
+                return Ok(Some(Outcome::Failed));
+            }
+        };
+        if self.check(trailer, landed.bytes, hashed)? {
+            return Ok(None);
+        }
+        self.reporter.error(format!(
+            "receiving {} from {}: integrity check failed: the {} of the {} bytes received is {}, the sender's is {}; {lost}",
+            entry.name,
+            self.peer,
+            self.algorithm.name(),
+            landed.bytes,
+            hashed.digest.hex(),
+            trailer.digest.hex()
+        ));
+        self.verdict(VerdictStatus::Mismatch, hashed.digest.clone(), "digest mismatch".into())?;
+        Ok(Some(Outcome::Mismatch))
+    }
+
     fn receive_file(&mut self, entry: &Entry, started: Instant) -> Result<Outcome> {
         let staged = self.dest.stage(&entry.name)?;
         let shown = display::path(staged.shown());
@@ -129,59 +207,16 @@ impl Session {
             }
         }
         let hasher = FileHasher::spawn(staged.file().try_clone()?, self.algorithm, 0)?;
-        let mut target = Target::File {
+        let target = Target::File {
             file: staged.file(),
             offset: 0,
         };
-        let mut report = self.lander.start_report(&target);
-        self.reporter.start(&format!("recv {}", entry.name), entry.size);
-        let mut landed = 0u64;
-        let reporter = &self.reporter;
-        let end = read_payload(
-            &mut self.reader,
-            &mut self.lander,
-            entry.size,
-            &mut target,
-            &mut report,
-            &mut |n| {
-                landed += n;
-                hasher.advance(landed);
-                reporter.advance(n);
-            },
-        )
-        .map_err(|e| short_read(e, landed, entry.size))
-        .with_context(|| format!("writing {shown}"))?;
-        self.reporter.finish();
-
-        let trailer = match end {
-            PayloadEnd::Trailer(t) => t,
-            PayloadEnd::Aborted(why) => {
-                drop(staged);
-                let why = display::escape_text(&why);
-                self.reporter
-                    .error(format!("receiving {}: the sender aborted it: {why}", entry.name));
-                self.verdict(
-                    VerdictStatus::Failed,
-                    Digest::None,
-                    format!("aborted by the sender: {why}"),
-                )?;
-                return Ok(Outcome::Failed);
-            }
-        };
+        let landed = self
+            .land_payload(entry, target, true, &|total| hasher.advance(total))
+            .with_context(|| format!("writing {shown}"))?;
         let hashed = hasher.finish().with_context(|| format!("hashing {shown}"))?;
-        if !self.check(&trailer, landed, &hashed)? {
-            drop(staged);
-            self.reporter.error(format!(
-                "receiving {} from {}: integrity check failed: {} of the received data is {}, the sender's is {}; \
-                 nothing was written to {shown}",
-                entry.name,
-                self.peer,
-                self.algorithm.name(),
-                hashed.digest.hex(),
-                trailer.digest.hex()
-            ));
-            self.verdict(VerdictStatus::Mismatch, hashed.digest, "digest mismatch".into())?;
-            return Ok(Outcome::Mismatch);
+        if let Some(outcome) = self.judge(entry, &landed, &hashed, &format!("nothing was written to {shown}"))? {
+            return Ok(outcome);
         }
         let finish = Finish {
             mode: entry.mode,
@@ -189,7 +224,7 @@ impl Session {
             umask: self.umask,
             fsync: self.fsync,
         };
-        let shown_path = staged.shown().to_path_buf();
+        let path = staged.shown().to_path_buf();
         if let Err(e) = staged.commit(&finish) {
             self.reporter
                 .error(format!("receiving {} from {}: {e:#}", entry.name, self.peer));
@@ -197,23 +232,14 @@ impl Session {
             return Ok(Outcome::Failed);
         }
         self.verdict(VerdictStatus::Committed, hashed.digest.clone(), String::new())?;
-        self.summarize(
-            entry,
-            landed,
-            started,
-            &report,
-            &hashed.digest,
-            shown_path.as_os_str().as_bytes(),
-        );
+        self.summarize(entry, &landed, started, &hashed.digest, path.as_os_str().as_bytes());
         Ok(Outcome::Committed)
     }
 
     fn receive_stream(&mut self, entry: &Entry, started: Instant) -> Result<Outcome> {
         let stdout = std::io::stdout();
         let out = stdout.as_fd();
-        let kind = out
-            .try_clone_to_owned()
-            .map(std::fs::File::from)
+        let kind = sys::dup_file(out)
             .and_then(|f| f.metadata())
             .map(|m| FdKind::of(&m))
             .unwrap_or(FdKind::Unknown);
@@ -221,71 +247,29 @@ impl Session {
             sys::grow_pipe(out, self.lander.pipe_size());
         }
         let hasher = PipeHasher::spawn(self.algorithm, self.lander.pipe_size())?;
-        let mut target = Target::Stream {
+        let target = Target::Stream {
             out,
             out_is_pipe: kind == FdKind::Pipe,
             hash: hasher.input(),
         };
-        let mut report = self.lander.start_report(&target);
         // Payload going to the terminal and a bar on it would garble both.
-        if !std::io::stdout().is_terminal() {
-            self.reporter.start(&format!("recv {}", entry.name), entry.size);
-        }
-        let mut landed = 0u64;
-        let reporter = &self.reporter;
-        let end = read_payload(
-            &mut self.reader,
-            &mut self.lander,
-            entry.size,
-            &mut target,
-            &mut report,
-            &mut |n| {
-                landed += n;
-                reporter.advance(n);
-            },
-        )
-        .map_err(|e| short_read(e, landed, entry.size))
-        .context("writing to stdout")?;
-        self.reporter.finish();
-        drop(target);
-
-        let trailer = match end {
-            PayloadEnd::Trailer(t) => t,
-            PayloadEnd::Aborted(why) => {
-                let why = display::escape_text(&why);
-                self.reporter.error(format!(
-                    "receiving {}: the sender aborted it after {landed} bytes were written to stdout: {why}",
-                    entry.name
-                ));
-                self.verdict(
-                    VerdictStatus::Failed,
-                    Digest::None,
-                    format!("aborted by the sender: {why}"),
-                )?;
-                return Ok(Outcome::Failed);
-            }
-        };
+        let bar = !stdout.is_terminal();
+        let landed = self
+            .land_payload(entry, target, bar, &|_| {})
+            .context("writing to stdout")?;
         let hashed = hasher.finish().context("hashing stdout")?;
-        if !self.check(&trailer, landed, &hashed)? {
-            self.reporter.error(format!(
-                "receiving {} from {}: integrity check failed: the {landed} bytes written to stdout have {} {}, \
-                 the sender's is {}; discard that output",
-                entry.name,
-                self.peer,
-                self.algorithm.name(),
-                hashed.digest.hex(),
-                trailer.digest.hex()
-            ));
-            self.verdict(VerdictStatus::Mismatch, hashed.digest, "digest mismatch".into())?;
-            return Ok(Outcome::Mismatch);
+        let lost = format!("the {} bytes already written to stdout must be discarded", landed.bytes);
+        if let Some(outcome) = self.judge(entry, &landed, &hashed, &lost)? {
+            return Ok(outcome);
         }
         self.verdict(VerdictStatus::Committed, hashed.digest.clone(), String::new())?;
-        self.summarize(entry, landed, started, &report, &hashed.digest, b"-");
+        self.summarize(entry, &landed, started, &hashed.digest, b"-");
         Ok(Outcome::Committed)
     }
 
     /// `-v` details and the summary line; `into` is the final path.
-    fn summarize(&self, entry: &Entry, bytes: u64, started: Instant, report: &Report, digest: &Digest, into: &[u8]) {
+    fn summarize(&self, entry: &Entry, landed: &Landed, started: Instant, digest: &Digest, into: &[u8]) {
+        let (bytes, report) = (landed.bytes, &landed.report);
         let seconds = started.elapsed().as_secs_f64();
         self.reporter.detail(format!("recv: {}", report.describe()));
         if self.algorithm != Algorithm::None {

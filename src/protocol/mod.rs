@@ -10,7 +10,12 @@
 
 use std::fmt;
 
+mod cursor;
+mod name;
+
 use crate::checksum::{Algorithm, Digest};
+use cursor::{Reader, put_digest, put_option, put_text, take_digest, take_text, truncate_utf8};
+pub use name::Name;
 
 /// First four bytes each side sends. The high bit of the first byte catches
 /// 7-bit channels and text protocols, as in PNG.
@@ -44,7 +49,7 @@ impl fmt::Display for ProtocolError {
 
 impl std::error::Error for ProtocolError {}
 
-fn bad<T>(msg: impl Into<String>) -> Result<T, ProtocolError> {
+pub(crate) fn bad<T>(msg: impl Into<String>) -> Result<T, ProtocolError> {
     Err(ProtocolError(msg.into()))
 }
 
@@ -173,49 +178,6 @@ impl FrameHeader {
             return bad("empty DATA frame");
         }
         Ok(FrameHeader { kind, len })
-    }
-}
-
-/// A single path component proposed by the peer: 1..=255 bytes, no `/`, no
-/// NUL, not `.` or `..`. The only way to build one is [`Name::new`], so
-/// holding a `Name` means it was checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Name(Vec<u8>);
-
-impl Name {
-    pub fn new(bytes: &[u8]) -> Result<Name, ProtocolError> {
-        let shown = || crate::display::escape_bytes(bytes);
-        if bytes.is_empty() {
-            return bad("empty file name");
-        }
-        if bytes.len() > MAX_NAME_LEN {
-            return bad(format!("file name of {} bytes exceeds {MAX_NAME_LEN}", bytes.len()));
-        }
-        if bytes == b"." || bytes == b".." {
-            return bad(format!("file name {} is not allowed", shown()));
-        }
-        if bytes.contains(&b'/') {
-            return bad(format!("file name {} contains '/'", shown()));
-        }
-        if bytes.contains(&0) {
-            return bad(format!("file name {} contains a NUL byte", shown()));
-        }
-        Ok(Name(bytes.to_vec()))
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    pub fn to_os_string(&self) -> std::ffi::OsString {
-        use std::os::unix::ffi::OsStringExt;
-        std::ffi::OsString::from_vec(self.0.clone())
-    }
-}
-
-impl fmt::Display for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::display::escape_bytes(&self.0))
     }
 }
 
@@ -427,12 +389,6 @@ fn encode_hello(h: &Hello, out: &mut Vec<u8>) {
     put_option(out, tag::CHECKSUM | tag::CRITICAL, &[h.checksum.wire_id()]);
 }
 
-fn put_option(out: &mut Vec<u8>, tag: u16, value: &[u8]) {
-    out.extend_from_slice(&tag.to_be_bytes());
-    out.extend_from_slice(&u16::try_from(value.len()).unwrap_or(0).to_be_bytes());
-    out.extend_from_slice(value);
-}
-
 fn decode_hello(r: &mut Reader<'_>) -> Result<Hello, ProtocolError> {
     let mut role = None;
     let mut checksum = None;
@@ -535,260 +491,5 @@ fn decode_entry(r: &mut Reader<'_>) -> Result<Entry, ProtocolError> {
     })
 }
 
-fn put_digest(d: &Digest, out: &mut Vec<u8>) {
-    out.push(d.algorithm().wire_id());
-    let bytes = d.as_bytes();
-    out.push(u8::try_from(bytes.len()).unwrap_or(0));
-    out.extend_from_slice(bytes);
-}
-
-fn take_digest(r: &mut Reader<'_>) -> Result<Digest, ProtocolError> {
-    let id = r.u8("digest algorithm")?;
-    let algorithm =
-        Algorithm::from_wire_id(id).ok_or_else(|| ProtocolError(format!("unknown digest algorithm {id}")))?;
-    let len = usize::from(r.u8("digest length")?);
-    let bytes = r.bytes(len, "digest")?;
-    Digest::from_parts(algorithm, bytes)
-        .ok_or_else(|| ProtocolError(format!("{} digest of {len} bytes", algorithm.name())))
-}
-
-fn truncate_utf8(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-fn put_text(s: &str, out: &mut Vec<u8>) {
-    let s = truncate_utf8(s, MAX_MESSAGE_LEN);
-    out.extend_from_slice(&u16::try_from(s.len()).unwrap_or(0).to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn take_text(r: &mut Reader<'_>) -> Result<String, ProtocolError> {
-    let len = usize::from(r.u16("message length")?);
-    if len > MAX_MESSAGE_LEN {
-        return bad(format!("message of {len} bytes exceeds {MAX_MESSAGE_LEN}"));
-    }
-    Ok(String::from_utf8_lossy(r.bytes(len, "message")?).into_owned())
-}
-
-/// A bounds-checked cursor over a frame body.
-struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn new(body: &'a [u8]) -> Self {
-        Reader { rest: body }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.rest.is_empty()
-    }
-
-    fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8], ProtocolError> {
-        if self.rest.len() < n {
-            return bad(format!("frame too short for {what}"));
-        }
-        let (head, tail) = self.rest.split_at(n);
-        self.rest = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], ProtocolError> {
-        let b = self.bytes(N, what)?;
-        let mut out = [0u8; N];
-        out.copy_from_slice(b);
-        Ok(out)
-    }
-
-    fn u8(&mut self, what: &str) -> Result<u8, ProtocolError> {
-        Ok(self.array::<1>(what)?[0])
-    }
-    fn u16(&mut self, what: &str) -> Result<u16, ProtocolError> {
-        Ok(u16::from_be_bytes(self.array(what)?))
-    }
-    fn u32(&mut self, what: &str) -> Result<u32, ProtocolError> {
-        Ok(u32::from_be_bytes(self.array(what)?))
-    }
-    fn u64(&mut self, what: &str) -> Result<u64, ProtocolError> {
-        Ok(u64::from_be_bytes(self.array(what)?))
-    }
-    fn i64(&mut self, what: &str) -> Result<i64, ProtocolError> {
-        Ok(i64::from_be_bytes(self.array(what)?))
-    }
-
-    /// Fails if bytes are left over in a message that has no extension area.
-    fn finish(&self, what: &str) -> Result<(), ProtocolError> {
-        if self.rest.is_empty() {
-            Ok(())
-        } else {
-            bad(format!("{} unexpected bytes at the end of {what}", self.rest.len()))
-        }
-    }
-}
-
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    fn roundtrip(m: Message) {
-        let mut buf = Vec::new();
-        m.encode(&mut buf);
-        let header = FrameHeader::decode(buf[..FRAME_HEADER_LEN].try_into().unwrap()).unwrap();
-        let decoded = Message::decode(header, &buf[FRAME_HEADER_LEN..]).unwrap();
-        assert_eq!(decoded, m);
-    }
-
-    fn entry() -> Entry {
-        Entry {
-            kind: EntryKind::File,
-            name: Name::new("résumé v2.pdf".as_bytes()).unwrap(),
-            size: Some(1 << 40),
-            mode: Some(0o640),
-            mtime: Some(Mtime {
-                seconds: -5,
-                nanos: 999_999_999,
-            }),
-        }
-    }
-
-    #[test]
-    fn every_message_roundtrips() {
-        roundtrip(Message::Hello(Hello {
-            role: Role::Sender,
-            checksum: Algorithm::Sha256,
-            software: "zcp 0.1.0".into(),
-        }));
-        roundtrip(Message::Entry(entry()));
-        roundtrip(Message::Entry(Entry {
-            size: None,
-            mode: None,
-            mtime: None,
-            ..entry()
-        }));
-        roundtrip(Message::Trailer(Trailer {
-            bytes: 7,
-            digest: Digest::Sha256([9; 32]),
-        }));
-        roundtrip(Message::Abort("source changed".into()));
-        roundtrip(Message::Verdict(Verdict {
-            status: VerdictStatus::Mismatch,
-            digest: Digest::None,
-            message: "digest mismatch".into(),
-        }));
-        roundtrip(Message::Done);
-        roundtrip(Message::Error(WireError {
-            code: 1,
-            message: "no space".into(),
-        }));
-    }
-
-    #[test]
-    fn preamble_checks_magic_and_versions() {
-        let ours = Preamble::ours();
-        assert_eq!(Preamble::decode(&ours.encode()).unwrap(), ours);
-        assert!(Preamble::decode(b"GET / HT").is_err());
-        let future = Preamble {
-            max_version: 9,
-            min_version: 7,
-        };
-        let err = ours.negotiate(&future).unwrap_err();
-        assert!(err.0.contains("incompatible"), "{err}");
-        let newer = Preamble {
-            max_version: 5,
-            min_version: 1,
-        };
-        assert_eq!(ours.negotiate(&newer).unwrap(), 1);
-    }
-
-    #[test]
-    fn names_must_be_single_safe_components() {
-        for bad_name in [&b""[..], b".", b"..", b"a/b", b"/etc", b"a\0b", &[b'x'; 256]] {
-            assert!(Name::new(bad_name).is_err(), "{bad_name:?} accepted");
-        }
-        for good in [
-            &b"a"[..],
-            b"...",
-            b" x ",
-            b"-rf",
-            b"\xff\xfe",
-            b"line\nbreak",
-            &[b'x'; 255],
-        ] {
-            assert!(Name::new(good).is_ok(), "{good:?} refused");
-        }
-    }
-
-    #[test]
-    fn oversized_frames_are_refused_before_reading_them() {
-        let h = FrameHeader::encode(FrameType::Entry, MAX_CONTROL_LEN + 1);
-        assert!(FrameHeader::decode(&h).is_err());
-        let h = FrameHeader::encode(FrameType::Data, MAX_DATA_LEN + 1);
-        assert!(FrameHeader::decode(&h).is_err());
-        assert!(FrameHeader::decode(&[99, 0, 0, 0, 0]).is_err());
-        assert!(FrameHeader::decode(&FrameHeader::encode(FrameType::Done, 1)).is_err());
-    }
-
-    #[test]
-    fn hello_ignores_unknown_optional_options_but_not_critical_ones() {
-        let mut body = Vec::new();
-        put_option(&mut body, 77, b"future");
-        put_option(&mut body, tag::ROLE, &[0]);
-        put_option(&mut body, tag::CHECKSUM, &[1]);
-        let h = decode_hello(&mut Reader::new(&body)).unwrap();
-        assert_eq!(h.role, Role::Sender);
-        put_option(&mut body, 78 | tag::CRITICAL, b"");
-        assert!(decode_hello(&mut Reader::new(&body)).is_err());
-    }
-
-    /// Decoding must be total: truncations and random mutations of valid
-    /// frames produce errors or messages, never panics.
-    #[test]
-    fn decoding_survives_truncation_and_mutation() {
-        let mut frames = Vec::new();
-        for m in [
-            Message::Entry(entry()),
-            Message::Trailer(Trailer {
-                bytes: 1,
-                digest: Digest::Sha256([1; 32]),
-            }),
-            Message::Verdict(Verdict {
-                status: VerdictStatus::Committed,
-                digest: Digest::Sha256([2; 32]),
-                message: "ok".into(),
-            }),
-        ] {
-            let mut b = Vec::new();
-            m.encode(&mut b);
-            frames.push(b);
-        }
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        for frame in &frames {
-            let body = &frame[FRAME_HEADER_LEN..];
-            let header = FrameHeader::decode(frame[..FRAME_HEADER_LEN].try_into().unwrap()).unwrap();
-            for cut in 0..body.len() {
-                let h = FrameHeader {
-                    len: cut as u32,
-                    ..header
-                };
-                let _ = Message::decode(h, &body[..cut]);
-            }
-            for _ in 0..20_000 {
-                let mut m = body.to_vec();
-                let i = (next() as usize) % m.len();
-                m[i] = next() as u8;
-                let _ = Message::decode(header, &m);
-            }
-        }
-    }
-}
+mod tests;
