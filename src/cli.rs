@@ -92,9 +92,18 @@ pub struct CommonArgs {
     /// "unverified"
     #[arg(long, value_enum, value_name = "ALGORITHM", default_value_t = Algorithm::Sha256)]
     pub checksum: Algorithm,
+
+    /// Seconds to wait for the peer to answer during the handshake (after
+    /// connecting), so a silent or wrong peer cannot hold zcp forever
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
 }
 
 impl CommonArgs {
+    pub fn handshake_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout)
+    }
+
     pub fn verbosity(&self) -> Verbosity {
         if self.quiet {
             Verbosity::Quiet

@@ -65,6 +65,8 @@ pub struct Session {
     pub algorithm: Algorithm,
     pub umask: u32,
     pub fsync: bool,
+    /// How long the sender may take to complete the handshake.
+    pub handshake_timeout: Duration,
     /// The sender's address, for messages.
     pub peer: String,
 }
@@ -91,6 +93,7 @@ pub fn run(args: RecvArgs) -> Result<Code> {
         algorithm: args.common.checksum,
         umask,
         fsync: args.fsync,
+        handshake_timeout: args.common.handshake_timeout(),
         peer: peer.clone(),
     };
     match session.serve() {
@@ -141,6 +144,7 @@ impl Session {
     }
 
     fn handshake(&mut self) -> Result<()> {
+        self.sock.set_read_timeout(Some(self.handshake_timeout))?;
         frames::send_preamble(&self.sock)?;
         let theirs = self.reader.read_preamble()?;
         Preamble::ours().negotiate(&theirs)?;
@@ -171,7 +175,9 @@ impl Session {
                 checksum: self.algorithm,
                 software: format!("zcp {}", env!("CARGO_PKG_VERSION")),
             }),
-        )
+        )?;
+        self.sock.set_read_timeout(None)?;
+        Ok(())
     }
 
     /// Tells the sender why we are giving up, then closes gently: our FIN

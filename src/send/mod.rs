@@ -36,11 +36,14 @@ pub fn run(args: SendArgs) -> Result<Code> {
 
     let (sock, addr) = net::connect(&args.target)?;
     reporter.detail(format!("connected to {peer} ({})", net::show_addr(addr)));
+    sock.set_read_timeout(Some(args.common.handshake_timeout()))?;
     let replies = handshake(&sock, algorithm).with_context(|| format!("talking to {peer}"))?;
 
     let what = format!("sending {} to {peer}", display::escape_bytes(source.name.as_bytes()));
     let started = Instant::now();
-    let sent = match send_entry(&sock, &source, algorithm, policy, &mut reporter) {
+    let sent = match send_entry(&sock, &source, algorithm, policy, &mut reporter)
+        .and_then(|sent| frames::send(&sock, &Message::Done).map(|()| sent))
+    {
         Ok(sent) => sent,
         Err(local) => {
             reporter.finish();
@@ -52,7 +55,6 @@ pub fn run(args: SendArgs) -> Result<Code> {
             .context(what);
         }
     };
-    frames::send(&sock, &Message::Done).context(what.clone())?;
 
     let verdict = match replies.next(None) {
         Some(Reply::Verdict(v)) => v,
@@ -141,6 +143,8 @@ fn handshake(sock: &TcpStream, algorithm: Algorithm) -> Result<Replies> {
         Message::Error(e) => return Err(error::coded(Code::from_wire(e.code), receiver_said(&e.message))),
         other => bail!("expected HELLO, the receiver sent {:?}", other.frame_type()),
     }
+    // The receiver answered: from here on it may take as long as the data.
+    sock.set_read_timeout(None)?;
     Replies::spawn(reader, sock.try_clone()?)
 }
 

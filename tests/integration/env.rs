@@ -110,10 +110,6 @@ impl Running {
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Waits for the process and returns what it printed.
     pub fn finish(mut self) -> Finished {
         let status = wait_deadline(&mut self.child, &self.what);
@@ -256,6 +252,20 @@ impl TestEnv {
         Running::spawn(cmd, "zcp send").finish()
     }
 
+    /// `zcp send ARGS... - ADDR` reading stdin from a pipe the test holds.
+    pub fn send_from_pipe(&self, args: &[&str], addr: &str) -> (Running, std::process::ChildStdin) {
+        let mut cmd = zcp();
+        cmd.current_dir(self.dir.path())
+            .arg("send")
+            .args(args)
+            .arg("-")
+            .arg(addr)
+            .stdin(Stdio::piped());
+        let mut run = Running::spawn(cmd, "zcp send -");
+        let stdin = run.child.stdin.take().unwrap();
+        (run, stdin)
+    }
+
     /// Lists a directory's entries, sorted.
     pub fn list(&self, rel: &str) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.path(rel))
@@ -279,10 +289,6 @@ pub fn sha256_file(p: &Path) -> String {
         h.update(&buf[..n]);
     }
     hex(&h.finalize())
-}
-
-pub fn sha256_bytes(b: &[u8]) -> String {
-    hex(&Sha256::digest(b))
 }
 
 pub fn hex(b: &[u8]) -> String {

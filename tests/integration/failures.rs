@@ -94,20 +94,6 @@ fn checksum_settings_must_agree() {
     assert_dst(&env, &[]);
 }
 
-/// Starts `zcp send -` fed from a pipe we control; returns it and the pipe.
-fn sender_on_pipe(env: &TestEnv, addr: &str, args: &[&str]) -> (Running, std::process::ChildStdin) {
-    let mut cmd = zcp();
-    cmd.current_dir(env.dir.path())
-        .arg("send")
-        .args(args)
-        .arg("-")
-        .arg(addr)
-        .stdin(Stdio::piped());
-    let mut run = Running::spawn(cmd, "zcp send -");
-    let stdin = run.child.stdin.take().unwrap();
-    (run, stdin)
-}
-
 /// Waits until the receiver has staged a file (the transfer is under way).
 fn wait_for_staged(env: &TestEnv) {
     for _ in 0..2000 {
@@ -124,7 +110,7 @@ fn sender_killed_mid_stream_leaves_nothing() {
     let env = TestEnv::new();
     std::fs::write(env.dst("keep.bin"), b"previous version").unwrap();
     let rx = env.recv(&["dst/keep.bin"]);
-    let (mut tx, mut pipe) = sender_on_pipe(&env, &rx.addr, &[]);
+    let (mut tx, mut pipe) = env.send_from_pipe(&[], &rx.addr);
     pipe.write_all(&vec![7u8; 3 << 20]).unwrap();
     wait_for_staged(&env);
     tx.kill(9);
@@ -141,7 +127,7 @@ fn receiver_killed_mid_transfer_fails_the_sender() {
     let env = TestEnv::new();
     let rx = env.recv(&["dst"]);
     let addr = rx.addr.clone();
-    let (tx, mut pipe) = sender_on_pipe(&env, &addr, &[]);
+    let (tx, mut pipe) = env.send_from_pipe(&[], &addr);
     pipe.write_all(&vec![1u8; 1 << 20]).unwrap();
     wait_for_staged(&env);
     let mut rx = rx;
@@ -195,7 +181,7 @@ fn rlimit_fsize_stops_a_stream_midway() {
             .args(extra)
             .arg("dst");
         let rx = start_receiver(cmd);
-        let (tx, mut pipe) = sender_on_pipe(&env, &rx.addr, extra);
+        let (tx, mut pipe) = env.send_from_pipe(extra, &rx.addr);
         let feeder = std::thread::spawn(move || {
             let _ = pipe.write_all(&vec![3u8; 4 << 20]);
         });
@@ -271,7 +257,7 @@ fn a_full_filesystem_is_reported_and_cleaned_up() {
 
         // A stream: ENOSPC in the middle of the splice.
         let rx = env.recv(&["small"]);
-        let (tx, mut pipe) = sender_on_pipe(&env, &rx.addr, &[]);
+        let (tx, mut pipe) = env.send_from_pipe(&[], &rx.addr);
         let feeder = std::thread::spawn(move || {
             let _ = pipe.write_all(&vec![5u8; 8 << 20]);
         });
@@ -323,7 +309,7 @@ fn a_directory_in_the_way_fails_the_entry_on_both_ends() {
 fn sigint_to_the_receiver_removes_the_staged_file_and_exits_130() {
     let env = TestEnv::new();
     let mut rx = env.recv(&["dst"]);
-    let (tx, mut pipe) = sender_on_pipe(&env, &rx.addr, &[]);
+    let (tx, mut pipe) = env.send_from_pipe(&[], &rx.addr);
     pipe.write_all(&vec![9u8; 1 << 20]).unwrap();
     wait_for_staged(&env);
     rx.run.kill(2);
@@ -339,7 +325,7 @@ fn sigint_to_the_receiver_removes_the_staged_file_and_exits_130() {
 fn sigterm_to_the_sender_exits_130() {
     let env = TestEnv::new();
     let rx = env.recv(&["dst"]);
-    let (mut tx, mut pipe) = sender_on_pipe(&env, &rx.addr, &[]);
+    let (mut tx, mut pipe) = env.send_from_pipe(&[], &rx.addr);
     pipe.write_all(&vec![9u8; 1 << 20]).unwrap();
     wait_for_staged(&env);
     tx.kill(15);
@@ -356,7 +342,7 @@ fn receiver_gone_while_stdin_is_idle_is_noticed_without_more_input() {
     let env = TestEnv::new();
     let mut rx = env.recv(&["dst"]);
     let addr = rx.addr.clone();
-    let (tx, mut pipe) = sender_on_pipe(&env, &addr, &[]);
+    let (tx, mut pipe) = env.send_from_pipe(&[], &addr);
     pipe.write_all(&vec![1u8; 1 << 20]).unwrap();
     wait_for_staged(&env);
     rx.run.kill(9);
@@ -367,4 +353,36 @@ fn receiver_gone_while_stdin_is_idle_is_noticed_without_more_input() {
         .assert_stderr(&addr)
         .assert_stderr("closed the connection");
     let _ = rx.finish();
+}
+
+#[test]
+fn a_silent_receiver_times_out_the_handshake() {
+    let env = TestEnv::new();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let src = env.random_file("a", 10, 1);
+    let out = env.send(&["--timeout", "1", src.to_str().unwrap()], &addr);
+    out.assert_code(1).assert_stderr(&addr).assert_stderr("timed out");
+    drop(silent);
+}
+
+#[test]
+fn a_silent_sender_times_out_the_handshake() {
+    let env = TestEnv::new();
+    let rx = env.recv(&["--timeout", "1", "dst"]);
+    let silent = std::net::TcpStream::connect(&rx.addr).unwrap();
+    let rr = rx.finish();
+    rr.assert_code(1).assert_stderr("timed out");
+    assert_dst(&env, &[]);
+    drop(silent);
+}
+
+#[test]
+fn a_port_in_use_is_an_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut cmd = zcp();
+    cmd.args(["recv", "-l", &addr]).stdin(Stdio::null());
+    let out = Running::spawn(cmd, "zcp recv").finish();
+    out.assert_code(1).assert_stderr("Address already in use");
 }

@@ -86,15 +86,7 @@ fn checksum_none_is_reported_as_unverified() {
 
 /// Pipes `data` into `zcp send ... -` and returns the outcome.
 fn send_stdin_pipe(env: &TestEnv, args: &[&str], addr: &str, data: &[u8]) -> Finished {
-    let mut cmd = zcp();
-    cmd.current_dir(env.dir.path())
-        .arg("send")
-        .args(args)
-        .arg("-")
-        .arg(addr)
-        .stdin(Stdio::piped());
-    let mut run = Running::spawn(cmd, "zcp send -");
-    let mut stdin = run.child.stdin.take().unwrap();
+    let (run, mut stdin) = env.send_from_pipe(args, addr);
     let data = data.to_vec();
     let writer = std::thread::spawn(move || {
         // Small writes, like a producer such as tar, exercise many chunks.
