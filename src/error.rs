@@ -102,6 +102,7 @@ pub fn exit_code(err: &anyhow::Error) -> Code {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use anyhow::Context;

@@ -2,7 +2,10 @@
 //! against itself over loopback, with real files in temporary directories.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cli;
 mod env;
 mod failures;
+mod fallback;
+mod hostile;
 mod peer;
 mod transfer;

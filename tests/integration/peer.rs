@@ -3,7 +3,7 @@
 //! code. It can play either side and lie in any field.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 pub const MAGIC: [u8; 4] = [0x89, b'Z', b'C', b'P'];
@@ -158,10 +158,6 @@ impl Peer {
         let body = p.expect_frame(HELLO);
         assert!(!body.is_empty());
         p
-    }
-
-    pub fn close_write(&self) {
-        let _ = self.stream.shutdown(Shutdown::Write);
     }
 
     /// Reads the rest of the stream until the peer closes.

@@ -1,0 +1,86 @@
+//! The command line as a user meets it: help, version, the exit-code
+//! table, and the committed man page and completions, which must equal
+//! what the binary generates now (`ZCP_BLESS=1 cargo test` rewrites them).
+
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::env::*;
+
+fn output(args: &[&str]) -> Finished {
+    let mut cmd = zcp();
+    cmd.args(args).stdin(Stdio::null());
+    Running::spawn(cmd, "zcp").finish()
+}
+
+#[test]
+fn help_lists_both_modes_examples_and_exit_codes() {
+    let out = output(&["--help"]);
+    out.assert_code(0);
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "send",
+        "recv",
+        "bench",
+        "Examples:",
+        "Exit status:",
+        "130",
+        "tar c dir | zcp send -",
+    ] {
+        assert!(text.contains(needle), "--help lacks {needle:?}:\n{text}");
+    }
+    assert!(!text.contains("generate"), "the generate command is internal");
+    for sub in ["send", "recv"] {
+        let out = output(&[sub, "--help"]);
+        out.assert_code(0);
+        assert!(String::from_utf8(out.stdout).unwrap().contains("--no-zerocopy"));
+    }
+}
+
+#[test]
+fn version_is_the_package_version() {
+    let out = output(&["--version"]);
+    out.assert_code(0);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("zcp {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn generated_docs_are_current() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bless = std::env::var_os("ZCP_BLESS").is_some();
+    let mut stale = Vec::new();
+    for (what, rel) in [
+        ("man", "man/zcp.1"),
+        ("bash", "completions/zcp.bash"),
+        ("zsh", "completions/_zcp"),
+        ("fish", "completions/zcp.fish"),
+    ] {
+        let out = output(&["generate", what]);
+        out.assert_code(0);
+        assert!(!out.stdout.is_empty(), "empty {what} output");
+        let path = root.join(rel);
+        if bless {
+            std::fs::write(&path, &out.stdout).unwrap();
+        } else if std::fs::read(&path).ok().as_deref() != Some(&out.stdout[..]) {
+            stale.push(rel);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "stale generated files {stale:?}: run `ZCP_BLESS=1 cargo test generated_docs` and commit them"
+    );
+}
+
+#[test]
+fn the_bash_completion_parses() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(root.join("completions/zcp.bash"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
