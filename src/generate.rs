@@ -76,7 +76,7 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
             .render_synopsis_section(&mut line)?;
         // Keep the synopsis lines, drop the per-subcommand heading.
         let text = String::from_utf8_lossy(&line).replace(".SH SYNOPSIS\n", "");
-        writeln!(out, "{}.br", text.trim_end())?;
+        writeln!(out, "{}\n.br", text.trim_end())?;
     }
     man.render_description_section(out)?;
 
@@ -93,7 +93,7 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
     section(
         out,
         "MECHANISMS",
-        &["With \\-v each end names the mechanism that moved the payload and, if it is not the zero\\-copy one, why."],
+        &["With -v each end names the mechanism that moved the payload and, if it is not the zero-copy one, why."],
     )?;
     items(
         out,
