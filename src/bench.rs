@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use crate::cli::BenchArgs;
 use crate::display;
 use crate::error::Code;
-use crate::sys;
+use crate::sys::{self, IoBuf};
 
 /// One configuration to measure.
 struct Case {
@@ -174,7 +174,7 @@ fn transfer(exe: &Path, case: &Case, source: &Path, dst: &Path) -> Result<Sample
 /// Compares two files byte for byte.
 fn verify(a: &Path, b: &Path) -> Result<()> {
     let (mut fa, mut fb) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
-    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    let (mut ba, mut bb) = (IoBuf::new(1 << 20), IoBuf::new(1 << 20));
     loop {
         let n = read_full(&mut fa, &mut ba)?;
         let m = read_full(&mut fb, &mut bb)?;

@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::sys::{self, Pipe, signals};
+use crate::sys::{self, IoBuf, Pipe, signals};
 
 /// Bytes hashed per pread: big enough to amortise the syscall, small enough
 /// to stay in the L2 cache while SHA-256 runs over it.
@@ -224,7 +224,7 @@ fn hash_file_behind(
     cancel: &AtomicBool,
 ) -> io::Result<Hashed> {
     let mut state = State::new(algorithm);
-    let mut buf = vec![0u8; HASH_CHUNK];
+    let mut buf = IoBuf::new(HASH_CHUNK);
     let mut hashed: u64 = start;
     let mut end: u64 = start;
     let mut open = true;
@@ -331,7 +331,7 @@ impl Drop for PipeHasher {
 
 fn hash_pipe(mut pipe: File, algorithm: Algorithm) -> io::Result<Hashed> {
     let mut state = State::new(algorithm);
-    let mut buf = vec![0u8; HASH_CHUNK];
+    let mut buf = IoBuf::new(HASH_CHUNK);
     let mut hashed: u64 = 0;
     loop {
         match pipe.read(&mut buf) {

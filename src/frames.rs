@@ -21,7 +21,7 @@ use anyhow::{Context, Result};
 
 use crate::error::interrupted_io;
 use crate::protocol::{FRAME_HEADER_LEN, FrameHeader, FrameType, Message, PREAMBLE_LEN, Preamble};
-use crate::sys::{self, signals};
+use crate::sys::{self, IoBuf, signals};
 
 /// An early end of stream, as an `UnexpectedEof` I/O error so callers can
 /// recognise it and say how far the transfer got.
@@ -56,7 +56,7 @@ pub fn retry<T>(mut step: impl FnMut() -> io::Result<T>) -> io::Result<T> {
 /// Reads frames from a socket.
 pub struct FrameReader {
     sock: TcpStream,
-    buf: Box<[u8]>,
+    buf: IoBuf,
     start: usize,
     end: usize,
 }
@@ -65,7 +65,7 @@ impl FrameReader {
     pub fn new(sock: TcpStream) -> FrameReader {
         FrameReader {
             sock,
-            buf: vec![0u8; READ_BUFFER].into_boxed_slice(),
+            buf: IoBuf::new(READ_BUFFER),
             start: 0,
             end: 0,
         }

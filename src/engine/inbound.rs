@@ -20,7 +20,7 @@ use std::os::unix::fs::FileExt;
 use super::{Policy, RW_BUFFER, Report, clamp, disabled, peer_closed, settle, unsupported};
 use crate::checksum;
 use crate::frames::FrameReader;
-use crate::sys::{self, Pipe, signals};
+use crate::sys::{self, IoBuf, Pipe, signals};
 
 /// Where landed bytes go.
 pub enum Target<'a> {
@@ -89,7 +89,7 @@ fn write_out(out: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
 pub struct Lander {
     policy: Policy,
     pipe: Option<Pipe>,
-    buf: Vec<u8>,
+    buf: IoBuf,
 }
 
 /// Outcome of one splice round.
@@ -105,7 +105,7 @@ impl Lander {
         Lander {
             policy,
             pipe: None,
-            buf: Vec::new(),
+            buf: IoBuf::new(0),
         }
     }
 
@@ -139,7 +139,7 @@ impl Lander {
 
     fn scratch(&mut self, at_least: usize) -> &mut [u8] {
         if self.buf.len() < at_least.max(RW_BUFFER) {
-            self.buf = vec![0u8; at_least.max(RW_BUFFER)];
+            self.buf = IoBuf::new(at_least.max(RW_BUFFER));
         }
         &mut self.buf
     }

@@ -20,7 +20,7 @@ use std::os::unix::fs::FileExt;
 use super::{Policy, RW_BUFFER, Report, SENDFILE_CHUNK, clamp, disabled, settle, unsupported};
 use crate::checksum;
 use crate::frames::write_all;
-use crate::sys::{self, FdKind, Pipe, signals};
+use crate::sys::{self, FdKind, IoBuf, Pipe, signals};
 
 /// The error for a source file that ended before its announced size.
 fn shrank(sent: u64, len: u64) -> io::Error {
@@ -52,7 +52,7 @@ pub fn send_file(
     }
     let end = start + len;
     let mut off = start;
-    let mut buf = Vec::new();
+    let mut buf: Option<IoBuf> = None;
     while off < end {
         if signals::interrupted() {
             return Err(crate::error::interrupted_io());
@@ -83,9 +83,7 @@ pub fn send_file(
                 },
             }
         } else {
-            if buf.is_empty() {
-                buf = vec![0u8; RW_BUFFER];
-            }
+            let buf = buf.get_or_insert_with(|| IoBuf::new(RW_BUFFER));
             let want = clamp(end - off, buf.len());
             let n = match settle(file.read_at(&mut buf[..want], off))? {
                 Some(0) => return Err(shrank(off - start, len)),
@@ -119,7 +117,7 @@ pub struct StreamSource<'a> {
     mode: StreamMode,
     broker: Option<Pipe>,
     chunk: usize,
-    buf: Vec<u8>,
+    buf: Option<IoBuf>,
     pub report: Report,
 }
 
@@ -159,7 +157,7 @@ impl<'a> StreamSource<'a> {
             mode,
             broker: None,
             chunk,
-            buf: Vec::new(),
+            buf: None,
             report,
         }
     }
@@ -207,17 +205,15 @@ impl<'a> StreamSource<'a> {
                     }
                 }
                 StreamMode::ReadWrite => {
-                    if self.buf.is_empty() {
-                        self.buf = vec![0u8; RW_BUFFER];
-                    }
-                    let want = max.min(self.buf.len());
-                    sys::read_fd(self.input, &mut self.buf[..want])
+                    let buf = self.buf.get_or_insert_with(|| IoBuf::new(RW_BUFFER));
+                    let want = max.min(buf.len());
+                    sys::read_fd(self.input, &mut buf[..want])
                 }
             };
             match step {
                 Ok(n) => {
-                    if let (StreamMode::ReadWrite, Some(hash)) = (self.mode, self.hash) {
-                        checksum::feed(hash, &self.buf[..n])?;
+                    if let (StreamMode::ReadWrite, Some(hash), Some(buf)) = (self.mode, self.hash, &self.buf) {
+                        checksum::feed(hash, &buf[..n])?;
                     }
                     return Ok(n);
                 }
@@ -251,7 +247,8 @@ impl<'a> StreamSource<'a> {
     pub fn forward(&mut self, sock: &TcpStream, n: usize) -> io::Result<()> {
         match self.mode {
             StreamMode::ReadWrite => {
-                write_all(sock.as_fd(), &self.buf[..n])?;
+                let buf = self.buf.as_ref().ok_or_else(|| io::Error::other("no staged chunk"))?;
+                write_all(sock.as_fd(), &buf[..n])?;
                 self.report.by_read_write += n as u64;
                 Ok(())
             }
@@ -282,16 +279,16 @@ impl<'a> StreamSource<'a> {
                                 // already in the hash pipe (tee) if hashing.
                                 self.report.fallback = Some(why);
                                 self.mode = StreamMode::ReadWrite;
-                                self.buf = vec![0u8; RW_BUFFER.max(left)];
+                                let buf = self.buf.insert(IoBuf::new(RW_BUFFER.max(left)));
                                 let mut got = 0;
                                 while got < left {
-                                    match settle(sys::read_fd(from, &mut self.buf[got..left]))? {
+                                    match settle(sys::read_fd(from, &mut buf[got..left]))? {
                                         Some(0) => return Err(io::Error::other("the input pipe lost staged bytes")),
                                         Some(k) => got += k,
                                         None => {}
                                     }
                                 }
-                                write_all(sock.as_fd(), &self.buf[..left])?;
+                                write_all(sock.as_fd(), &buf[..left])?;
                                 self.report.by_read_write += left as u64;
                                 return Ok(());
                             }

@@ -10,7 +10,10 @@
 #![allow(unsafe_code)]
 
 pub mod fault;
+mod iobuf;
 pub mod signals;
+
+pub use iobuf::IoBuf;
 
 use std::ffi::{CString, OsStr};
 use std::fs::File;
