@@ -92,7 +92,7 @@ pub fn run(args: SendArgs) -> Result<Code> {
 
     reporter.detail(format!("send: {}", sent.report.describe()));
     if algorithm != Algorithm::None {
-        reporter.detail_raw(&display::checksum_line(&sent.digest.hex(), source.shown.as_bytes()));
+        reporter.detail_raw(&display::checksum_line(&sent.digest.hex(), &source.path));
     }
     reporter.note(format!(
         "sent {} to {peer}: {} in {seconds:.2} s ({}), {}, {}",

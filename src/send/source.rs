@@ -26,6 +26,8 @@ use crate::sys::{self, FdKind};
 pub struct Source {
     /// How to show it in messages.
     pub shown: String,
+    /// Its raw path (`-` for stdin), for the sha256sum-style `-v` line.
+    pub path: Vec<u8>,
     pub file: File,
     pub kind: FdKind,
     /// Known-size payload: `(start offset, length)`.
@@ -72,6 +74,7 @@ impl Source {
 
         let mut source = Source {
             shown,
+            path: path.as_os_str().as_bytes().to_vec(),
             file,
             kind,
             range: None,
