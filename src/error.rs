@@ -41,13 +41,15 @@ impl Code {
         (130, "interrupted by SIGINT or SIGTERM; staged files were removed"),
     ];
 
-    pub fn from_wire(code: u8) -> Code {
-        match code {
-            0 => Code::Success,
-            2 => Code::Usage,
-            3 => Code::Integrity,
-            130 => Code::Interrupted,
-            _ => Code::Failure,
+    /// The local exit code for a peer's ERROR frame. An ERROR is always a
+    /// failure here: only an integrity failure keeps its own code, so a
+    /// peer can never make this side report success, a usage error or an
+    /// interruption it did not have.
+    pub fn from_peer_error(code: u8) -> Code {
+        if code == Code::Integrity as u8 {
+            Code::Integrity
+        } else {
+            Code::Failure
         }
     }
 

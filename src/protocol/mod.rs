@@ -470,7 +470,9 @@ fn decode_entry(r: &mut Reader<'_>) -> Result<Entry, ProtocolError> {
     let size = r.u64("size")?;
     let seconds = r.i64("mtime seconds")?;
     let nanos = r.u32("mtime nanoseconds")?;
-    if nanos >= 1_000_000_000 {
+    let has = |flag: u8| flags & flag != 0;
+    // Fields whose flag is clear are ignored, so only flagged ones are checked.
+    if has(entry_flag::HAS_MTIME) && nanos >= 1_000_000_000 {
         return bad(format!("mtime nanoseconds {nanos} out of range"));
     }
     let name_len = usize::from(r.u16("name length")?);
@@ -478,16 +480,16 @@ fn decode_entry(r: &mut Reader<'_>) -> Result<Entry, ProtocolError> {
         return bad(format!("file name of {name_len} bytes exceeds {MAX_NAME_LEN}"));
     }
     let name = Name::new(r.bytes(name_len, "name")?)?;
-    if size > i64::MAX as u64 {
+    if has(entry_flag::SIZE_KNOWN) && size > i64::MAX as u64 {
         return bad(format!("file size {size} is larger than any file can be"));
     }
     // Bytes after the name are reserved for extensions and ignored.
     Ok(Entry {
         kind,
         name,
-        size: (flags & entry_flag::SIZE_KNOWN != 0).then_some(size),
-        mode: (flags & entry_flag::HAS_MODE != 0).then_some(mode & 0o7777),
-        mtime: (flags & entry_flag::HAS_MTIME != 0).then_some(Mtime { seconds, nanos }),
+        size: has(entry_flag::SIZE_KNOWN).then_some(size),
+        mode: has(entry_flag::HAS_MODE).then_some(mode & 0o7777),
+        mtime: has(entry_flag::HAS_MTIME).then_some(Mtime { seconds, nanos }),
     })
 }
 

@@ -130,7 +130,7 @@ impl Session {
                 }
                 Message::Error(e) => {
                     return Err(error::coded(
-                        Code::from_wire(e.code),
+                        Code::from_peer_error(e.code),
                         format!("sender: {}", display::escape_text(&e.message)),
                     ));
                 }

@@ -49,7 +49,7 @@ pub fn run(args: SendArgs) -> Result<Code> {
             reporter.finish();
             // The receiver's reason (disk full, ...) beats our broken pipe.
             return Err(match replies.next(Some(REASON_GRACE)) {
-                Some(Reply::Error(e)) => error::coded(Code::from_wire(e.code), receiver_said(&e.message)),
+                Some(Reply::Error(e)) => error::coded(Code::from_peer_error(e.code), receiver_said(&e.message)),
                 _ => local,
             })
             .context(what);
@@ -59,7 +59,7 @@ pub fn run(args: SendArgs) -> Result<Code> {
     let verdict = match replies.next(None) {
         Some(Reply::Verdict(v)) => v,
         Some(Reply::Error(e)) => {
-            return Err(error::coded(Code::from_wire(e.code), receiver_said(&e.message))).context(what);
+            return Err(error::coded(Code::from_peer_error(e.code), receiver_said(&e.message))).context(what);
         }
         Some(Reply::Closed) => bail!("{what}: the receiver closed the connection without a verdict"),
         Some(Reply::Broken(why)) => bail!("{what}: {why}"),
@@ -140,7 +140,7 @@ fn handshake(sock: &TcpStream, algorithm: Algorithm) -> Result<Replies> {
             algorithm.name()
         ),
         Message::Hello(_) => {}
-        Message::Error(e) => return Err(error::coded(Code::from_wire(e.code), receiver_said(&e.message))),
+        Message::Error(e) => return Err(error::coded(Code::from_peer_error(e.code), receiver_said(&e.message))),
         other => bail!("expected HELLO, the receiver sent {:?}", other.frame_type()),
     }
     // The receiver answered: from here on it may take as long as the data.

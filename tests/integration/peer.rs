@@ -34,13 +34,10 @@ pub fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
     v
 }
 
-pub fn hello(role: u8, checksum: u8) -> Vec<u8> {
+/// HELLO with exactly these (tag, value) options, in this order.
+pub fn hello_options(options: &[(u16, &[u8])]) -> Vec<u8> {
     let mut b = Vec::new();
-    for (tag, value) in [
-        (1u16, &b"fake-peer"[..]),
-        (0x8002, &[role][..]),
-        (0x8003, &[checksum][..]),
-    ] {
+    for (tag, value) in options {
         b.extend_from_slice(&tag.to_be_bytes());
         b.extend_from_slice(&(value.len() as u16).to_be_bytes());
         b.extend_from_slice(value);
@@ -48,28 +45,115 @@ pub fn hello(role: u8, checksum: u8) -> Vec<u8> {
     frame(HELLO, &b)
 }
 
+pub fn hello(role: u8, checksum: u8) -> Vec<u8> {
+    hello_options(&[
+        (1u16, &b"fake-peer"[..]),
+        (0x8002, &[role][..]),
+        (0x8003, &[checksum][..]),
+    ])
+}
+
+/// The (tag, value) options of a HELLO body; panics if the layout is off.
+pub fn parse_hello(body: &[u8]) -> Vec<(u16, Vec<u8>)> {
+    let mut rest = body;
+    let mut options = Vec::new();
+    while !rest.is_empty() {
+        assert!(rest.len() >= 4, "HELLO option header cut short: {body:?}");
+        let tag = u16::from_be_bytes([rest[0], rest[1]]);
+        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+        assert!(rest.len() >= 4 + len, "HELLO option value cut short: {body:?}");
+        options.push((tag, rest[4..4 + len].to_vec()));
+        rest = &rest[4 + len..];
+    }
+    options
+}
+
+pub const SIZE_KNOWN: u8 = 1;
+pub const HAS_MODE: u8 = 2;
+pub const HAS_MTIME: u8 = 4;
+
+/// Every field of an ENTRY body, so a test can set (or lie in) any of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryBody {
+    pub kind: u8,
+    pub flags: u8,
+    pub mode: u32,
+    pub size: u64,
+    pub mtime: i64,
+    pub nanos: u32,
+    pub name: Vec<u8>,
+    /// Bytes after the name ("reserved for extensions").
+    pub extension: Vec<u8>,
+}
+
+impl EntryBody {
+    /// A regular file called `name` with no optional field set.
+    pub fn new(name: &[u8]) -> EntryBody {
+        EntryBody {
+            kind: 1,
+            flags: 0,
+            mode: 0,
+            size: 0,
+            mtime: 0,
+            nanos: 0,
+            name: name.to_vec(),
+            extension: Vec::new(),
+        }
+    }
+
+    pub fn frame(&self) -> Vec<u8> {
+        let mut b = vec![self.kind, self.flags];
+        b.extend_from_slice(&self.mode.to_be_bytes());
+        b.extend_from_slice(&self.size.to_be_bytes());
+        b.extend_from_slice(&self.mtime.to_be_bytes());
+        b.extend_from_slice(&self.nanos.to_be_bytes());
+        b.extend_from_slice(&(self.name.len() as u16).to_be_bytes());
+        b.extend_from_slice(&self.name);
+        b.extend_from_slice(&self.extension);
+        frame(ENTRY, &b)
+    }
+
+    /// Decodes an ENTRY body; panics if the layout is off.
+    pub fn parse(body: &[u8]) -> EntryBody {
+        assert!(body.len() >= 28, "ENTRY body too short: {body:?}");
+        let be = |at: usize, n: usize| body[at..at + n].iter().fold(0u64, |v, b| v << 8 | u64::from(*b));
+        let name_len = be(26, 2) as usize;
+        assert!(body.len() >= 28 + name_len, "ENTRY name cut short: {body:?}");
+        EntryBody {
+            kind: body[0],
+            flags: body[1],
+            mode: be(2, 4) as u32,
+            size: be(6, 8),
+            mtime: be(14, 8) as i64,
+            nanos: be(22, 4) as u32,
+            name: body[28..28 + name_len].to_vec(),
+            extension: body[28 + name_len..].to_vec(),
+        }
+    }
+}
+
 /// ENTRY for a regular file; `size` None means a stream.
 pub fn entry(name: &[u8], size: Option<u64>, mode: Option<u32>) -> Vec<u8> {
-    let mut flags = 0u8;
-    if size.is_some() {
-        flags |= 1;
+    let mut e = EntryBody::new(name);
+    if let Some(size) = size {
+        e.flags |= SIZE_KNOWN;
+        e.size = size;
     }
-    if mode.is_some() {
-        flags |= 2;
+    if let Some(mode) = mode {
+        e.flags |= HAS_MODE;
+        e.mode = mode;
     }
-    let mut b = vec![1, flags];
-    b.extend_from_slice(&mode.unwrap_or(0).to_be_bytes());
-    b.extend_from_slice(&size.unwrap_or(0).to_be_bytes());
-    b.extend_from_slice(&0i64.to_be_bytes());
-    b.extend_from_slice(&0u32.to_be_bytes());
-    b.extend_from_slice(&(name.len() as u16).to_be_bytes());
-    b.extend_from_slice(name);
-    frame(ENTRY, &b)
+    e.frame()
 }
 
 pub fn trailer(bytes: u64, digest: &[u8]) -> Vec<u8> {
+    trailer_with(bytes, if digest.is_empty() { 0 } else { SHA256 }, digest)
+}
+
+/// TRAILER naming any algorithm id, whatever the digest's length.
+pub fn trailer_with(bytes: u64, algorithm: u8, digest: &[u8]) -> Vec<u8> {
     let mut b = bytes.to_be_bytes().to_vec();
-    b.push(if digest.is_empty() { 0 } else { SHA256 });
+    b.push(algorithm);
     b.push(digest.len() as u8);
     b.extend_from_slice(digest);
     frame(TRAILER, &b)
@@ -92,6 +176,42 @@ pub fn error(code: u8, message: &str) -> Vec<u8> {
     let mut b = vec![code];
     b.extend_from_slice(&text(message));
     frame(ERROR, &b)
+}
+
+/// A `text` field that must fill `b` exactly; panics if it does not.
+fn parse_text(b: &[u8]) -> String {
+    assert!(b.len() >= 2, "text cut short: {b:?}");
+    let len = usize::from(u16::from_be_bytes([b[0], b[1]]));
+    assert_eq!(b.len(), 2 + len, "text length does not fill the frame: {b:?}");
+    String::from_utf8_lossy(&b[2..]).into_owned()
+}
+
+/// A decoded VERDICT body.
+#[derive(Debug)]
+pub struct VerdictBody {
+    pub status: u8,
+    pub algorithm: u8,
+    pub digest: Vec<u8>,
+    pub text: String,
+}
+
+/// Decodes a VERDICT body; panics if the layout is off.
+pub fn parse_verdict(body: &[u8]) -> VerdictBody {
+    assert!(body.len() >= 5, "VERDICT body too short: {body:?}");
+    let n = usize::from(body[2]);
+    assert!(body.len() >= 3 + n + 2, "VERDICT digest cut short: {body:?}");
+    VerdictBody {
+        status: body[0],
+        algorithm: body[1],
+        digest: body[3..3 + n].to_vec(),
+        text: parse_text(&body[3 + n..]),
+    }
+}
+
+/// Decodes an ERROR body into (code, text); panics if the layout is off.
+pub fn parse_error(body: &[u8]) -> (u8, String) {
+    assert!(!body.is_empty(), "empty ERROR body");
+    (body[0], parse_text(&body[1..]))
 }
 
 pub fn sha256(data: &[u8]) -> Vec<u8> {
@@ -184,15 +304,23 @@ impl FakeReceiver {
         self.listener.local_addr().unwrap().to_string()
     }
 
-    /// Accepts the sender and completes the handshake.
-    pub fn accept(&self) -> Peer {
+    /// Accepts the sender; nothing is said yet.
+    pub fn accept_raw(&self) -> Peer {
         let (stream, _) = self.listener.accept().unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut p = Peer { stream };
+        Peer { stream }
+    }
+
+    /// Accepts the sender and completes the handshake, checking that the
+    /// sender's preamble speaks 1..=1 and its HELLO says ROLE sender and
+    /// CHECKSUM sha256.
+    pub fn accept(&self) -> Peer {
+        let mut p = self.accept_raw();
         p.send(&preamble(1, 1));
-        let pre = p.read_exact_vec(8);
-        assert_eq!(&pre[..4], &MAGIC, "sender preamble");
-        p.expect_frame(HELLO);
+        assert_eq!(p.read_exact_vec(8), preamble(1, 1), "sender preamble");
+        let options = parse_hello(&p.expect_frame(HELLO));
+        assert!(options.contains(&(0x8002, vec![ROLE_SENDER])), "ROLE: {options:?}");
+        assert!(options.contains(&(0x8003, vec![SHA256])), "CHECKSUM: {options:?}");
         p.send(&hello(ROLE_RECEIVER, SHA256));
         p
     }

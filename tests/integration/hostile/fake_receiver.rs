@@ -1,0 +1,208 @@
+//! The real sender against a fake receiver: it exits 0 only on a committed
+//! verdict with its own digest, and reports a receiver's failure as one.
+
+use super::*;
+
+/// Runs the real `zcp send src/f.txt` (`size` deterministic bytes) against
+/// a fake receiver; `play` accepts the connection, given the file's bytes,
+/// and returns it to be held until the sender exited. Checks that the
+/// sender left src/ alone and wrote nothing.
+fn against_sender(size: usize, play: impl FnOnce(&FakeReceiver, &[u8]) -> Peer) -> Finished {
+    let env = TestEnv::new();
+    let src = env.random_file("f.txt", size, 7);
+    let data = std::fs::read(&src).unwrap();
+    let fake = FakeReceiver::bind();
+    let mut cmd = zcp();
+    cmd.current_dir(env.dir.path())
+        .args(["send", "src/f.txt", &fake.addr()])
+        .stdin(Stdio::null());
+    let sender = Running::spawn(cmd, "zcp send");
+    let conn = play(&fake, &data);
+    let out = sender.finish();
+    drop(conn);
+    assert_eq!(env.list("."), ["dst", "src"]);
+    assert_eq!(env.list("src"), ["f.txt"]);
+    assert!(env.list("dst").is_empty());
+    assert_eq!(std::fs::read(&src).unwrap(), data, "the sender changed its source");
+    assert_no_escape_bytes(&out.stderr);
+    out
+}
+
+/// Accepts with the handshake, then takes the sender's ENTRY, checked
+/// against the spec and the source: a regular file of known size with
+/// mode and mtime.
+fn take_entry(fake: &FakeReceiver, data: &[u8]) -> Peer {
+    let mut p = fake.accept();
+    let e = EntryBody::parse(&p.expect_frame(ENTRY));
+    assert_eq!((e.kind, e.flags), (1, SIZE_KNOWN | HAS_MODE | HAS_MTIME), "{e:?}");
+    assert_eq!(
+        (e.size, &e.name[..], &e.extension[..]),
+        (data.len() as u64, &b"f.txt"[..], &[][..])
+    );
+    assert_eq!(e.mode & !0o7777, 0, "{e:?}");
+    assert!(e.nanos < 1_000_000_000, "{e:?}");
+    p
+}
+
+/// As [`take_entry`], then the raw payload and a TRAILER that counts and
+/// hashes exactly the payload.
+fn take_file(fake: &FakeReceiver, data: &[u8]) -> Peer {
+    let mut p = take_entry(fake, data);
+    assert!(
+        p.read_exact_vec(data.len()) == data,
+        "the payload differs from the file"
+    );
+    let t = p.expect_frame(TRAILER);
+    assert_eq!(t, trailer(data.len() as u64, &sha256(data))[5..], "TRAILER");
+    p
+}
+
+/// Takes 1 MiB of a big file's payload, sends `reply` and stops reading.
+fn reply_mid_payload(fake: &FakeReceiver, data: &[u8], reply: &[u8]) -> Peer {
+    let mut p = take_entry(fake, data);
+    p.read_exact_vec(1 << 20);
+    p.send(reply);
+    p
+}
+
+/// Builds a VERDICT frame from (the data sent, some other digest).
+type MakeVerdict = fn(&[u8], &[u8]) -> Vec<u8>;
+
+#[test]
+fn the_sender_exits_0_only_on_a_committed_verdict_with_its_own_digest() {
+    let other = sha256(b"other");
+    let cases: [(MakeVerdict, i32, &[&str]); 6] = [
+        (|d, _| verdict(0, &sha256(d), ""), 0, &[]),
+        (|_, o| verdict(1, o, "digest mismatch"), 3, &["integrity check failed"]),
+        (|_, o| verdict(0, o, ""), 3, &["is not ours"]),
+        (|_, _| verdict(0, &[], ""), 3, &["is not ours"]),
+        (
+            |_, _| verdict(2, &[], "quota \u{1b}[2J"),
+            1,
+            &["receiver: quota \\u{1b}[2J"],
+        ),
+        (
+            |d, _| {
+                let mut v = verdict(0, &sha256(d), "");
+                v[5] = 7; // an unknown status byte
+                v
+            },
+            1,
+            &["verdict status 7"],
+        ),
+    ];
+    for (answer, code, needles) in cases {
+        let out = against_sender(1000, |fake, data| {
+            let mut p = take_file(fake, data);
+            p.expect_frame(DONE);
+            p.send(&answer(data, &other));
+            p.send_lossy(&frame(DONE, &[]));
+            p
+        });
+        if code == 0 {
+            out.assert_code(0);
+            assert!(out.error_lines().is_empty(), "{}", out.stderr);
+        } else {
+            assert_failed(&out, code, needles);
+        }
+    }
+}
+
+#[test]
+fn a_receiver_error_mid_payload_stops_the_sender_with_its_reason() {
+    // 64 MiB: more than loopback buffers hold, so the sender is still
+    // sending when the ERROR arrives, and the fake stops reading.
+    let out = against_sender(64 << 20, |fake, data| {
+        reply_mid_payload(fake, data, &error(1, "disk on fire \u{1b}[2J"))
+    });
+    assert_failed(&out, 1, &["f.txt", "receiver: disk on fire \\u{1b}[2J"]);
+}
+
+#[test]
+fn a_receiver_error_after_the_payload_is_reported() {
+    let out = against_sender(1000, |fake, data| {
+        let mut p = take_file(fake, data);
+        p.send(&error(1, "disk on fire"));
+        p
+    });
+    assert_failed(&out, 1, &["f.txt", "receiver: disk on fire"]);
+}
+
+#[test]
+fn a_receiver_error_never_reads_as_success() {
+    let out = against_sender(64 << 20, |fake, data| {
+        reply_mid_payload(fake, data, &error(0, "all is well, honest"))
+    });
+    assert_failed(&out, 1, &["receiver: all is well, honest"]);
+}
+
+#[test]
+fn a_receiver_error_code_cannot_claim_usage_or_interrupt() {
+    for code in [2u8, 130] {
+        let out = against_sender(1000, |fake, data| {
+            let mut p = take_file(fake, data);
+            p.send(&error(code, "odd code"));
+            p
+        });
+        assert_failed(&out, 1, &["receiver: odd code"]);
+    }
+}
+
+#[test]
+fn a_receiver_that_goes_away_without_a_verdict_fails_the_sender() {
+    let close = |p: Peer| {
+        let _ = p.stream.shutdown(std::net::Shutdown::Both);
+        p
+    };
+    let out = against_sender(1000, |fake, data| close(take_file(fake, data)));
+    assert_failed(&out, 1, &["f.txt", "without a verdict"]);
+
+    let out = against_sender(1000, |fake, data| {
+        let mut p = take_file(fake, data);
+        p.expect_frame(DONE);
+        p.send(&frame(DONE, &[]));
+        p
+    });
+    assert_failed(&out, 1, &["f.txt", "without a verdict"]);
+
+    // Gone in the middle of a payload too big for the socket buffers.
+    let out = against_sender(64 << 20, |fake, data| {
+        let mut p = take_entry(fake, data);
+        p.read_exact_vec(1 << 20);
+        close(p)
+    });
+    assert_failed(&out, 1, &["f.txt"]);
+}
+
+#[test]
+fn receivers_the_sender_must_refuse_in_the_handshake() {
+    let with_preamble = |frame_bytes: Vec<u8>| [preamble(1, 1), frame_bytes].concat();
+    let cases: [(Vec<u8>, &str); 8] = [
+        (b"SSH-2.0-OpenSSH_9.6\r\n".to_vec(), "not speaking the zcp protocol"),
+        (preamble(3, 2), "incompatible versions"),
+        (with_preamble(hello(ROLE_RECEIVER, 0)), "--checksum none"),
+        (with_preamble(hello(ROLE_SENDER, SHA256)), "not a zcp receiver"),
+        (
+            with_preamble(hello_options(&[
+                (0x8002, &[ROLE_RECEIVER]),
+                (0x8003, &[SHA256]),
+                (0x8077, b"auth"),
+            ])),
+            "does not understand",
+        ),
+        (
+            with_preamble(hello_options(&[(0x8002, &[ROLE_RECEIVER])])),
+            "without a checksum",
+        ),
+        (with_preamble(error(1, "busy \u{1b}[2J")), "receiver: busy \\u{1b}[2J"),
+        (with_preamble(verdict(0, &[], "")), "expected HELLO"),
+    ];
+    for (bytes, needle) in cases {
+        let out = against_sender(1000, |fake, _| {
+            let mut p = fake.accept_raw();
+            p.send(&bytes);
+            p
+        });
+        assert_failed(&out, 1, &[needle]);
+    }
+}

@@ -1,0 +1,250 @@
+//! Fake senders that break the handshake, the framing or the name rules:
+//! the real receiver refuses each from what it has read, says why to both
+//! the sender and its own stderr, and writes nothing.
+
+use std::os::unix::ffi::OsStrExt;
+
+use super::*;
+
+#[test]
+fn a_peer_that_does_not_speak_zcp_is_refused() {
+    for junk in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"SSH-2.0-OpenSSH_9.6\r\n",
+        b"\x89ZCQ\x00\x01\x00\x01",
+    ] {
+        let env = TestEnv::new();
+        let r = refused(&env, false, junk);
+        assert_refused(&env, &r, &["not speaking the zcp protocol"]);
+    }
+}
+
+#[test]
+fn version_ranges_that_exclude_version_1_or_are_empty_are_refused() {
+    for (max, min, needle) in [
+        (9, 7, "incompatible versions: peer speaks protocol 7..=9"),
+        (0, 0, "incompatible versions"),
+        (1, 2, "empty version range"),
+    ] {
+        let env = TestEnv::new();
+        let r = refused(&env, false, &preamble(max, min));
+        assert_refused(&env, &r, &[needle]);
+    }
+}
+
+#[test]
+fn a_newer_peer_whose_range_includes_version_1_is_served() {
+    let env = TestEnv::new();
+    let out = against_receiver(&env, &[], |addr| {
+        let mut opening = preamble(7, 1);
+        opening.extend_from_slice(&hello(ROLE_SENDER, SHA256));
+        let mut p = handshake_with(addr, &opening);
+        commit(&mut p, b"v1.txt", b"spoken in version 1");
+        end_session(p);
+    });
+    out.assert_code(0);
+    assert_dst(&env, &["v1.txt"]);
+    assert_eq!(std::fs::read(env.dst("v1.txt")).unwrap(), b"spoken in version 1");
+}
+
+#[test]
+fn unknown_optional_hello_options_are_ignored() {
+    let env = TestEnv::new();
+    let out = against_receiver(&env, &["-v"], |addr| {
+        let mut opening = preamble(1, 1);
+        opening.extend_from_slice(&hello_options(&[
+            (0x0077, &b"future"[..]),
+            (0x8003, &[SHA256][..]),
+            (0x7fff, &[0u8; 300][..]),
+            (0x8002, &[ROLE_SENDER][..]),
+            (1, &b"fake \x1b[2J peer"[..]),
+        ]));
+        let mut p = handshake_with(addr, &opening);
+        commit(&mut p, b"ok.txt", b"hello");
+        end_session(p);
+    });
+    out.assert_code(0).assert_stderr("fake \\u{1b}[2J peer");
+    assert_no_escape_bytes(&out.stderr);
+    assert_dst(&env, &["ok.txt"]);
+    assert_eq!(std::fs::read(env.dst("ok.txt")).unwrap(), b"hello");
+}
+
+#[test]
+fn hellos_the_receiver_must_refuse() {
+    let role = (0x8002, &[ROLE_SENDER][..]);
+    let sha = (0x8003, &[SHA256][..]);
+    let cases: [(Vec<u8>, &str); 8] = [
+        (hello_options(&[role, sha, (0x8077, b"new")]), "does not understand"),
+        (hello(ROLE_RECEIVER, SHA256), "not a zcp sender"),
+        (hello_options(&[sha]), "without a role"),
+        (hello_options(&[role]), "without a checksum"),
+        (hello(ROLE_SENDER, 0), "--checksum none"),
+        (hello(ROLE_SENDER, 9), "checksum algorithm 9"),
+        // The option claims 9 bytes of value; the body ends after 1.
+        (frame(HELLO, &[0x80, 0x02, 0, 9, 0]), "too short"),
+        (entry(b"early", Some(1), None), "expected HELLO"),
+    ];
+    for (frame_bytes, needle) in cases {
+        let env = TestEnv::new();
+        let mut bytes = preamble(1, 1);
+        bytes.extend_from_slice(&frame_bytes);
+        let r = refused(&env, false, &bytes);
+        assert_refused(&env, &r, &[needle]);
+    }
+}
+
+#[test]
+fn names_that_escape_or_break_the_rules_are_refused() {
+    // An absolute name that, if it were ever joined, would land at the root.
+    let absolute = format!("/zcp-hostile-{}", std::process::id());
+    let long = vec![b'n'; 256];
+    let cases: [(&[u8], &str); 9] = [
+        (b"../x", "contains '/'"),
+        (absolute.as_bytes(), "contains '/'"),
+        (b"a/b", "contains '/'"),
+        (b"dir/", "contains '/'"),
+        (b".", "is not allowed"),
+        (b"..", "is not allowed"),
+        (b"", "empty file name"),
+        (b"nul\0byte", "NUL"),
+        (&long, "exceeds 255"),
+    ];
+    for (name, needle) in cases {
+        let env = TestEnv::new();
+        std::fs::create_dir(env.dst("a")).unwrap();
+        let mut bytes = entry(name, Some(4), None);
+        bytes.extend_from_slice(b"evil");
+        let r = refused(&env, true, &bytes);
+        assert_failed(&r.out, 1, &[needle]);
+        assert_eq!(dst_names(&env), [b"a".to_vec()], "name {name:?}");
+        assert!(env.list("dst/a").is_empty(), "name {name:?} wrote into dst/a");
+        assert!(!std::path::Path::new(&absolute).exists(), "{absolute} was created");
+        assert!(!env.path("x").exists());
+    }
+}
+
+#[test]
+fn every_legal_name_arrives_byte_for_byte() {
+    let longest = vec![b'L'; 255];
+    let names: [&[u8]; 9] = [
+        &longest,
+        b"...",
+        b".hidden",
+        b"-rf",
+        b" leading space",
+        b"back\\slash",
+        b"line\nbreak",
+        b"\xff\xfe not utf-8",
+        // Looks like a staged file; it is an ordinary name on the wire.
+        b".zcp-0123456789abcdef.part",
+    ];
+    let env = TestEnv::new();
+    let out = against_receiver(&env, &[], |addr| {
+        let mut p = checked_handshake(addr);
+        for name in names {
+            commit(&mut p, name, name);
+        }
+        end_session(p);
+    });
+    out.assert_code(0);
+    assert_no_escape_bytes(&out.stderr);
+    let mut want: Vec<Vec<u8>> = names.iter().map(|n| n.to_vec()).collect();
+    want.sort();
+    assert_eq!(dst_names(&env), want);
+    for name in names {
+        let path = env.path("dst").join(std::ffi::OsStr::from_bytes(name));
+        assert_eq!(std::fs::read(path).unwrap(), name);
+    }
+}
+
+#[test]
+fn entries_with_unknown_or_impossible_fields_are_refused() {
+    let sized = || {
+        let mut e = EntryBody::new(b"f");
+        e.flags = SIZE_KNOWN;
+        e.size = 1;
+        e
+    };
+    let with = |change: fn(&mut EntryBody)| {
+        let mut e = sized();
+        change(&mut e);
+        e.frame()
+    };
+    let full = sized().frame();
+    let mut short_name = sized();
+    short_name.name = b"abc".to_vec();
+    let mut short_name = short_name.frame();
+    short_name[5 + 27] = 10; // the name length says 10; 3 bytes follow
+    let cases: [(Vec<u8>, &str); 9] = [
+        (with(|e| e.kind = 0), "unsupported entry kind 0"),
+        (with(|e| e.kind = 2), "unsupported entry kind 2"),
+        (with(|e| e.flags |= 0x08), "unknown entry flags"),
+        (with(|e| e.flags |= 0x80), "unknown entry flags"),
+        (
+            with(|e| {
+                e.flags |= HAS_MTIME;
+                e.nanos = 1_000_000_000;
+            }),
+            "nanoseconds",
+        ),
+        (with(|e| e.size = 1 << 63), "larger than any file"),
+        (with(|e| e.size = u64::MAX), "larger than any file"),
+        (frame(ENTRY, &full[5..20]), "too short"),
+        (short_name, "too short"),
+    ];
+    for (bytes, needle) in cases {
+        let env = TestEnv::new();
+        let r = refused(&env, true, &bytes);
+        assert_refused(&env, &r, &[needle]);
+    }
+}
+
+#[test]
+fn oversized_and_unknown_frames_are_refused_from_the_header_alone() {
+    let stream = entry(b"s", None, None);
+    let cases: [(&[u8], Vec<u8>, &str); 11] = [
+        (&[], header(ENTRY, 65537), "exceeds the limit"),
+        (&[], header(ENTRY, 70000), "exceeds the limit"),
+        (&[], header(ENTRY, u32::MAX), "exceeds the limit"),
+        (&stream, header(DATA, (16 << 20) + 1), "exceeds the limit"),
+        (&stream, header(DATA, 0), "empty DATA"),
+        (&stream, header(ABORT, 65537), "exceeds the limit"),
+        (&[], header(DONE, 1), "exceeds the limit"),
+        (&[], header(0, 0), "unknown frame type 0"),
+        (&[], header(9, 3), "unknown frame type 9"),
+        (&[], header(42, 0), "unknown frame type 42"),
+        (&[], header(255, 1 << 30), "unknown frame type 255"),
+    ];
+    for (before, hdr, needle) in cases {
+        let env = TestEnv::new();
+        // Only the header: the receiver must not wait for the body.
+        let r = refused(&env, true, &[before, &hdr[..]].concat());
+        assert_refused(&env, &r, &[needle]);
+    }
+    // The same during the handshake: a HELLO too big to be one.
+    let env = TestEnv::new();
+    let r = refused(&env, false, &[preamble(1, 1), header(HELLO, 70000)].concat());
+    assert_refused(&env, &r, &["exceeds the limit"]);
+}
+
+#[test]
+fn frames_out_of_place_are_refused() {
+    let sized = [entry(b"p", Some(2), None), b"ab".to_vec()].concat();
+    let stream = entry(b"p", None, None);
+    let cases: [(Vec<u8>, &str); 9] = [
+        (verdict(0, &[], ""), "unexpected"),
+        (hello(ROLE_SENDER, SHA256), "unexpected"),
+        (frame(DATA, b"loose"), "unexpected"),
+        (trailer(0, &sha256(b"")), "unexpected"),
+        (frame(ABORT, &text("nothing to abort")), "unexpected"),
+        ([&sized[..], &entry(b"q", Some(1), None)].concat(), "expected TRAILER"),
+        ([&sized[..], &frame(DONE, &[])].concat(), "expected TRAILER"),
+        ([&stream[..], &entry(b"q", Some(1), None)].concat(), "inside a stream"),
+        ([&stream[..], &frame(DONE, &[])].concat(), "inside a stream"),
+    ];
+    for (bytes, needle) in cases {
+        let env = TestEnv::new();
+        let r = refused(&env, true, &bytes);
+        assert_refused(&env, &r, &["protocol error", needle]);
+    }
+}

@@ -1,0 +1,226 @@
+//! Adversarial peers: the hand-written fake peer (peer.rs, built from
+//! docs/PROTOCOL.md) lies, breaks the protocol or tries to escape the
+//! destination, against the real binary. Each case checks the exit code,
+//! the message, and the exact state of the disk afterwards.
+//!
+//! Receiver cases run `zcp recv` into dst/ with a sentinel directory
+//! outside/ next to it; every run checks that outside/, src/ and the test
+//! directory itself are exactly as they were. Refusals hold the fake's
+//! connection open until the receiver exits, so a receiver that waited for
+//! more bytes would hit the test deadline instead of passing.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::process::{Command, Stdio};
+
+use crate::env::*;
+use crate::peer::*;
+
+mod fake_receiver;
+mod handshake;
+mod landing;
+
+// ---------------------------------------------------------------------
+// The real receiver against a fake sender.
+
+/// `zcp recv -l 127.0.0.1:0 ARGS... DEST` in the env's directory.
+fn recv_cmd(env: &TestEnv, args: &[&str], dest: &str) -> Command {
+    let mut cmd = zcp();
+    cmd.current_dir(env.dir.path())
+        .args(["recv", "-l", "127.0.0.1:0"])
+        .args(args)
+        .arg(dest);
+    cmd
+}
+
+/// `zcp recv ... dst` under umask 022, set through the shell.
+fn recv_cmd_umask_022(env: &TestEnv) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(env.dir.path())
+        .env_remove("ZCP_FAULT")
+        .env_remove("ZCP_BLESS")
+        .env("NO_COLOR", "1")
+        .arg("-c")
+        .arg(format!("umask 022; exec {} recv -l 127.0.0.1:0 dst", zcp_path()));
+    cmd
+}
+
+/// Creates outside/sentinel next to dst/ (again is harmless).
+fn plant_sentinel(env: &TestEnv) {
+    std::fs::create_dir_all(env.path("outside")).unwrap();
+    std::fs::write(env.path("outside/sentinel"), b"untouched").unwrap();
+}
+
+/// Starts the receiver `cmd`, runs the fake sender's `script` against its
+/// address, and returns the receiver's outcome with what `script`
+/// returned. That value (typically the connection) is dropped only after
+/// the receiver exited. Checks that nothing outside dst/ changed.
+fn run_against<T>(env: &TestEnv, cmd: Command, script: impl FnOnce(&str) -> T) -> (Finished, T) {
+    plant_sentinel(env);
+    let rx = start_receiver(cmd);
+    let held = script(&rx.addr);
+    let out = rx.finish();
+    assert_eq!(env.list("outside"), ["sentinel"], "something was written outside dst/");
+    assert_eq!(
+        std::fs::read(env.path("outside/sentinel")).unwrap(),
+        b"untouched",
+        "the sentinel outside dst/ changed"
+    );
+    assert_eq!(
+        env.list("."),
+        ["dst", "outside", "src"],
+        "only src/, dst/ and outside/ may exist"
+    );
+    assert!(env.list("src").is_empty(), "src/ changed: {:?}", env.list("src"));
+    (out, held)
+}
+
+/// A receiver into dst/ (with `args`) against `script`.
+fn against_receiver<T>(env: &TestEnv, args: &[&str], script: impl FnOnce(&str) -> T) -> Finished {
+    run_against(env, recv_cmd(env, args, "dst"), script).0
+}
+
+/// dst/ holds exactly `names` (so no staged `.zcp-*.part` is left).
+fn assert_dst(env: &TestEnv, names: &[&str]) {
+    assert_eq!(env.list("dst"), names, "destination directory contents");
+}
+
+/// The names in dst/ as raw bytes, sorted.
+fn dst_names(env: &TestEnv) -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = std::fs::read_dir(env.path("dst"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().as_bytes().to_vec())
+        .collect();
+    v.sort();
+    v
+}
+
+/// zcp exited with `code` after printing exactly one error line, which
+/// names the (loopback) peer and holds every needle.
+fn assert_failed(out: &Finished, code: i32, needles: &[&str]) {
+    out.assert_code(code);
+    let lines = out.error_lines();
+    assert_eq!(lines.len(), 1, "want exactly one error line:\n{}", out.stderr);
+    assert!(
+        lines[0].contains("127.0.0.1:"),
+        "the error does not name the peer: {}",
+        lines[0]
+    );
+    for needle in needles {
+        assert!(
+            lines[0].contains(needle),
+            "the error line lacks {needle:?}: {}",
+            lines[0]
+        );
+    }
+    assert_no_escape_bytes(&out.stderr);
+}
+
+fn assert_no_escape_bytes(text: &str) {
+    assert!(!text.contains('\u{1b}'), "a raw ESC reached the terminal: {text:?}");
+}
+
+/// How the real receiver turned the fake sender away.
+struct Refusal {
+    out: Finished,
+    /// The ERROR frame it sent: (code, text).
+    error: (u8, String),
+}
+
+/// Connects to a receiver into dst/, completes the handshake if asked
+/// (else only reads the receiver's preamble), sends `bytes`, reads the
+/// receiver's ERROR and holds the connection open until it exits.
+fn refused(env: &TestEnv, handshake: bool, bytes: &[u8]) -> Refusal {
+    let (out, (_conn, error)) = run_against(env, recv_cmd(env, &[], "dst"), |addr| {
+        let mut p = if handshake {
+            Peer::sender_handshake(addr, SHA256)
+        } else {
+            let mut p = Peer::connect(addr);
+            assert_eq!(p.read_exact_vec(8), preamble(1, 1), "the receiver's preamble");
+            p
+        };
+        p.send_lossy(bytes);
+        let error = parse_error(&p.expect_frame(ERROR));
+        (p, error)
+    });
+    Refusal { out, error }
+}
+
+/// The receiver exited 1 with one error line holding every needle, and
+/// told the sender the same in an ERROR with code 1; dst/ is empty.
+fn assert_refused(env: &TestEnv, r: &Refusal, needles: &[&str]) {
+    assert_failed(&r.out, 1, needles);
+    assert_eq!(r.error.0, 1, "ERROR code; text {:?}", r.error.1);
+    for needle in needles {
+        assert!(
+            r.error.1.contains(needle),
+            "the ERROR text lacks {needle:?}: {:?}",
+            r.error.1
+        );
+    }
+    assert_dst(env, &[]);
+}
+
+/// Connects, sends `preamble_and_hello`, and checks the receiver's side of
+/// the handshake against the spec: its preamble speaks exactly version 1,
+/// its HELLO carries ROLE receiver, CHECKSUM sha256 and a short SOFTWARE.
+fn handshake_with(addr: &str, preamble_and_hello: &[u8]) -> Peer {
+    let mut p = Peer::connect(addr);
+    p.send(preamble_and_hello);
+    assert_eq!(p.read_exact_vec(8), preamble(1, 1), "the receiver's preamble");
+    let options = parse_hello(&p.expect_frame(HELLO));
+    assert!(options.contains(&(0x8002, vec![ROLE_RECEIVER])), "ROLE: {options:?}");
+    assert!(options.contains(&(0x8003, vec![SHA256])), "CHECKSUM: {options:?}");
+    let software = options.iter().find(|(tag, _)| *tag == 1).expect("SOFTWARE");
+    assert!(software.1.len() <= 64 && std::str::from_utf8(&software.1).is_ok());
+    p
+}
+
+/// The standard fake sender's handshake, checked as in [`handshake_with`].
+fn checked_handshake(addr: &str) -> Peer {
+    let mut opening = preamble(1, 1);
+    opening.extend_from_slice(&hello(ROLE_SENDER, SHA256));
+    handshake_with(addr, &opening)
+}
+
+/// Sends ENTRY, raw payload and TRAILER for a sized file.
+fn send_sized(p: &mut Peer, name: &[u8], data: &[u8], digest: &[u8]) {
+    p.send(&entry(name, Some(data.len() as u64), Some(0o644)));
+    p.send(data);
+    p.send(&trailer(data.len() as u64, digest));
+}
+
+/// Reads the next VERDICT and checks its digest layout: SHA-256 of
+/// `received` when the receiver hashed it all.
+fn expect_verdict(p: &mut Peer, status: u8, received: &[u8]) -> VerdictBody {
+    let v = parse_verdict(&p.expect_frame(VERDICT));
+    assert_eq!(v.status, status, "VERDICT status; text {:?}", v.text);
+    if status != 2 {
+        assert_eq!(
+            (v.algorithm, v.digest.clone()),
+            (SHA256, sha256(received)),
+            "VERDICT digest"
+        );
+    }
+    v
+}
+
+/// Sends a sized file with its true digest and expects it committed.
+fn commit(p: &mut Peer, name: &[u8], data: &[u8]) {
+    send_sized(p, name, data, &sha256(data));
+    let v = expect_verdict(p, 0, data);
+    assert!(v.text.is_empty(), "a committed VERDICT carries no reason: {:?}", v.text);
+}
+
+/// DONE from us, DONE back: the end of a clean session.
+fn end_session(mut p: Peer) {
+    p.send(&frame(DONE, &[]));
+    p.expect_frame(DONE);
+}
+
+/// A frame header with any type and length.
+fn header(kind: u8, len: u32) -> Vec<u8> {
+    let mut h = vec![kind];
+    h.extend_from_slice(&len.to_be_bytes());
+    h
+}
