@@ -191,7 +191,7 @@ _zcp() {
             return 0
             ;;
         zcp__subcmd__recv)
-            opts="-l -q -v -h -V --listen --fsync --quiet --verbose --no-zerocopy --checksum --timeout --help --version"
+            opts="-l -n -q -v -h -V --listen --fsync --no-clobber --quiet --verbose --no-zerocopy --checksum --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -221,7 +221,7 @@ _zcp() {
             return 0
             ;;
         zcp__subcmd__send)
-            opts="-q -v -h -V --name --quiet --verbose --no-zerocopy --checksum --timeout --help --version"
+            opts="-r -L -n -q -v -h -V --name --recursive --dereference --no-clobber --quiet --verbose --no-zerocopy --checksum --timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

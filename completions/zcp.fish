@@ -26,15 +26,18 @@ end
 
 complete -c zcp -n "__fish_zcp_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zcp -n "__fish_zcp_needs_command" -s V -l version -d 'Print version'
-complete -c zcp -n "__fish_zcp_needs_command" -f -a "send" -d 'Send a file or stdin to a listening `zcp recv`'
+complete -c zcp -n "__fish_zcp_needs_command" -f -a "send" -d 'Send files, directory trees (-r) or stdin to a listening `zcp recv`'
 complete -c zcp -n "__fish_zcp_needs_command" -f -a "recv" -d 'Receive one transfer into a directory, a file or stdout'
 complete -c zcp -n "__fish_zcp_needs_command" -f -a "bench" -d 'Measure zcp on loopback: default, --checksum none and --no-zerocopy'
 complete -c zcp -n "__fish_zcp_needs_command" -f -a "generate" -d 'Write the man page or a shell completion script to stdout'
 complete -c zcp -n "__fish_zcp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c zcp -n "__fish_zcp_using_subcommand send" -l name -d 'Name the receiver gives the file [default: SOURCE\'s file name, or `stdin` for -]' -r
+complete -c zcp -n "__fish_zcp_using_subcommand send" -l name -d 'Name the receiver gives stdin (`-`) [default: stdin], or the one file sent [default: its file name]' -r
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l checksum -d 'Verification of the payload; both ends must use the same value. `none` is for trusted links: nothing is compared and the summary says "unverified"' -r -f -a "sha256\t'SHA-256, computed on both ends and compared before commit'
 none\t'No verification (trusted links only); summaries say "unverified"'"
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l timeout -d 'Seconds to wait for the peer to answer during the handshake (after connecting), so a silent or wrong peer cannot hold zcp forever' -r
+complete -c zcp -n "__fish_zcp_using_subcommand send" -s r -l recursive -d 'Send directories and everything in them'
+complete -c zcp -n "__fish_zcp_using_subcommand send" -s L -l dereference -d 'Follow symbolic links found inside directories and send what they point to (links named on the command line are always followed)'
+complete -c zcp -n "__fish_zcp_using_subcommand send" -s n -l no-clobber -d 'Ask the receiver not to replace anything that already exists there'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s q -l quiet -d 'Print only errors (and, for recv, the `listening on` line)'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s v -l verbose -d 'Name the mechanism that moved the bytes (sendfile, splice or read/write) and why, and print the digest in sha256sum format'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l no-zerocopy -d 'Use plain read/write instead of sendfile/splice'
@@ -44,7 +47,8 @@ complete -c zcp -n "__fish_zcp_using_subcommand recv" -s l -l listen -d 'Address
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l checksum -d 'Verification of the payload; both ends must use the same value. `none` is for trusted links: nothing is compared and the summary says "unverified"' -r -f -a "sha256\t'SHA-256, computed on both ends and compared before commit'
 none\t'No verification (trusted links only); summaries say "unverified"'"
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l timeout -d 'Seconds to wait for the peer to answer during the handshake (after connecting), so a silent or wrong peer cannot hold zcp forever' -r
-complete -c zcp -n "__fish_zcp_using_subcommand recv" -l fsync -d 'Flush the file and its directory to disk before reporting success'
+complete -c zcp -n "__fish_zcp_using_subcommand recv" -l fsync -d 'Flush each file and its directory to disk before reporting success'
+complete -c zcp -n "__fish_zcp_using_subcommand recv" -s n -l no-clobber -d 'Never replace an existing file, link or directory entry in DEST: such entries are skipped (their bytes are still read off the connection) and reported; existing directories are still entered'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s q -l quiet -d 'Print only errors (and, for recv, the `listening on` line)'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s v -l verbose -d 'Name the mechanism that moved the bytes (sendfile, splice or read/write) and why, and print the digest in sha256sum format'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l no-zerocopy -d 'Use plain read/write instead of sendfile/splice'
@@ -57,7 +61,7 @@ complete -c zcp -n "__fish_zcp_using_subcommand bench" -s h -l help -d 'Print he
 complete -c zcp -n "__fish_zcp_using_subcommand bench" -s V -l version -d 'Print version'
 complete -c zcp -n "__fish_zcp_using_subcommand generate" -s h -l help -d 'Print help'
 complete -c zcp -n "__fish_zcp_using_subcommand generate" -s V -l version -d 'Print version'
-complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench generate help" -f -a "send" -d 'Send a file or stdin to a listening `zcp recv`'
+complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench generate help" -f -a "send" -d 'Send files, directory trees (-r) or stdin to a listening `zcp recv`'
 complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench generate help" -f -a "recv" -d 'Receive one transfer into a directory, a file or stdout'
 complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench generate help" -f -a "bench" -d 'Measure zcp on loopback: default, --checksum none and --no-zerocopy'
 complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench generate help" -f -a "generate" -d 'Write the man page or a shell completion script to stdout'

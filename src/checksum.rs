@@ -131,8 +131,7 @@ impl State {
     }
 }
 
-/// Hashes a byte slice in one go.
-#[cfg(test)]
+/// Hashes a byte slice in one go (small files, tests).
 pub fn digest_of(algorithm: Algorithm, bytes: &[u8]) -> Digest {
     let mut s = State::new(algorithm);
     s.update(bytes);

@@ -58,7 +58,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Send a file or stdin to a listening `zcp recv`
+    /// Send files, directory trees (-r) or stdin to a listening `zcp recv`
     #[command(after_help = after_help())]
     Send(SendArgs),
     /// Receive one transfer into a directory, a file or stdout
@@ -117,18 +117,33 @@ impl CommonArgs {
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// File to send, or `-` for stdin
-    #[arg(value_name = "SOURCE")]
-    pub source: PathBuf,
+    /// Files (or, with -r, directories) to send, or `-` for stdin. Each
+    /// arrives under its own name in DEST; a directory arrives as a tree
+    /// under its name, and `.` (or a path ending in `/.`) as its contents
+    #[arg(value_name = "SOURCE", required = true, num_args = 1..)]
+    pub sources: Vec<PathBuf>,
 
     /// Where `zcp recv` listens: HOST:PORT, IPV4:PORT or [IPV6]:PORT
     #[arg(value_name = "HOST:PORT", value_parser = net::parse_host_port)]
     pub target: HostPort,
 
-    /// Name the receiver gives the file [default: SOURCE's file name, or
-    /// `stdin` for -]
+    /// Name the receiver gives stdin (`-`) [default: stdin], or the one
+    /// file sent [default: its file name]
     #[arg(long, value_name = "NAME")]
     pub name: Option<OsString>,
+
+    /// Send directories and everything in them
+    #[arg(short, long)]
+    pub recursive: bool,
+
+    /// Follow symbolic links found inside directories and send what they
+    /// point to (links named on the command line are always followed)
+    #[arg(short = 'L', long)]
+    pub dereference: bool,
+
+    /// Ask the receiver not to replace anything that already exists there
+    #[arg(short = 'n', long)]
+    pub no_clobber: bool,
 
     #[command(flatten)]
     pub common: CommonArgs,
@@ -153,9 +168,15 @@ pub struct RecvArgs {
     )]
     pub listen: ListenSpec,
 
-    /// Flush the file and its directory to disk before reporting success
+    /// Flush each file and its directory to disk before reporting success
     #[arg(long)]
     pub fsync: bool,
+
+    /// Never replace an existing file, link or directory entry in DEST:
+    /// such entries are skipped (their bytes are still read off the
+    /// connection) and reported; existing directories are still entered
+    #[arg(short = 'n', long)]
+    pub no_clobber: bool,
 
     #[command(flatten)]
     pub common: CommonArgs,

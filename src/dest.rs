@@ -13,7 +13,8 @@
 //! * A [`Staged`] that is dropped without being committed unlinks itself,
 //!   so every error path, panic unwind and interruption removes it.
 
-use std::ffi::OsString;
+use std::cell::Cell;
+use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 
 use crate::display;
-use crate::protocol::{Mtime, Name};
+use crate::protocol::Mtime;
 use crate::sys::{self, FdKind};
 
 /// The resolved DEST argument of `zcp recv`.
@@ -98,60 +99,107 @@ impl Destination {
             shown: arg.to_path_buf(),
         })
     }
+}
 
-    /// Creates the staged file for an entry called `wire_name`.
-    pub fn stage(&self, wire_name: &Name) -> Result<Staged> {
-        let (dir, final_name, shown) = match self {
-            Destination::Directory { dir, shown } => {
-                let name = wire_name.to_os_string();
-                (dir, name.clone(), shown.join(name))
-            }
-            Destination::File { dir, name, shown } => (dir, name.clone(), shown.clone()),
-            Destination::Stdout => bail!("internal error: staging a file for stdout"),
-        };
+/// Names staged entries `.zcp-<8 random hex><8 hex counter>.part`: hidden,
+/// unique per session without a syscall per file, short enough for any file
+/// system, and never derived from a wire name.
+pub struct Stager {
+    prefix: String,
+    counter: Cell<u32>,
+}
+
+impl Stager {
+    pub fn new() -> io::Result<Stager> {
+        let mut r = [0u8; 4];
+        sys::random_bytes(&mut r)?;
+        Ok(Stager {
+            prefix: r.iter().map(|b| format!("{b:02x}")).collect(),
+            counter: Cell::new(0),
+        })
+    }
+
+    fn next_name(&self) -> OsString {
+        let n = self.counter.get();
+        self.counter.set(n.wrapping_add(1));
+        OsString::from(format!(".zcp-{}{n:08x}.part", self.prefix))
+    }
+
+    /// Runs `create` with fresh temporary names until one is free.
+    fn stage(
+        &self,
+        dir: &Arc<File>,
+        final_name: &[u8],
+        shown: PathBuf,
+        mut create: impl FnMut(&OsStr) -> io::Result<Option<File>>,
+    ) -> Result<Staged> {
         let mut last_err = None;
         for _ in 0..8 {
-            let temp = temp_name()?;
-            match sys::create_exclusive_at(dir, &temp, 0o600) {
+            let temp = self.next_name();
+            match create(&temp) {
                 Ok(file) => {
                     return Ok(Staged {
                         dir: Arc::clone(dir),
                         temp,
-                        final_name,
+                        final_name: OsStr::from_bytes(final_name).to_os_string(),
                         shown,
                         file,
                         committed: false,
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_err = Some(e),
-                Err(e) => {
-                    return Err(e).with_context(|| format!("creating a temporary file for {}", display::path(&shown)));
-                }
+                Err(e) => return Err(e.into()),
             }
         }
-        Err(last_err.unwrap_or_else(|| io::Error::other("no free temporary name")))
-            .with_context(|| format!("creating a temporary file for {}", display::path(&shown)))
+        Err(last_err
+            .unwrap_or_else(|| io::Error::other("no free temporary name"))
+            .into())
+    }
+
+    /// A staged regular file, empty, mode 0600, for `final_name` in `dir`.
+    pub fn file(&self, dir: &Arc<File>, final_name: &[u8], shown: PathBuf) -> Result<Staged> {
+        self.stage(dir, final_name, shown.clone(), |temp| {
+            sys::create_exclusive_at(dir, temp, 0o600).map(Some)
+        })
+        .with_context(|| format!("creating a temporary file for {}", display::path(&shown)))
+    }
+
+    /// A staged symbolic link with the text `target`.
+    pub fn symlink(&self, dir: &Arc<File>, final_name: &[u8], shown: PathBuf, target: &[u8]) -> Result<Staged> {
+        self.stage(dir, final_name, shown.clone(), |temp| {
+            sys::symlink_at(target, dir, temp).map(|()| None)
+        })
+        .with_context(|| format!("creating the symbolic link {}", display::path(&shown)))
+    }
+
+    /// A staged hard link to `from` in `from_dir`.
+    pub fn hard_link(
+        &self,
+        from_dir: &File,
+        from: &[u8],
+        dir: &Arc<File>,
+        final_name: &[u8],
+        shown: PathBuf,
+    ) -> Result<Staged> {
+        self.stage(dir, final_name, shown.clone(), |temp| {
+            sys::hard_link_at(from_dir, from, dir, temp).map(|()| None)
+        })
+        .with_context(|| format!("creating the hard link {}", display::path(&shown)))
     }
 }
 
-/// `.zcp-<16 random hex digits>.part`: hidden, unique, short enough for
-/// any file system, and never derived from the wire name.
-fn temp_name() -> io::Result<OsString> {
-    let mut r = [0u8; 8];
-    sys::random_bytes(&mut r)?;
-    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(OsString::from(format!(".zcp-{hex}.part")))
-}
-
-/// Metadata applied to a file when it is committed.
+/// Metadata applied to an entry when it is committed.
 #[derive(Debug, Clone, Copy)]
 pub struct Finish {
     /// Permission bits from the sender (None: 0666 before the umask).
+    /// Ignored for links.
     pub mode: Option<u32>,
     pub mtime: Option<Mtime>,
     pub umask: u32,
     /// fsync the file and its directory before reporting success.
     pub fsync: bool,
+    /// Never replace what exists under the final name.
+    pub no_clobber: bool,
 }
 
 /// The final permission bits: setuid, setgid and sticky are never applied,
@@ -160,45 +208,78 @@ pub fn final_mode(sent: Option<u32>, umask: u32) -> u32 {
     sent.unwrap_or(0o666) & 0o777 & !umask
 }
 
-/// A temporary file in the destination directory that becomes the final
-/// file only through [`commit`](Staged::commit).
+/// How a commit ended when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// Under its final name.
+    Committed,
+    /// Something exists under the final name and `no_clobber` was set.
+    Exists,
+}
+
+/// A temporary file or link in the destination that becomes the final
+/// entry only through [`commit`](Staged::commit).
 pub struct Staged {
     dir: Arc<File>,
     temp: OsString,
     final_name: OsString,
     shown: PathBuf,
-    file: File,
+    /// The open file, for regular files.
+    file: Option<File>,
     committed: bool,
 }
 
 impl Staged {
-    pub fn file(&self) -> &File {
-        &self.file
+    /// The open staged file; None for links.
+    pub fn file(&self) -> Option<&File> {
+        self.file.as_ref()
     }
 
-    /// The final path, for messages.
-    pub fn shown(&self) -> &Path {
-        &self.shown
-    }
-
-    /// Applies metadata and atomically renames the file onto its final name.
-    pub fn commit(mut self, finish: &Finish) -> Result<()> {
+    /// Applies metadata and atomically renames the entry onto its final
+    /// name (or, with `no_clobber`, only if that name is free).
+    pub fn commit(mut self, finish: &Finish) -> Result<Placed> {
         let shown = display::path(&self.shown);
-        sys::set_mode(&self.file, final_mode(finish.mode, finish.umask))
-            .with_context(|| format!("setting the mode of {shown}"))?;
-        if let Some(t) = finish.mtime {
-            sys::set_mtime(&self.file, t.seconds, t.nanos).with_context(|| format!("setting the mtime of {shown}"))?;
+        match &self.file {
+            Some(file) => {
+                sys::set_mode(file, final_mode(finish.mode, finish.umask))
+                    .with_context(|| format!("setting the mode of {shown}"))?;
+                if let Some(t) = finish.mtime {
+                    sys::set_mtime(file, t.seconds, t.nanos)
+                        .with_context(|| format!("setting the mtime of {shown}"))?;
+                }
+                if finish.fsync {
+                    file.sync_all().with_context(|| format!("syncing {shown}"))?;
+                }
+            }
+            None => {
+                if let Some(t) = finish.mtime {
+                    sys::set_link_mtime_at(&self.dir, &self.temp, t.seconds, t.nanos)
+                        .with_context(|| format!("setting the mtime of {shown}"))?;
+                }
+            }
         }
-        if finish.fsync {
-            self.file.sync_all().with_context(|| format!("syncing {shown}"))?;
+        let renamed = if finish.no_clobber {
+            sys::rename_noreplace_at(&self.dir, &self.temp, &self.final_name)
+        } else {
+            sys::rename_at(&self.dir, &self.temp, &self.final_name)
+        };
+        match renamed {
+            Ok(()) => {}
+            Err(e) if finish.no_clobber && e.kind() == io::ErrorKind::AlreadyExists => return Ok(Placed::Exists),
+            Err(e) => {
+                let what = if self.file.is_some() {
+                    "the verified file"
+                } else {
+                    "the new link"
+                };
+                return Err(e).with_context(|| format!("renaming {what} onto {shown}"));
+            }
         }
-        sys::rename_at(&self.dir, &self.temp, &self.final_name)
-            .with_context(|| format!("renaming the verified file onto {shown}"))?;
         self.committed = true;
         if finish.fsync {
             sys::sync_dir(&self.dir).with_context(|| format!("syncing the directory of {shown}"))?;
         }
-        Ok(())
+        Ok(Placed::Committed)
     }
 }
 
@@ -223,19 +304,15 @@ mod tests {
         assert_eq!(final_mode(None, 0o022), 0o644);
     }
 
-    #[test]
-    fn a_dropped_stage_leaves_nothing_and_a_commit_leaves_one_file() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dest = Destination::resolve(tmp.path()).unwrap();
-        let name = Name::new(b"f").unwrap();
-        {
-            let s = dest.stage(&name).unwrap();
-            std::io::Write::write_all(&mut s.file(), b"x").unwrap();
+    fn dir_of(dest: &Destination) -> Arc<File> {
+        match dest {
+            Destination::Directory { dir, .. } => Arc::clone(dir),
+            _ => panic!("not a directory destination"),
         }
-        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
-        let s = dest.stage(&name).unwrap();
-        std::io::Write::write_all(&mut s.file(), b"hello").unwrap();
-        let finish = Finish {
+    }
+
+    fn finish(no_clobber: bool) -> Finish {
+        Finish {
             mode: Some(0o640),
             mtime: Some(Mtime {
                 seconds: 1_000_000_000,
@@ -243,13 +320,33 @@ mod tests {
             }),
             umask: 0o022,
             fsync: false,
-        };
-        s.commit(&finish).unwrap();
-        let names: Vec<_> = std::fs::read_dir(tmp.path())
+            no_clobber,
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<OsString> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names, vec![OsString::from("f")]);
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_dropped_stage_leaves_nothing_and_a_commit_leaves_one_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = dir_of(&Destination::resolve(tmp.path()).unwrap());
+        let stager = Stager::new().unwrap();
+        {
+            let s = stager.file(&dir, b"f", tmp.path().join("f")).unwrap();
+            std::io::Write::write_all(&mut s.file().unwrap(), b"x").unwrap();
+        }
+        assert!(names(tmp.path()).is_empty());
+        let s = stager.file(&dir, b"f", tmp.path().join("f")).unwrap();
+        std::io::Write::write_all(&mut s.file().unwrap(), b"hello").unwrap();
+        assert_eq!(s.commit(&finish(false)).unwrap(), Placed::Committed);
+        assert_eq!(names(tmp.path()), vec![OsString::from("f")]);
         let meta = std::fs::metadata(tmp.path().join("f")).unwrap();
         use std::os::unix::fs::MetadataExt;
         assert_eq!(meta.mode() & 0o7777, 0o640);
@@ -257,11 +354,17 @@ mod tests {
     }
 
     #[test]
-    fn a_file_destination_ignores_the_wire_name() {
+    fn no_clobber_keeps_what_exists_and_leaves_no_temporary() {
         let tmp = tempfile::tempdir().unwrap();
-        let dest = Destination::resolve(&tmp.path().join("out.bin")).unwrap();
-        let s = dest.stage(&Name::new(b"evil").unwrap()).unwrap();
-        assert_eq!(s.shown(), tmp.path().join("out.bin"));
+        std::fs::write(tmp.path().join("f"), b"old").unwrap();
+        let dir = dir_of(&Destination::resolve(tmp.path()).unwrap());
+        let stager = Stager::new().unwrap();
+        let s = stager
+            .symlink(&dir, b"f", tmp.path().join("f"), b"/etc/passwd")
+            .unwrap();
+        assert_eq!(s.commit(&finish(true)).unwrap(), Placed::Exists);
+        assert_eq!(names(tmp.path()), vec![OsString::from("f")]);
+        assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), b"old");
     }
 
     #[test]

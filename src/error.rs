@@ -18,13 +18,15 @@ pub enum Code {
     Usage = 2,
     /// Checksum mismatch: the received bytes are not the bytes sent.
     Integrity = 3,
+    /// Some entries failed, the others arrived.
+    Partial = 4,
     /// SIGINT or SIGTERM.
     Interrupted = 130,
 }
 
 impl Code {
     /// (code, meaning) rows for documentation.
-    pub const TABLE: [(u8, &'static str); 5] = [
+    pub const TABLE: [(u8, &'static str); 6] = [
         (
             0,
             "success: the receiver verified the data and committed it under its final name",
@@ -37,6 +39,10 @@ impl Code {
         (
             3,
             "integrity failure: the SHA-256 digests of sender and receiver differ; nothing was committed",
+        ),
+        (
+            4,
+            "partial transfer: some entries failed (each is named on stderr), the others were committed",
         ),
         (130, "interrupted by SIGINT or SIGTERM; staged files were removed"),
     ];
@@ -84,10 +90,6 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
     coded(Code::Usage, message)
 }
 
-pub fn integrity(message: impl Into<String>) -> anyhow::Error {
-    coded(Code::Integrity, message)
-}
-
 /// The error for a loop that noticed SIGINT/SIGTERM.
 pub fn interrupted_io() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted")
@@ -111,7 +113,7 @@ mod tests {
 
     #[test]
     fn the_code_survives_added_context() {
-        let err = Err::<(), _>(integrity("digest mismatch"))
+        let err = Err::<(), _>(coded(Code::Integrity, "digest mismatch"))
             .context("receiving x")
             .unwrap_err();
         assert_eq!(exit_code(&err), Code::Integrity);

@@ -79,6 +79,11 @@ impl FrameReader {
         self.end - self.start
     }
 
+    /// How many bytes are buffered and not yet consumed.
+    pub fn buffered(&self) -> u64 {
+        self.buffered_len() as u64
+    }
+
     /// Makes sure `n` bytes (n <= READ_BUFFER) are buffered, reading as
     /// much as the socket has (or, with `exact`, no more than needed).
     /// Returns false on a clean end of stream before any of them arrived.
@@ -162,6 +167,30 @@ impl FrameReader {
     pub fn expect_exact(&mut self) -> Result<Message> {
         self.next_frame(true)?
             .ok_or_else(|| closed("connection closed by the peer"))
+    }
+
+    /// True when a whole frame is already buffered, so reading it will not
+    /// block (the receiver flushes its queued verdicts before it blocks).
+    pub fn has_frame(&self) -> bool {
+        let b = &self.buf[self.start..self.end];
+        if b.len() < FRAME_HEADER_LEN {
+            return false;
+        }
+        let len = u32::from_be_bytes([b[1], b[2], b[3], b[4]]) as usize;
+        b[0] == FrameType::Data as u8 || b.len() >= FRAME_HEADER_LEN + len
+    }
+
+    /// Reads exactly `n` payload bytes (n <= READ_BUFFER) into the buffer
+    /// and returns them: the path for small files, whose bytes mostly
+    /// arrived with their header already.
+    pub fn read_small(&mut self, n: usize) -> Result<&[u8]> {
+        if n == 0 {
+            return Ok(&[]);
+        }
+        if !self.want(n, false)? {
+            return Err(closed("connection closed by the peer"));
+        }
+        Ok(self.consume(n))
     }
 
     /// Takes up to `max` already-buffered bytes (payload that arrived with

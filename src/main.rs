@@ -18,6 +18,7 @@ mod protocol;
 mod recv;
 mod send;
 mod sys;
+mod tally;
 
 use std::process::ExitCode;
 

@@ -26,8 +26,8 @@ pub struct Reporter {
     bar: Option<ProgressBar>,
 }
 
-const KNOWN_TEMPLATE: &str = "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}";
-const STREAM_TEMPLATE: &str = "{prefix} {spinner} {bytes} {binary_bytes_per_sec} {elapsed}";
+const KNOWN_TEMPLATE: &str = "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {wide_msg}";
+const STREAM_TEMPLATE: &str = "{prefix} {spinner} {bytes} {binary_bytes_per_sec} {elapsed} {wide_msg}";
 
 impl Reporter {
     pub fn new(verbosity: Verbosity) -> Reporter {
@@ -62,6 +62,13 @@ impl Reporter {
         }
     }
 
+    /// A warning: something was left out on purpose.
+    pub fn warn(&self, msg: impl Display) {
+        if self.verbosity != Verbosity::Quiet {
+            self.print(&format!("zcp: warning: {msg}"));
+        }
+    }
+
     /// An error that does not end the process (one entry failed);
     /// same format as the one `main` prints.
     pub fn error(&self, msg: impl Display) {
@@ -89,6 +96,28 @@ impl Reporter {
         bar.set_prefix(label.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));
         self.bar = Some(bar);
+    }
+
+    /// Names the entry being moved (escaped) next to the bar.
+    pub fn current(&self, name: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(name.to_string());
+        }
+    }
+
+    /// Grows the bar's total by `n` bytes, as a walk discovers files.
+    pub fn grow(&self, n: u64) {
+        if let Some(bar) = &self.bar {
+            match bar.length() {
+                Some(_) => bar.inc_length(n),
+                None => {
+                    bar.set_length(n);
+                    if let Ok(style) = ProgressStyle::with_template(KNOWN_TEMPLATE) {
+                        bar.set_style(style.progress_chars("=> "));
+                    }
+                }
+            }
+        }
     }
 
     /// Advances the bar by `n` bytes.

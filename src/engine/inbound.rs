@@ -33,6 +33,9 @@ pub enum Target<'a> {
         out_is_pipe: bool,
         hash: Option<&'a File>,
     },
+    /// Nowhere: the payload of an entry the receiver will not store is
+    /// read off the connection and dropped, keeping the stream in step.
+    Discard,
 }
 
 impl Target<'_> {
@@ -63,6 +66,29 @@ impl Target<'_> {
                 }
                 Ok(())
             }
+            Target::Discard => Ok(()),
+        }
+    }
+
+    /// Accounts for a hole of `n` zero bytes: a file keeps it as a hole
+    /// (the offset moves, nothing is written); a stream gets real zeros.
+    pub fn skip(&mut self, n: u64) -> io::Result<()> {
+        match self {
+            Target::File { offset, .. } => {
+                *offset += n;
+                Ok(())
+            }
+            Target::Stream { .. } => {
+                static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+                let mut left = n;
+                while left > 0 {
+                    let k = left.min(ZEROS.len() as u64) as usize;
+                    self.write(&ZEROS[..k], 0)?;
+                    left -= k as u64;
+                }
+                Ok(())
+            }
+            Target::Discard => Ok(()),
         }
     }
 }
@@ -122,6 +148,7 @@ impl Lander {
             Target::Stream { .. } if target.direct() => "socket → stdout pipe",
             Target::Stream { hash: Some(_), .. } => "socket → pipe → stdout, tee → hash",
             Target::Stream { .. } => "socket → pipe → stdout",
+            Target::Discard => "socket → discarded",
         };
         let fallback = if !self.policy.zerocopy {
             Some("--no-zerocopy was given".to_string())
@@ -167,7 +194,7 @@ impl Lander {
             if signals::interrupted() {
                 return Err(crate::error::interrupted_io());
             }
-            let moved = if report.fallback.is_none() {
+            let moved = if report.fallback.is_none() && !matches!(target, Target::Discard) {
                 match self.splice_round(sock, target, left, report) {
                     Ok(Round::Moved(k)) => k,
                     Ok(Round::Unsupported(why)) => {
@@ -253,7 +280,7 @@ impl Lander {
         // so a partial splice never gets them hashed twice.
         let hash = match target {
             Target::Stream { hash, .. } => *hash,
-            Target::File { .. } => None,
+            Target::File { .. } | Target::Discard => None,
         };
         let mut in_pipe = filled;
         let mut teed = 0usize;
@@ -264,6 +291,7 @@ impl Lander {
                     "splice",
                     sys::splice(&pipe.read, None, *file, Some(offset), in_pipe, false).map(|k| (0, k)),
                 ),
+                (_, Target::Discard) => return Err(io::Error::other("internal error: splicing into nothing")),
                 (_, Target::Stream { out, .. }) => {
                     let want = if hash.is_some() { teed } else { in_pipe };
                     (

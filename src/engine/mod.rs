@@ -104,6 +104,7 @@ impl Report {
             // Nothing moved (empty entry): name the path that would have.
             return match (&self.fallback, self.route) {
                 (Some(_), _) => Mechanism::ReadWrite,
+                (None, r) if r.contains("buffer") => Mechanism::ReadWrite,
                 (None, r) if r.starts_with("file") => Mechanism::Sendfile,
                 (None, _) => Mechanism::Splice,
             };
@@ -111,8 +112,16 @@ impl Report {
         best.1
     }
 
-    /// One line for `-v`: the mechanism, the route and the byte split.
-    pub fn describe(&self) -> String {
+    /// The byte split of a whole session, for `-v`.
+    pub fn describe_totals(&self) -> String {
+        let parts = self.split();
+        if parts.is_empty() {
+            return "no payload bytes".into();
+        }
+        parts.join(", ")
+    }
+
+    fn split(&self) -> Vec<String> {
         let mut parts = Vec::new();
         for (n, m) in [
             (self.by_sendfile, Mechanism::Sendfile),
@@ -123,6 +132,12 @@ impl Report {
                 parts.push(format!("{} {n} bytes", m.name()));
             }
         }
+        parts
+    }
+
+    /// One line for `-v`: the mechanism, the route and the byte split.
+    pub fn describe(&self) -> String {
+        let mut parts = self.split();
         if self.from_buffer > 0 {
             parts.push(format!("{} bytes written from the control buffer", self.from_buffer));
         }

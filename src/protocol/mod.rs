@@ -11,19 +11,21 @@
 use std::fmt;
 
 mod cursor;
-mod name;
+mod entry;
+mod path;
 
 use crate::checksum::{Algorithm, Digest};
 use cursor::{Reader, put_digest, put_option, put_text, take_digest, take_text, truncate_utf8};
-pub use name::Name;
+pub use entry::{Entry, EntryKind, Mtime, Payload};
+pub use path::{LinkText, Name, RelPath};
 
 /// First four bytes each side sends. The high bit of the first byte catches
 /// 7-bit channels and text protocols, as in PNG.
 pub const MAGIC: [u8; 4] = [0x89, b'Z', b'C', b'P'];
 /// The newest protocol version this zcp speaks.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// The oldest protocol version this zcp speaks.
-pub const MIN_VERSION: u16 = 1;
+pub const MIN_VERSION: u16 = 2;
 pub const PREAMBLE_LEN: usize = 8;
 pub const FRAME_HEADER_LEN: usize = 5;
 
@@ -31,8 +33,12 @@ pub const FRAME_HEADER_LEN: usize = 5;
 pub const MAX_CONTROL_LEN: u32 = 64 * 1024;
 /// Largest body of a DATA frame (payload of a stream entry).
 pub const MAX_DATA_LEN: u32 = 16 << 20;
-/// Largest entry name: NAME_MAX on Linux.
+/// Largest path component: NAME_MAX on Linux.
 pub const MAX_NAME_LEN: usize = 255;
+/// Largest relative path: PATH_MAX on Linux.
+pub const MAX_PATH_LEN: usize = 4096;
+/// Largest symbolic link text (PATH_MAX without the NUL).
+pub const MAX_LINK_LEN: usize = 4095;
 /// Largest human-readable message in ABORT, VERDICT and ERROR.
 pub const MAX_MESSAGE_LEN: usize = 1024;
 
@@ -124,6 +130,7 @@ pub enum FrameType {
     Verdict = 6,
     Done = 7,
     Error = 8,
+    Hole = 9,
 }
 
 impl FrameType {
@@ -137,6 +144,7 @@ impl FrameType {
             6 => FrameType::Verdict,
             7 => FrameType::Done,
             8 => FrameType::Error,
+            9 => FrameType::Hole,
             _ => return None,
         })
     }
@@ -145,6 +153,7 @@ impl FrameType {
         match self {
             FrameType::Data => MAX_DATA_LEN,
             FrameType::Done => 0,
+            FrameType::Hole => 8,
             _ => MAX_CONTROL_LEN,
         }
     }
@@ -193,6 +202,7 @@ mod tag {
     pub const SOFTWARE: u16 = 1;
     pub const ROLE: u16 = 2;
     pub const CHECKSUM: u16 = 3;
+    pub const NO_CLOBBER: u16 = 4;
     pub const CRITICAL: u16 = 0x8000;
 }
 
@@ -203,38 +213,8 @@ pub struct Hello {
     pub checksum: Algorithm,
     /// Informational, e.g. "zcp 0.1.0"; shown in errors, never trusted.
     pub software: String,
-}
-
-/// Entry kinds. Version 1 knows only regular files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryKind {
-    File = 1,
-}
-
-mod entry_flag {
-    pub const SIZE_KNOWN: u8 = 1;
-    pub const HAS_MODE: u8 = 2;
-    pub const HAS_MTIME: u8 = 4;
-    pub const ALL: u8 = SIZE_KNOWN | HAS_MODE | HAS_MTIME;
-}
-
-/// A modification time: seconds since the epoch and nanoseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mtime {
-    pub seconds: i64,
-    pub nanos: u32,
-}
-
-/// Announces one file. With `size` known the payload follows raw; without
-/// it the payload is a sequence of DATA frames. A TRAILER (or ABORT) ends it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub kind: EntryKind,
-    pub name: Name,
-    pub size: Option<u64>,
-    /// Permission bits as sent (the receiver strips setuid/setgid/sticky).
-    pub mode: Option<u32>,
-    pub mtime: Option<Mtime>,
+    /// Sender only: the receiver must not replace anything that exists.
+    pub no_clobber: bool,
 }
 
 /// Ends an entry's payload with the sender's count and digest.
@@ -253,6 +233,8 @@ pub enum VerdictStatus {
     Mismatch = 1,
     /// The receiver could not store it (message says why).
     Failed = 2,
+    /// Not stored because something exists under its name (NO_CLOBBER).
+    Skipped = 3,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,6 +261,8 @@ pub enum Message {
     Hello(Hello),
     Entry(Entry),
     Data(u32),
+    /// A run of this many zero bytes in a sparse file, not sent.
+    Hole(u64),
     Trailer(Trailer),
     Abort(String),
     Verdict(Verdict),
@@ -293,6 +277,7 @@ impl Message {
             Message::Hello(_) => FrameType::Hello,
             Message::Entry(_) => FrameType::Entry,
             Message::Data(_) => FrameType::Data,
+            Message::Hole(_) => FrameType::Hole,
             Message::Trailer(_) => FrameType::Trailer,
             Message::Abort(_) => FrameType::Abort,
             Message::Verdict(_) => FrameType::Verdict,
@@ -308,8 +293,9 @@ impl Message {
         out.extend_from_slice(&[0; FRAME_HEADER_LEN]);
         match self {
             Message::Hello(h) => encode_hello(h, out),
-            Message::Entry(e) => encode_entry(e, out),
+            Message::Entry(e) => entry::encode(e, out),
             Message::Data(_) | Message::Done => {}
+            Message::Hole(n) => out.extend_from_slice(&n.to_be_bytes()),
             Message::Trailer(t) => {
                 out.extend_from_slice(&t.bytes.to_be_bytes());
                 put_digest(&t.digest, out);
@@ -341,7 +327,15 @@ impl Message {
         let mut r = Reader::new(body);
         let msg = match header.kind {
             FrameType::Hello => Message::Hello(decode_hello(&mut r)?),
-            FrameType::Entry => Message::Entry(decode_entry(&mut r)?),
+            FrameType::Entry => Message::Entry(entry::decode(&mut r)?),
+            FrameType::Hole => {
+                let n = r.u64("hole length")?;
+                r.finish("HOLE")?;
+                if n == 0 {
+                    return bad("empty HOLE");
+                }
+                Message::Hole(n)
+            }
             FrameType::Data => return Ok(Message::Data(header.len)),
             FrameType::Trailer => {
                 let bytes = r.u64("trailer byte count")?;
@@ -359,6 +353,7 @@ impl Message {
                     0 => VerdictStatus::Committed,
                     1 => VerdictStatus::Mismatch,
                     2 => VerdictStatus::Failed,
+                    3 => VerdictStatus::Skipped,
                     s => return bad(format!("unknown verdict status {s}")),
                 };
                 let digest = take_digest(&mut r)?;
@@ -387,12 +382,16 @@ fn encode_hello(h: &Hello, out: &mut Vec<u8>) {
     put_option(out, tag::SOFTWARE, software.as_bytes());
     put_option(out, tag::ROLE | tag::CRITICAL, &[h.role as u8]);
     put_option(out, tag::CHECKSUM | tag::CRITICAL, &[h.checksum.wire_id()]);
+    if h.no_clobber {
+        put_option(out, tag::NO_CLOBBER | tag::CRITICAL, &[]);
+    }
 }
 
 fn decode_hello(r: &mut Reader<'_>) -> Result<Hello, ProtocolError> {
     let mut role = None;
     let mut checksum = None;
     let mut software = String::new();
+    let mut no_clobber = false;
     while !r.is_empty() {
         let raw_tag = r.u16("option tag")?;
         let len = r.u16("option length")?;
@@ -419,6 +418,8 @@ fn decode_hello(r: &mut Reader<'_>) -> Result<Hello, ProtocolError> {
                         .ok_or_else(|| ProtocolError(format!("unknown checksum algorithm {id}")))?,
                 );
             }
+            tag::NO_CLOBBER if value.is_empty() => no_clobber = true,
+            tag::NO_CLOBBER => return bad("HELLO option NO_CLOBBER must be empty"),
             unknown if raw_tag & tag::CRITICAL != 0 => {
                 return bad(format!(
                     "peer requires option {unknown}, which this zcp does not understand"
@@ -431,65 +432,7 @@ fn decode_hello(r: &mut Reader<'_>) -> Result<Hello, ProtocolError> {
         role: role.ok_or_else(|| ProtocolError("HELLO without a role".into()))?,
         checksum: checksum.ok_or_else(|| ProtocolError("HELLO without a checksum algorithm".into()))?,
         software,
-    })
-}
-
-fn encode_entry(e: &Entry, out: &mut Vec<u8>) {
-    let mut flags = 0;
-    if e.size.is_some() {
-        flags |= entry_flag::SIZE_KNOWN;
-    }
-    if e.mode.is_some() {
-        flags |= entry_flag::HAS_MODE;
-    }
-    if e.mtime.is_some() {
-        flags |= entry_flag::HAS_MTIME;
-    }
-    let mtime = e.mtime.unwrap_or(Mtime { seconds: 0, nanos: 0 });
-    out.push(e.kind as u8);
-    out.push(flags);
-    out.extend_from_slice(&e.mode.unwrap_or(0).to_be_bytes());
-    out.extend_from_slice(&e.size.unwrap_or(0).to_be_bytes());
-    out.extend_from_slice(&mtime.seconds.to_be_bytes());
-    out.extend_from_slice(&mtime.nanos.to_be_bytes());
-    let name = e.name.as_bytes();
-    out.extend_from_slice(&u16::try_from(name.len()).unwrap_or(0).to_be_bytes());
-    out.extend_from_slice(name);
-}
-
-fn decode_entry(r: &mut Reader<'_>) -> Result<Entry, ProtocolError> {
-    let kind = match r.u8("entry kind")? {
-        1 => EntryKind::File,
-        k => return bad(format!("unsupported entry kind {k}")),
-    };
-    let flags = r.u8("entry flags")?;
-    if flags & !entry_flag::ALL != 0 {
-        return bad(format!("unknown entry flags {flags:#04x}"));
-    }
-    let mode = r.u32("mode")?;
-    let size = r.u64("size")?;
-    let seconds = r.i64("mtime seconds")?;
-    let nanos = r.u32("mtime nanoseconds")?;
-    let has = |flag: u8| flags & flag != 0;
-    // Fields whose flag is clear are ignored, so only flagged ones are checked.
-    if has(entry_flag::HAS_MTIME) && nanos >= 1_000_000_000 {
-        return bad(format!("mtime nanoseconds {nanos} out of range"));
-    }
-    let name_len = usize::from(r.u16("name length")?);
-    if name_len > MAX_NAME_LEN {
-        return bad(format!("file name of {name_len} bytes exceeds {MAX_NAME_LEN}"));
-    }
-    let name = Name::new(r.bytes(name_len, "name")?)?;
-    if has(entry_flag::SIZE_KNOWN) && size > i64::MAX as u64 {
-        return bad(format!("file size {size} is larger than any file can be"));
-    }
-    // Bytes after the name are reserved for extensions and ignored.
-    Ok(Entry {
-        kind,
-        name,
-        size: has(entry_flag::SIZE_KNOWN).then_some(size),
-        mode: has(entry_flag::HAS_MODE).then_some(mode & 0o7777),
-        mtime: has(entry_flag::HAS_MTIME).then_some(Mtime { seconds, nanos }),
+        no_clobber,
     })
 }
 

@@ -16,13 +16,14 @@ fn roundtrip(m: Message) {
 fn entry() -> Entry {
     Entry {
         kind: EntryKind::File,
-        name: Name::new("résumé v2.pdf".as_bytes()).unwrap(),
-        size: Some(1 << 40),
+        path: RelPath::new("docs/résumé v2.pdf".as_bytes()).unwrap(),
+        payload: Payload::Sized(1 << 40),
         mode: Some(0o640),
         mtime: Some(Mtime {
             seconds: -5,
             nanos: 999_999_999,
         }),
+        linked: true,
     }
 }
 
@@ -32,14 +33,31 @@ fn every_message_roundtrips() {
         role: Role::Sender,
         checksum: Algorithm::Sha256,
         software: "zcp 0.1.0".into(),
+        no_clobber: true,
     }));
     roundtrip(Message::Entry(entry()));
     roundtrip(Message::Entry(Entry {
-        size: None,
+        payload: Payload::Stream,
         mode: None,
         mtime: None,
         ..entry()
     }));
+    roundtrip(Message::Entry(Entry {
+        payload: Payload::Sparse(1 << 30),
+        ..entry()
+    }));
+    for kind in [
+        EntryKind::Directory,
+        EntryKind::Symlink(LinkText::new(b"../../etc/passwd").unwrap()),
+        EntryKind::HardLink(RelPath::new(b"docs/first").unwrap()),
+    ] {
+        roundtrip(Message::Entry(Entry {
+            kind,
+            payload: Payload::None,
+            ..entry()
+        }));
+    }
+    roundtrip(Message::Hole(1 << 33));
     roundtrip(Message::Trailer(Trailer {
         bytes: 7,
         digest: Digest::Sha256([9; 32]),
@@ -49,6 +67,11 @@ fn every_message_roundtrips() {
         status: VerdictStatus::Mismatch,
         digest: Digest::None,
         message: "digest mismatch".into(),
+    }));
+    roundtrip(Message::Verdict(Verdict {
+        status: VerdictStatus::Skipped,
+        digest: Digest::None,
+        message: "exists".into(),
     }));
     roundtrip(Message::Done);
     roundtrip(Message::Error(WireError {
@@ -72,7 +95,12 @@ fn preamble_checks_magic_and_versions() {
         max_version: 5,
         min_version: 1,
     };
-    assert_eq!(ours.negotiate(&newer).unwrap(), 1);
+    assert_eq!(ours.negotiate(&newer).unwrap(), VERSION);
+    let v1 = Preamble {
+        max_version: 1,
+        min_version: 1,
+    };
+    assert!(ours.negotiate(&v1).is_err());
 }
 
 #[test]
@@ -90,7 +118,71 @@ fn names_must_be_single_safe_components() {
         &[b'x'; 255],
     ] {
         assert!(Name::new(good).is_ok(), "{good:?} refused");
+        assert!(RelPath::new(good).is_ok(), "{good:?} refused as a path");
     }
+}
+
+#[test]
+fn paths_are_relative_and_made_of_safe_components() {
+    let long = [b'x'; 4097];
+    let long_component = [b'y'; 256];
+    for bad_path in [
+        &b""[..],
+        b"/etc/passwd",
+        b"../x",
+        b"a/../b",
+        b"a/./b",
+        b"a//b",
+        b"a/",
+        b"a/b/",
+        b"a\0b/c",
+        &long,
+        &long_component,
+    ] {
+        assert!(RelPath::new(bad_path).is_err(), "{bad_path:?} accepted");
+    }
+    let p = RelPath::new(b"a/b c/\xffd").unwrap();
+    assert_eq!(p.parent(), b"a/b c");
+    assert_eq!(p.file_name(), b"\xffd");
+    let top = RelPath::new(b"top").unwrap();
+    assert_eq!(top.parent(), b"");
+    let joined = RelPath::join(Some(&top), &Name::new(b"n").unwrap()).unwrap();
+    assert_eq!(joined.as_bytes(), b"top/n");
+}
+
+#[test]
+fn entries_whose_flags_or_target_do_not_fit_their_kind_are_refused() {
+    let encoded = |e: &Entry| {
+        let mut b = Vec::new();
+        Message::Entry(e.clone()).encode(&mut b);
+        b
+    };
+    let decode = |frame: &[u8]| {
+        let header = FrameHeader::decode(frame[..FRAME_HEADER_LEN].try_into().unwrap()).unwrap();
+        Message::decode(header, &frame[FRAME_HEADER_LEN..])
+    };
+    // A directory with SIZE_KNOWN: flip the kind byte of a sized file.
+    let mut dir_with_size = encoded(&entry());
+    dir_with_size[FRAME_HEADER_LEN] = 2;
+    assert!(decode(&dir_with_size).is_err());
+    // A file with a target: flip the kind byte of a symlink.
+    let link = Entry {
+        kind: EntryKind::Symlink(LinkText::new(b"t").unwrap()),
+        payload: Payload::None,
+        ..entry()
+    };
+    let mut file_with_target = encoded(&link);
+    file_with_target[FRAME_HEADER_LEN] = 1;
+    assert!(decode(&file_with_target).is_err());
+    // A hard link whose target climbs out.
+    let mut climbing = encoded(&Entry {
+        kind: EntryKind::HardLink(RelPath::new(b"aa/b").unwrap()),
+        payload: Payload::None,
+        ..entry()
+    });
+    let at = climbing.len() - 4;
+    climbing[at..at + 2].copy_from_slice(b"..");
+    assert!(decode(&climbing).is_err());
 }
 
 #[test]
@@ -122,6 +214,12 @@ fn decoding_survives_truncation_and_mutation() {
     let mut frames = Vec::new();
     for m in [
         Message::Entry(entry()),
+        Message::Entry(Entry {
+            kind: EntryKind::Symlink(LinkText::new(b"/x/y").unwrap()),
+            payload: Payload::None,
+            ..entry()
+        }),
+        Message::Hole(5),
         Message::Trailer(Trailer {
             bytes: 1,
             digest: Digest::Sha256([1; 32]),

@@ -1,239 +1,329 @@
-//! Receiving one entry: into a staged file that is committed only after
-//! the digests match, or onto stdout. Every entry ends with a VERDICT to
-//! the sender; an error returned from here breaks the connection instead.
+//! Receiving one entry: a file into a staged temporary that is committed
+//! only after the digests match (or onto stdout), a directory, or a link.
+//! Every entry ends with exactly one VERDICT; an error returned from here
+//! breaks the connection instead.
+//!
+//! Small files (up to [`SMALL_FILE`]) arrive mostly in the same read as
+//! their header, so they are hashed and written straight from the read
+//! buffer: a thread and a pipe per file would cost more than the copy.
 
+use std::fs::File;
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 
+use super::payload::{Landed, read_end};
+use super::tree::Parent;
 use super::{Outcome, Session};
-use crate::checksum::{Algorithm, Digest, FileHasher, Hashed, PipeHasher};
-use crate::dest::{Destination, Finish};
+use crate::checksum::{Digest, FileHasher, Hashed, PipeHasher, digest_of};
+use crate::dest::{Destination, Finish, Placed, Staged};
 use crate::display;
 use crate::engine::Report;
-use crate::engine::inbound::{Lander, Target};
-use crate::frames::{self, FrameReader};
-use crate::protocol::{Entry, Message, Trailer, Verdict, VerdictStatus};
+use crate::engine::inbound::Target;
+use crate::frames::READ_BUFFER;
+use crate::protocol::{Entry, EntryKind, Payload, VerdictStatus};
 use crate::send::verified;
 use crate::sys::{self, FdKind};
 
-/// A landed payload: how it ended, how many bytes, and how they moved.
-struct Landed {
-    end: PayloadEnd,
-    bytes: u64,
-    report: Report,
-}
+/// Largest file received through the read buffer instead of a pipe.
+pub const SMALL_FILE: u64 = READ_BUFFER as u64;
 
-/// How a payload ended.
-enum PayloadEnd {
-    Trailer(Trailer),
-    /// The sender gave up on this entry (message says why).
-    Aborted(String),
-}
-
-/// Lands the payload of an entry: `size` raw bytes, or DATA frames up to
-/// the TRAILER. Returns how it ended.
-fn read_payload(
-    reader: &mut FrameReader,
-    lander: &mut Lander,
-    size: Option<u64>,
-    target: &mut Target<'_>,
-    report: &mut Report,
-    progress: &mut dyn FnMut(u64),
-) -> Result<PayloadEnd> {
-    match size {
-        Some(n) => lander.land(reader, target, n, report, progress)?,
-        None => loop {
-            match reader.expect_exact()? {
-                Message::Data(n) => lander.land(reader, target, u64::from(n), report, progress)?,
-                Message::Trailer(t) => return Ok(PayloadEnd::Trailer(t)),
-                Message::Abort(m) => return Ok(PayloadEnd::Aborted(m)),
-                other => bail!("protocol error: unexpected {:?} inside a stream", other.frame_type()),
-            }
-        },
-    }
-    match reader.expect()? {
-        Message::Trailer(t) => Ok(PayloadEnd::Trailer(t)),
-        Message::Abort(m) => Ok(PayloadEnd::Aborted(m)),
-        other => bail!("protocol error: expected TRAILER, got {:?}", other.frame_type()),
-    }
-}
-
-/// Adds "after X of N bytes" to a payload that ended early.
-fn short_read(err: anyhow::Error, landed: u64, size: Option<u64>) -> anyhow::Error {
-    let eof = err.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::UnexpectedEof)
-    });
-    if !eof {
-        return err;
-    }
-    match size {
-        Some(n) => anyhow!("the sender closed the connection after {landed} of {n} bytes"),
-        None => anyhow!("the sender closed the connection after {landed} bytes of a stream"),
-    }
+/// Where an entry goes: a directory and a name in it, or why it cannot.
+enum Place {
+    At {
+        dir: Arc<File>,
+        name: Vec<u8>,
+        shown: PathBuf,
+    },
+    Refused(String),
 }
 
 impl Session {
     /// Receives one entry, answers it with a verdict, and returns how it
     /// ended. Errors are fatal to the connection.
     pub fn receive(&mut self, entry: Entry) -> Result<Outcome> {
-        let name = entry.name.to_string();
         let started = Instant::now();
-        let result = match self.dest {
-            Destination::Stdout => self.receive_stream(&entry, started),
-            _ => self.receive_file(&entry, started),
+        let place = self.place(&entry)?;
+        self.reporter.current(&entry.path.to_string());
+        if entry.linked {
+            // Until it is committed, links to it fail.
+            self.link_targets.insert(entry.path.clone(), false);
+        }
+        let result = match (&entry.kind, place) {
+            (_, None) => self.receive_stream(&entry, started),
+            (_, Some(Place::Refused(why))) => self.refuse_entry(&entry, &why),
+            (EntryKind::File, Some(Place::At { dir, name, shown })) => {
+                self.receive_file(&entry, dir, &name, shown, started)
+            }
+            (EntryKind::Directory, Some(Place::At { dir, .. })) => self.receive_dir(&entry, dir),
+            (EntryKind::Symlink(text), Some(Place::At { dir, name, shown })) => {
+                let (text, link_shown) = (text.as_bytes().to_vec(), shown.clone());
+                self.receive_link(&entry, shown, |s| s.stager.symlink(&dir, &name, link_shown, &text))
+            }
+            (EntryKind::HardLink(target), Some(Place::At { dir, name, shown })) => {
+                let (target, link_shown) = (target.clone(), shown.clone());
+                match self.link_targets.get(&target) {
+                    None => bail!(
+                        "protocol error: hard link {} names {target}, which is not a LINKED file of this session",
+                        entry.path
+                    ),
+                    Some(false) => {
+                        let why = format!("its target {target} was not committed");
+                        self.fail(&entry, why);
+                        Ok(Outcome::Failed)
+                    }
+                    Some(true) => self.receive_link(&entry, shown, |s| {
+                        let (from_dir, from) = s.tree()?.resolve_file(&target)?;
+                        s.stager.hard_link(&from_dir, &from, &dir, &name, link_shown)
+                    }),
+                }
+            }
         };
-        result.with_context(|| format!("receiving {name}"))
+        result.with_context(|| format!("receiving {}", entry.path))
     }
 
-    fn verdict(&self, status: VerdictStatus, digest: Digest, message: String) -> Result<()> {
-        frames::send(
-            &self.sock,
-            &Message::Verdict(Verdict {
-                status,
-                digest,
-                message,
-            }),
-        )
+    /// Finds where `entry` lands (None: stdout), closing directories the
+    /// walk has left. A single-file or stdout destination takes exactly
+    /// one regular file.
+    fn place(&mut self, entry: &Entry) -> Result<Option<Place>> {
+        let single = match &self.dest {
+            Destination::Directory { .. } => None,
+            Destination::File { dir, name, shown } => Some(Some(Place::At {
+                dir: Arc::clone(dir),
+                name: name.as_bytes().to_vec(),
+                shown: shown.clone(),
+            })),
+            Destination::Stdout => Some(None),
+        };
+        if let Some(place) = single {
+            if self.totals.entries > 1 {
+                bail!(
+                    "the sender sent a second {}, but DEST is a single file or stdout",
+                    entry.kind.describe()
+                );
+            }
+            if entry.kind != EntryKind::File {
+                bail!(
+                    "the sender sent a {}, but DEST is a single file or stdout; give a directory as DEST",
+                    entry.kind.describe()
+                );
+            }
+            return Ok(place);
+        }
+        let mut problems = Vec::new();
+        let parent = self.tree_mut()?.parent_of(&entry.path, &mut problems);
+        self.report_problems(problems);
+        Ok(Some(match parent? {
+            Parent::Open(dir) => Place::At {
+                dir,
+                name: entry.path.file_name().to_vec(),
+                shown: self.tree()?.shown(&entry.path),
+            },
+            Parent::Failed(why) => Place::Refused(why),
+        }))
     }
 
-    /// Compares the sender's trailer with what we counted and hashed.
-    /// Ok(true) when they match (or nothing is verified).
-    fn check(&self, trailer: &Trailer, landed: u64, hashed: &Hashed) -> Result<bool> {
-        if trailer.bytes != landed {
-            bail!(
-                "protocol error: the sender says it sent {} bytes but {landed} arrived",
-                trailer.bytes
-            );
+    /// An entry whose directory could not be made: drained and failed.
+    fn refuse_entry(&mut self, entry: &Entry, why: &str) -> Result<Outcome> {
+        if entry.kind == EntryKind::Directory {
+            // Its own subtree must exist on the stack for its children.
+            let parent = Parent::Failed(why.to_string());
+            let _ = self.tree_mut()?.open_dir(&parent, &entry.path, None, None);
         }
-        if self.algorithm == Algorithm::None {
-            return Ok(true);
-        }
-        if trailer.digest.algorithm() != self.algorithm {
-            bail!(
-                "protocol error: the trailer carries a {} digest",
-                trailer.digest.algorithm().name()
-            );
-        }
-        Ok(trailer.digest == hashed.digest)
+        self.discard_payload(entry)?;
+        self.fail(entry, why.to_string());
+        Ok(Outcome::Failed)
     }
 
-    /// Lands an entry's payload in `target`, drawing the bar (if `bar`) and
-    /// telling `on_landed` each new total. Errors break the connection.
-    fn land_payload(
+    /// Reports a failed entry on both ends.
+    fn fail(&mut self, entry: &Entry, why: String) {
+        self.reporter
+            .error(format!("receiving {} from {}: {why}", entry.path, self.peer));
+        self.verdict(VerdictStatus::Failed, Digest::None, why);
+    }
+
+    fn skip_existing(&mut self, entry: &Entry, shown: &Path) -> Outcome {
+        self.reporter.note(format!(
+            "skipped {}: {} exists (--no-clobber)",
+            entry.path,
+            display::path(shown)
+        ));
+        self.verdict(
+            VerdictStatus::Skipped,
+            Digest::None,
+            "exists on the receiver (--no-clobber)".into(),
+        );
+        Outcome::Skipped
+    }
+
+    fn receive_dir(&mut self, entry: &Entry, parent: Arc<File>) -> Result<Outcome> {
+        let parent = Parent::Open(parent);
+        match self.tree_mut()?.open_dir(&parent, &entry.path, entry.mode, entry.mtime) {
+            Ok(()) => {
+                self.verdict(VerdictStatus::Committed, Digest::None, String::new());
+                self.totals.dirs += 1;
+                self.reporter.detail(format!("received directory {}", entry.path));
+                Ok(Outcome::Committed)
+            }
+            Err(e) => {
+                self.fail(entry, format!("{e:#}"));
+                Ok(Outcome::Failed)
+            }
+        }
+    }
+
+    /// Creates a link with `stage`, then commits it like a file.
+    fn receive_link(
         &mut self,
         entry: &Entry,
-        mut target: Target<'_>,
-        bar: bool,
-        on_landed: &dyn Fn(u64),
-    ) -> Result<Landed> {
-        let mut report = self.lander.start_report(&target);
-        if bar {
-            self.reporter.start(&format!("recv {}", entry.name), entry.size);
-        }
-        let mut landed = 0u64;
-        let reporter = &self.reporter;
-        let end = read_payload(
-            &mut self.reader,
-            &mut self.lander,
-            entry.size,
-            &mut target,
-            &mut report,
-            &mut |n| {
-                landed += n;
-                on_landed(landed);
-                reporter.advance(n);
-            },
-        );
-        self.reporter.finish();
-        Ok(Landed {
-            end: end.map_err(|e| short_read(e, landed, entry.size))?,
-            bytes: landed,
-            report,
-        })
-    }
-
-    /// Decides an entry whose payload has landed: an abort or a digest
-    /// mismatch is reported (`lost` says what became of the bytes) and
-    /// answered here; `Ok(None)` means it verified and may be committed.
-    fn judge(&self, entry: &Entry, landed: &Landed, hashed: &Hashed, lost: &str) -> Result<Option<Outcome>> {
-        let trailer = match &landed.end {
-            PayloadEnd::Trailer(t) => t,
-            PayloadEnd::Aborted(why) => {
-                let why = display::escape_text(why);
-                self.reporter.error(format!(
-                    "receiving {} from {}: the sender aborted it: {why}; {lost}",
-                    entry.name, self.peer
-                ));
-                self.verdict(
-                    VerdictStatus::Failed,
-                    Digest::None,
-                    format!("aborted by the sender: {why}"),
-                )?;
-                return Ok(Some(Outcome::Failed));
+        shown: PathBuf,
+        stage: impl FnOnce(&Self) -> Result<Staged>,
+    ) -> Result<Outcome> {
+        let staged = match stage(self) {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail(entry, format!("{e:#}"));
+                return Ok(Outcome::Failed);
             }
         };
-        if self.check(trailer, landed.bytes, hashed)? {
-            return Ok(None);
-        }
-        self.reporter.error(format!(
-            "receiving {} from {}: integrity check failed: the {} of the {} bytes received is {}, the sender's is {}; {lost}",
-            entry.name,
-            self.peer,
-            self.algorithm.name(),
-            landed.bytes,
-            hashed.digest.hex(),
-            trailer.digest.hex()
-        ));
-        self.verdict(VerdictStatus::Mismatch, hashed.digest.clone(), "digest mismatch".into())?;
-        Ok(Some(Outcome::Mismatch))
-    }
-
-    fn receive_file(&mut self, entry: &Entry, started: Instant) -> Result<Outcome> {
-        let staged = self.dest.stage(&entry.name)?;
-        let shown = display::path(staged.shown());
-        if let Some(size) = entry.size.filter(|s| *s > 0) {
-            match sys::fallocate(staged.file(), size) {
-                Ok(()) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) => {
-                    self.reporter
-                        .detail(format!("fallocate is not supported for {shown}; writing without it"));
-                }
-                Err(e) => return Err(e).with_context(|| format!("reserving {} for {shown}", display::bytes(size))),
-            }
-        }
-        let hasher = FileHasher::spawn(staged.file().try_clone()?, self.algorithm, 0)?;
-        let target = Target::File {
-            file: staged.file(),
-            offset: 0,
-        };
-        let landed = self
-            .land_payload(entry, target, true, &|total| hasher.advance(total))
-            .with_context(|| format!("writing {shown}"))?;
-        let hashed = hasher.finish().with_context(|| format!("hashing {shown}"))?;
-        if let Some(outcome) = self.judge(entry, &landed, &hashed, &format!("nothing was written to {shown}"))? {
-            return Ok(outcome);
-        }
         let finish = Finish {
+            mode: None,
+            mtime: if matches!(entry.kind, EntryKind::Symlink(_)) {
+                entry.mtime
+            } else {
+                None
+            },
+            ..self.finish_for(entry)
+        };
+        match staged.commit(&finish) {
+            Ok(Placed::Committed) => {
+                self.verdict(VerdictStatus::Committed, Digest::None, String::new());
+                self.totals.links += 1;
+                self.reporter
+                    .detail(format!("received {} {}", entry.kind.describe(), display::path(&shown)));
+                Ok(Outcome::Committed)
+            }
+            Ok(Placed::Exists) => Ok(self.skip_existing(entry, &shown)),
+            Err(e) => {
+                self.fail(entry, format!("{e:#}"));
+                Ok(Outcome::Failed)
+            }
+        }
+    }
+
+    fn finish_for(&self, entry: &Entry) -> Finish {
+        Finish {
             mode: entry.mode,
             mtime: entry.mtime,
             umask: self.umask,
             fsync: self.fsync,
-        };
-        let path = staged.shown().to_path_buf();
-        if let Err(e) = staged.commit(&finish) {
-            self.reporter
-                .error(format!("receiving {} from {}: {e:#}", entry.name, self.peer));
-            self.verdict(VerdictStatus::Failed, hashed.digest, format!("{e:#}"))?;
-            return Ok(Outcome::Failed);
+            no_clobber: self.no_clobber,
         }
-        self.verdict(VerdictStatus::Committed, hashed.digest.clone(), String::new())?;
-        self.summarize(entry, &landed, started, &hashed.digest, path.as_os_str().as_bytes());
+    }
+
+    fn receive_file(
+        &mut self,
+        entry: &Entry,
+        dir: Arc<File>,
+        name: &[u8],
+        shown: PathBuf,
+        started: Instant,
+    ) -> Result<Outcome> {
+        if self.no_clobber && sys::lstat_at(&dir, name).is_ok() {
+            self.discard_payload(entry)?;
+            return Ok(self.skip_existing(entry, &shown));
+        }
+        let staged = match self.stager.file(&dir, name, shown.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                self.discard_payload(entry)?;
+                self.fail(entry, format!("{e:#}"));
+                return Ok(Outcome::Failed);
+            }
+        };
+        let shown_s = display::path(&shown);
+        let Some(file) = staged.file() else {
+            bail!("internal error: a staged file without a file");
+        };
+        let (landed, hashed) = match entry.payload {
+            Payload::Sized(n) if n <= SMALL_FILE => self.land_small(file, n)?,
+            payload => {
+                self.prepare(file, payload, &shown_s)?;
+                let hasher = FileHasher::spawn(file.try_clone()?, self.algorithm, 0)?;
+                let target = Target::File { file, offset: 0 };
+                let landed = self
+                    .land_payload(entry, target, &|total| hasher.advance(total))
+                    .with_context(|| format!("writing {shown_s}"))?;
+                let hashed = hasher.finish().with_context(|| format!("hashing {shown_s}"))?;
+                (landed, hashed)
+            }
+        };
+        let lost = format!("nothing was written to {shown_s}");
+        if let Some(outcome) = self.judge(entry, &landed.end, landed.bytes, &hashed, &lost)? {
+            return Ok(outcome);
+        }
+        match staged.commit(&self.finish_for(entry)) {
+            Ok(Placed::Committed) => {}
+            Ok(Placed::Exists) => return Ok(self.skip_existing(entry, &shown)),
+            Err(e) => {
+                self.reporter
+                    .error(format!("receiving {} from {}: {e:#}", entry.path, self.peer));
+                self.verdict(VerdictStatus::Failed, hashed.digest, format!("{e:#}"));
+                return Ok(Outcome::Failed);
+            }
+        }
+        self.verdict(VerdictStatus::Committed, hashed.digest.clone(), String::new());
+        if entry.linked {
+            self.link_targets.insert(entry.path.clone(), true);
+        }
+        self.summarize(entry, &landed, started, &hashed.digest, shown.as_os_str().as_bytes());
         Ok(Outcome::Committed)
+    }
+
+    /// Reserves space for a file of known size, or sets a sparse file's
+    /// length so that its holes stay holes.
+    fn prepare(&self, file: &File, payload: Payload, shown: &str) -> Result<()> {
+        match payload {
+            Payload::Sparse(size) => file
+                .set_len(size)
+                .with_context(|| format!("setting the length of {shown}")),
+            Payload::Sized(size) if size > 0 => match sys::fallocate(file, size) {
+                Ok(()) => Ok(()),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) => {
+                    self.reporter
+                        .detail(format!("fallocate is not supported for {shown}; writing without it"));
+                    Ok(())
+                }
+                Err(e) => Err(e).with_context(|| format!("reserving {} for {shown}", display::bytes(size))),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// A small file: read into the buffer, hashed and written from there.
+    fn land_small(&mut self, file: &File, n: u64) -> Result<(Landed, Hashed)> {
+        self.flush_unless_buffered(n)?;
+        let had = self.reader.buffered().min(n);
+        let data = match self.reader.read_small(n as usize) {
+            Ok(data) => data,
+            Err(e) => return Err(super::payload::short_read(e, had, Some(n))),
+        };
+        let digest = digest_of(self.algorithm, data);
+        file.write_all_at(data, 0)?;
+        self.reporter.advance(n);
+        let report = Report {
+            by_read_write: n,
+            route: "socket → buffer → file (small file)",
+            ..Report::default()
+        };
+        let end = read_end(&mut self.reader)?;
+        Ok((Landed { end, bytes: n, report }, Hashed { digest, bytes: n }))
     }
 
     fn receive_stream(&mut self, entry: &Entry, started: Instant) -> Result<Outcome> {
@@ -246,38 +336,42 @@ impl Session {
         if kind == FdKind::Pipe {
             sys::grow_pipe(out, self.lander.pipe_size());
         }
+        // Payload going to the terminal and a bar on it would garble both.
+        if stdout.is_terminal() {
+            self.reporter.finish();
+        }
         let hasher = PipeHasher::spawn(self.algorithm, self.lander.pipe_size())?;
         let target = Target::Stream {
             out,
             out_is_pipe: kind == FdKind::Pipe,
             hash: hasher.input(),
         };
-        // Payload going to the terminal and a bar on it would garble both.
-        let bar = !stdout.is_terminal();
-        let landed = self
-            .land_payload(entry, target, bar, &|_| {})
-            .context("writing to stdout")?;
+        let landed = self.land_payload(entry, target, &|_| {}).context("writing to stdout")?;
         let hashed = hasher.finish().context("hashing stdout")?;
         let lost = format!("the {} bytes already written to stdout must be discarded", landed.bytes);
-        if let Some(outcome) = self.judge(entry, &landed, &hashed, &lost)? {
+        if let Some(outcome) = self.judge(entry, &landed.end, landed.bytes, &hashed, &lost)? {
             return Ok(outcome);
         }
-        self.verdict(VerdictStatus::Committed, hashed.digest.clone(), String::new())?;
+        self.verdict(VerdictStatus::Committed, hashed.digest.clone(), String::new());
         self.summarize(entry, &landed, started, &hashed.digest, b"-");
         Ok(Outcome::Committed)
     }
 
-    /// `-v` details and the summary line; `into` is the final path.
-    fn summarize(&self, entry: &Entry, landed: &Landed, started: Instant, digest: &Digest, into: &[u8]) {
+    /// `-v` details and the per-file summary; `into` is the final path.
+    fn summarize(&mut self, entry: &Entry, landed: &Landed, started: Instant, digest: &Digest, into: &[u8]) {
         let (bytes, report) = (landed.bytes, &landed.report);
         let seconds = started.elapsed().as_secs_f64();
-        self.reporter.detail(format!("recv: {}", report.describe()));
-        if self.algorithm != Algorithm::None {
+        self.totals.files += 1;
+        self.totals.bytes += bytes;
+        self.totals.add_report(report);
+        self.reporter
+            .detail(format!("recv {}: {}", entry.path, report.describe()));
+        if self.algorithm != crate::checksum::Algorithm::None {
             self.reporter.detail_raw(&display::checksum_line(&digest.hex(), into));
         }
-        self.reporter.note(format!(
+        self.last_summary = Some(format!(
             "received {} from {} into {}: {} in {seconds:.2} s ({}), {}, {}",
-            entry.name,
+            entry.path,
             self.peer,
             display::escape_bytes(into),
             display::bytes(bytes),

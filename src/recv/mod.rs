@@ -1,22 +1,30 @@
 //! `zcp recv`: resolve DEST, listen, accept one sender, agree on version
-//! and checksum, receive its entries, answer each with a verdict, and exit
-//! with the transfer's status.
+//! and checksum, receive its entries (one file, or a whole tree), answer
+//! each with a verdict, and exit with the transfer's status.
+//!
+//! Verdicts are queued and written when the next read would block, so a
+//! stream of small files costs one write for many verdicts, never a round
+//! trip per file.
 //!
 //! A failure that breaks the stream (disk full, a lying or vanished peer,
 //! a protocol violation, Ctrl-C) is reported to the sender as an ERROR
 //! before the connection closes, so both ends print the same reason.
 
 mod entry;
+mod payload;
+mod tree;
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::checksum::Algorithm;
+use crate::checksum::{Algorithm, Digest};
 use crate::cli::RecvArgs;
-use crate::dest::Destination;
+use crate::dest::{Destination, Stager};
 use crate::display;
 use crate::engine::Policy;
 use crate::engine::inbound::Lander;
@@ -24,57 +32,45 @@ use crate::error::{self, Code};
 use crate::frames::{self, FrameReader};
 use crate::net;
 use crate::progress::Reporter;
-use crate::protocol::{Hello, Message, Preamble, Role, WireError};
+use crate::protocol::{Hello, Message, Preamble, RelPath, Role, Verdict, VerdictStatus, WireError};
 use crate::sys;
-
-/// How one entry ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Committed,
-    Mismatch,
-    Failed,
-}
-
-impl Outcome {
-    /// Which outcome decides the exit status when entries differ: an
-    /// integrity failure outranks any other failure.
-    fn rank(self) -> u8 {
-        match self {
-            Outcome::Committed => 0,
-            Outcome::Failed => 1,
-            Outcome::Mismatch => 2,
-        }
-    }
-
-    fn code(self) -> Code {
-        match self {
-            Outcome::Committed => Code::Success,
-            Outcome::Mismatch => Code::Integrity,
-            Outcome::Failed => Code::Failure,
-        }
-    }
-}
+use crate::tally::{Outcome, Totals};
+use tree::Tree;
 
 /// Everything one connection needs.
 pub struct Session {
     pub sock: TcpStream,
     pub reader: FrameReader,
     pub dest: Destination,
+    /// The tree being built, for a directory destination.
+    pub tree: Option<Tree>,
+    pub stager: Stager,
     pub lander: Lander,
     pub reporter: Reporter,
     pub algorithm: Algorithm,
     pub umask: u32,
     pub fsync: bool,
+    pub no_clobber: bool,
     /// How long the sender may take to complete the handshake.
     pub handshake_timeout: Duration,
     /// The sender's address, for messages.
     pub peer: String,
+    /// Encoded verdicts not yet written.
+    pub queued: Vec<u8>,
+    pub totals: Totals,
+    /// The per-file summary of the last file, printed when it was the only
+    /// entry.
+    pub last_summary: Option<String>,
+    /// Files sent as LINKED in this session, and whether each was
+    /// committed: the only files a hard-link entry may name.
+    pub link_targets: HashMap<RelPath, bool>,
 }
 
 pub fn run(args: RecvArgs) -> Result<Code> {
     // umask(2) can only be read by changing it: do it before any thread.
     let umask = sys::read_umask();
     let dest = Destination::resolve(&args.dest)?;
+    sys::raise_open_file_limit();
     let listener = net::listen(&args.listen)?;
     let local = listener.local_addr().context("reading the bound address")?;
     eprintln!("zcp: listening on {}", net::show_addr(local));
@@ -84,20 +80,35 @@ pub fn run(args: RecvArgs) -> Result<Code> {
     let peer = net::show_addr(peer_addr);
     let reporter = Reporter::new(args.common.verbosity());
     reporter.detail(format!("connection from {peer}"));
+    let tree = match &dest {
+        Destination::Directory { dir, shown } => Some(Tree::new(dir.clone(), shown.clone(), umask)),
+        _ => None,
+    };
     let mut session = Session {
         reader: FrameReader::new(sock.try_clone().context("duplicating the socket")?),
         sock,
         dest,
+        tree,
+        stager: Stager::new().context("seeding temporary names")?,
         lander: Lander::new(Policy::new(!args.common.no_zerocopy)),
         reporter,
         algorithm: args.common.checksum,
         umask,
         fsync: args.fsync,
+        no_clobber: args.no_clobber,
         handshake_timeout: args.common.handshake_timeout(),
         peer: peer.clone(),
+        queued: Vec::new(),
+        totals: Totals::default(),
+        last_summary: None,
+        link_targets: HashMap::new(),
     };
+    let started = Instant::now();
     match session.serve() {
-        Ok(code) => Ok(code),
+        Ok(code) => {
+            session.summarize_session(started);
+            Ok(code)
+        }
         Err(err) => {
             session.reporter.finish();
             session.refuse(&err);
@@ -107,40 +118,130 @@ pub fn run(args: RecvArgs) -> Result<Code> {
 }
 
 impl Session {
-    /// Runs the handshake and the entry loop; returns the worst outcome.
+    /// Runs the handshake and the entry loop; returns the exit status.
     fn serve(&mut self) -> Result<Code> {
         self.handshake()?;
-        let mut worst = Outcome::Committed;
-        let mut entries = 0u64;
+        self.reporter.start("recv", None);
         loop {
+            if !self.reader.has_frame() {
+                self.flush()?;
+            }
             match self.reader.expect()? {
                 Message::Entry(e) => {
-                    if entries > 0 && !matches!(self.dest, Destination::Directory { .. }) {
-                        bail!("the sender sent a second file, but DEST is a single file or stdout");
-                    }
-                    entries += 1;
+                    self.totals.entries += 1;
                     let outcome = self.receive(e)?;
-                    if outcome.rank() > worst.rank() {
-                        worst = outcome;
-                    }
+                    self.totals.count(outcome);
                 }
-                Message::Done => {
-                    frames::send(&self.sock, &Message::Done)?;
-                    break;
-                }
+                Message::Done => break,
                 Message::Error(e) => {
                     return Err(error::coded(
                         Code::from_peer_error(e.code),
                         format!("sender: {}", display::escape_text(&e.message)),
                     ));
                 }
-                other => bail!("protocol error: unexpected {:?} between files", other.frame_type()),
+                other => bail!("protocol error: unexpected {:?} between entries", other.frame_type()),
             }
         }
-        if entries == 0 {
+        let mut problems = Vec::new();
+        if let Some(tree) = self.tree.as_mut() {
+            tree.close_all(&mut problems);
+        }
+        self.report_problems(problems);
+        Message::Done.encode(&mut self.queued);
+        self.flush()?;
+        self.reporter.finish();
+        if self.totals.entries == 0 {
             bail!("the sender ended the session without sending a file");
         }
-        Ok(worst.code())
+        Ok(self.totals.code())
+    }
+
+    pub fn tree(&self) -> Result<&Tree> {
+        self.tree
+            .as_ref()
+            .context("internal error: no tree for this destination")
+    }
+
+    pub fn tree_mut(&mut self) -> Result<&mut Tree> {
+        self.tree
+            .as_mut()
+            .context("internal error: no tree for this destination")
+    }
+
+    /// Problems that fail no single entry (a directory's metadata): each
+    /// is reported and makes the transfer partial.
+    pub fn report_problems(&mut self, problems: Vec<String>) {
+        for p in problems {
+            self.reporter.error(format!("receiving from {}: {p}", self.peer));
+            self.totals.failed += 1;
+        }
+    }
+
+    /// Queues the verdict on the current entry.
+    pub fn verdict(&mut self, status: VerdictStatus, digest: Digest, message: String) {
+        Message::Verdict(Verdict {
+            status,
+            digest,
+            message,
+        })
+        .encode(&mut self.queued);
+        if self.queued.len() >= frames::READ_BUFFER {
+            // A long run of entries without a pause: do not hoard.
+            let _ = self.flush();
+        }
+    }
+
+    /// Writes the queued verdicts.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.queued.is_empty() {
+            return Ok(());
+        }
+        let result = frames::write_all(self.sock.as_fd(), &self.queued).context("sending verdicts");
+        self.queued.clear();
+        result
+    }
+
+    /// Flushes unless the next `n` payload bytes are already buffered.
+    pub fn flush_unless_buffered(&mut self, n: u64) -> Result<()> {
+        if self.reader.buffered() < n {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The closing line: the file's own summary for a single file, else
+    /// the totals of the tree.
+    fn summarize_session(&mut self, started: Instant) {
+        let t = &self.totals;
+        if t.entries == 1
+            && let Some(line) = self.last_summary.take()
+        {
+            self.reporter.note(line);
+            return;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let into = match &self.dest {
+            Destination::Directory { shown, .. } => display::path(shown),
+            _ => "-".into(),
+        };
+        let mut line = format!(
+            "received {} files, {} directories, {} links from {} into {into}: {} in {seconds:.2} s ({}), {}",
+            t.files,
+            t.dirs,
+            t.links,
+            self.peer,
+            display::bytes(t.bytes),
+            display::rate(t.bytes, seconds),
+            crate::send::verified(self.algorithm)
+        );
+        if t.skipped > 0 {
+            line.push_str(&format!("; {} skipped (--no-clobber)", t.skipped));
+        }
+        if t.failed + t.mismatched > 0 {
+            line.push_str(&format!("; {} FAILED", t.failed + t.mismatched));
+        }
+        self.reporter.detail(format!("recv: {}", t.report.describe_totals()));
+        self.reporter.note(line);
     }
 
     fn handshake(&mut self) -> Result<()> {
@@ -154,6 +255,10 @@ impl Session {
         };
         if hello.role != Role::Sender {
             bail!("the peer is not a zcp sender");
+        }
+        if hello.no_clobber && !self.no_clobber {
+            self.no_clobber = true;
+            self.reporter.detail("the sender asked for --no-clobber");
         }
         if hello.checksum != self.algorithm {
             bail!(
@@ -174,6 +279,8 @@ impl Session {
                 role: Role::Receiver,
                 checksum: self.algorithm,
                 software: format!("zcp {}", env!("CARGO_PKG_VERSION")),
+                // Tells the sender that status 3 (skipped) may come.
+                no_clobber: self.no_clobber,
             }),
         )?;
         self.sock.set_read_timeout(None)?;
@@ -184,7 +291,9 @@ impl Session {
     /// goes out after the ERROR, and we drain what is in flight for a
     /// moment so that closing does not reset the connection before the
     /// sender has read the reason.
-    fn refuse(&self, err: &anyhow::Error) {
+    fn refuse(&mut self, err: &anyhow::Error) {
+        // Verdicts already decided go out before the reason.
+        let _ = self.flush();
         let code = match error::exit_code(err) {
             Code::Integrity => Code::Integrity,
             _ => Code::Failure,

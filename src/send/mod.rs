@@ -1,108 +1,328 @@
-//! `zcp send`: open the source, connect, agree on version and checksum,
-//! stream one entry (header, payload, trailer), and exit with the outcome
-//! the receiver reports in its verdict: 0 only once the receiver holds the
-//! verified file under its final name.
+//! `zcp send`: classify the operands, connect, agree on version and
+//! checksum, stream every entry the walk produces without waiting for the
+//! receiver, match the verdicts that flow back to the entries in order,
+//! and exit with the outcome: 0 only once the receiver holds every entry,
+//! verified, under its final name.
 
+mod entry;
+mod operands;
 mod replies;
 mod source;
+mod walk;
 
+use std::collections::VecDeque;
 use std::net::TcpStream;
-use std::os::fd::AsFd;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 
-use crate::checksum::{Algorithm, Digest, FileHasher, PipeHasher};
+use crate::checksum::Algorithm;
 use crate::cli::SendArgs;
 use crate::display;
-use crate::engine::{Policy, Report, outbound};
+use crate::engine::Policy;
 use crate::error::{self, Code};
 use crate::frames::{self, FrameReader};
 use crate::net;
 use crate::progress::Reporter;
-use crate::protocol::{Entry, EntryKind, Hello, MAX_DATA_LEN, Message, Role, Trailer, VerdictStatus};
+use crate::protocol::{EntryKind, Hello, Message, Role, Verdict, VerdictStatus};
+use crate::tally::{Outcome, Totals};
+use entry::{Link, Outbox, Sent};
 use replies::{Replies, Reply};
-use source::Source;
+use walk::{Item, Walked};
 
 /// How long to wait for the receiver's reason after our side failed.
 const REASON_GRACE: Duration = Duration::from_secs(3);
+
+/// An entry sent and waiting for its verdict.
+struct Pending {
+    /// The path on the wire, escaped.
+    path: String,
+    kind: EntryKind,
+    /// The local path, raw, for the sha256sum-style line.
+    raw: Vec<u8>,
+    sent: Sent,
+    started: Instant,
+}
+
+/// The sending side of one session.
+struct Session {
+    peer: String,
+    algorithm: Algorithm,
+    reporter: Reporter,
+    replies: Replies,
+    pending: VecDeque<Pending>,
+    totals: Totals,
+    /// The per-file summary of the last file, printed when it was the only
+    /// entry.
+    last_summary: Option<String>,
+    /// We asked the receiver not to replace anything (status 3 is fine).
+    no_clobber: bool,
+    /// The entry being sent, for messages.
+    current: Option<String>,
+}
 
 pub fn run(args: SendArgs) -> Result<Code> {
     let mut reporter = Reporter::new(args.common.verbosity());
     let policy = Policy::new(!args.common.no_zerocopy);
     let algorithm = args.common.checksum;
-    let source = Source::open(&args.source, args.name.as_ref())?;
+    let operands = operands::classify(&args)?;
+    crate::sys::raise_open_file_limit();
     let peer = args.target.to_string();
 
     let (sock, addr) = net::connect(&args.target)?;
     reporter.detail(format!("connected to {peer} ({})", net::show_addr(addr)));
     sock.set_read_timeout(Some(args.common.handshake_timeout()))?;
-    let replies = handshake(&sock, algorithm).with_context(|| format!("talking to {peer}"))?;
+    let (replies, no_clobber) =
+        handshake(&sock, algorithm, args.no_clobber).with_context(|| format!("talking to {peer}"))?;
+    let walk = walk::spawn(operands, args.dereference, algorithm)?;
+    reporter.start("send", None);
 
-    let what = format!("sending {} to {peer}", display::escape_bytes(source.name.as_bytes()));
+    let mut session = Session {
+        peer,
+        algorithm,
+        reporter,
+        replies,
+        pending: VecDeque::new(),
+        totals: Totals::default(),
+        last_summary: None,
+        no_clobber,
+        current: None,
+    };
     let started = Instant::now();
-    let sent = match send_entry(&sock, &source, algorithm, policy, &mut reporter)
-        .and_then(|sent| frames::send(&sock, &Message::Done).map(|()| sent))
-    {
-        Ok(sent) => sent,
-        Err(local) => {
-            reporter.finish();
-            // The receiver's reason (disk full, ...) beats our broken pipe.
-            return Err(match replies.next(Some(REASON_GRACE)) {
-                Some(Reply::Error(e)) => error::coded(Code::from_peer_error(e.code), receiver_said(&e.message)),
-                _ => local,
-            })
-            .context(what);
-        }
-    };
-
-    let verdict = match replies.next(None) {
-        Some(Reply::Verdict(v)) => v,
-        Some(Reply::Error(e)) => {
-            return Err(error::coded(Code::from_peer_error(e.code), receiver_said(&e.message))).context(what);
-        }
-        Some(Reply::Closed) => bail!("{what}: the receiver closed the connection without a verdict"),
-        Some(Reply::Broken(why)) => bail!("{what}: {why}"),
-        Some(Reply::Done) => bail!("{what}: the receiver ended the session without a verdict"),
-        None => return Err(error::interrupted_io()).context(what),
-    };
-    let seconds = started.elapsed().as_secs_f64();
-    reporter.finish();
-    match verdict.status {
-        VerdictStatus::Committed if verdict.digest == sent.digest => {}
-        VerdictStatus::Committed => {
-            return Err(error::integrity(format!(
-                "{what}: the receiver committed data whose digest {} is not ours {}",
-                verdict.digest.hex(),
-                sent.digest.hex()
-            )));
-        }
-        VerdictStatus::Mismatch => {
-            return Err(error::integrity(format!(
-                "{what}: integrity check failed: the receiver's {} digest {} differs from ours {}; nothing was committed",
-                algorithm.name(),
-                verdict.digest.hex(),
-                sent.digest.hex()
-            )));
-        }
-        VerdictStatus::Failed => bail!("{what}: {}", receiver_said(&verdict.message)),
+    let mut outbox = Outbox::default();
+    if let Err(local) = session.stream(&sock, &walk, &mut outbox, policy) {
+        session.reporter.finish();
+        let what = match &session.current {
+            Some(path) => format!("sending {path} to {}", session.peer),
+            None => format!("sending to {}", session.peer),
+        };
+        // The receiver's reason (disk full, ...) beats our broken pipe.
+        return Err(match session.replies.next(Some(REASON_GRACE)) {
+            Some(Reply::Error(e)) => {
+                error::coded(Code::from_peer_error(e.code), receiver_said(&e.message)).context(what)
+            }
+            _ => local,
+        });
     }
-    // The session ends with the receiver's DONE; its absence is harmless now.
-    let _ = replies.next(Some(REASON_GRACE));
+    session.collect()?;
+    session.reporter.finish();
+    session.summarize(started);
+    Ok(session.totals.code())
+}
 
-    reporter.detail(format!("send: {}", sent.report.describe()));
-    if algorithm != Algorithm::None {
-        reporter.detail_raw(&display::checksum_line(&sent.digest.hex(), &source.path));
+impl Session {
+    /// Sends every walked entry, then DONE, reading verdicts as they come.
+    fn stream(&mut self, sock: &TcpStream, walk: &Receiver<Walked>, outbox: &mut Outbox, policy: Policy) -> Result<()> {
+        loop {
+            let walked = match walk.try_recv() {
+                Ok(w) => w,
+                Err(TryRecvError::Empty) => {
+                    // The walk is behind: send what is batched meanwhile.
+                    outbox.flush(sock)?;
+                    match walk.recv() {
+                        Ok(w) => w,
+                        Err(_) => break,
+                    }
+                }
+                Err(TryRecvError::Disconnected) => break,
+            };
+            if crate::sys::signals::interrupted() {
+                return Err(error::interrupted_io().into());
+            }
+            match walked {
+                Walked::Item(item) => self.send_item(sock, outbox, policy, *item)?,
+                Walked::Skipped(why) => self.reporter.warn(why),
+                Walked::Failed(why) => {
+                    self.reporter.error(why);
+                    self.totals.failed += 1;
+                }
+            }
+            while let Some(reply) = self.replies.try_next() {
+                self.reply(reply)?;
+            }
+        }
+        outbox.push_done();
+        outbox.flush(sock)
     }
-    reporter.note(format!(
-        "sent {} to {peer}: {} in {seconds:.2} s ({}), {}, {}",
-        display::escape_bytes(source.name.as_bytes()),
-        display::bytes(sent.bytes),
-        display::rate(sent.bytes, seconds),
-        sent.report.primary().name(),
-        verified(algorithm)
-    ));
-    Ok(Code::Success)
+
+    fn send_item(&mut self, sock: &TcpStream, outbox: &mut Outbox, policy: Policy, item: Item) -> Result<()> {
+        self.totals.entries += 1;
+        self.reporter.current(&item.entry.path.to_string());
+        if let Some(size) = item.entry.payload.size() {
+            self.reporter.grow(size);
+        }
+        let path = item.entry.path.to_string();
+        self.current = Some(path.clone());
+        let kind = item.entry.kind.clone();
+        let raw = item.raw.clone();
+        let started = Instant::now();
+        let mut link = Link {
+            sock,
+            outbox,
+            algorithm: self.algorithm,
+            policy,
+            reporter: &self.reporter,
+        };
+        let sent = link
+            .send(item)
+            .with_context(|| format!("sending {path} to {}", self.peer))?;
+        if let Some(why) = &sent.aborted {
+            self.reporter.error(format!("sending {path} to {}: {why}", self.peer));
+        }
+        self.pending.push_back(Pending {
+            path,
+            kind,
+            raw,
+            sent,
+            started,
+        });
+        Ok(())
+    }
+
+    /// Waits for the verdicts still owed and the receiver's DONE.
+    fn collect(&mut self) -> Result<()> {
+        while !self.pending.is_empty() {
+            match self.replies.next(None) {
+                Some(reply) => self.reply(reply)?,
+                None => return Err(error::interrupted_io().into()),
+            }
+        }
+        // The session ends with the receiver's DONE; its absence is harmless now.
+        let _ = self.replies.next(Some(REASON_GRACE));
+        Ok(())
+    }
+
+    /// Handles one thing the receiver said.
+    fn reply(&mut self, reply: Reply) -> Result<()> {
+        let what = match self.pending.front() {
+            Some(p) => format!("sending {} to {}", p.path, self.peer),
+            None => format!("sending to {}", self.peer),
+        };
+        match reply {
+            Reply::Verdict(v) => {
+                let Some(p) = self.pending.pop_front() else {
+                    bail!("{what}: the receiver sent a verdict for an entry we did not send");
+                };
+                let outcome = self.judge(&p, &v);
+                self.totals.count(outcome);
+                Ok(())
+            }
+            Reply::Error(e) => {
+                Err(error::coded(Code::from_peer_error(e.code), receiver_said(&e.message))).context(what)
+            }
+            Reply::Closed => bail!("{what}: the receiver closed the connection without a verdict"),
+            Reply::Broken(why) => bail!("{what}: {why}"),
+            Reply::Done if self.pending.is_empty() => Ok(()),
+            Reply::Done => bail!("{what}: the receiver ended the session without a verdict"),
+        }
+    }
+
+    /// Decides one entry from its verdict and reports it.
+    fn judge(&mut self, p: &Pending, v: &Verdict) -> Outcome {
+        let what = format!("sending {} to {}", p.path, self.peer);
+        match v.status {
+            _ if p.sent.aborted.is_some() => Outcome::Failed,
+            VerdictStatus::Committed if v.digest == p.sent.digest => {
+                self.committed(p);
+                Outcome::Committed
+            }
+            VerdictStatus::Committed => {
+                self.reporter.error(format!(
+                    "{what}: the receiver committed data whose digest {} is not ours {}",
+                    v.digest.hex(),
+                    p.sent.digest.hex()
+                ));
+                Outcome::Mismatch
+            }
+            VerdictStatus::Mismatch => {
+                self.reporter.error(format!(
+                    "{what}: integrity check failed: the receiver's {} digest {} differs from ours {}; nothing was committed",
+                    self.algorithm.name(),
+                    v.digest.hex(),
+                    p.sent.digest.hex()
+                ));
+                Outcome::Mismatch
+            }
+            VerdictStatus::Skipped if !self.no_clobber => {
+                self.reporter.error(format!(
+                    "{what}: the receiver skipped it, but --no-clobber was not asked for: {}",
+                    receiver_said(&v.message)
+                ));
+                Outcome::Failed
+            }
+            VerdictStatus::Skipped => {
+                self.reporter
+                    .note(format!("skipped {}: {}", p.path, receiver_said(&v.message)));
+                Outcome::Skipped
+            }
+            VerdictStatus::Failed => {
+                self.reporter.error(format!("{what}: {}", receiver_said(&v.message)));
+                Outcome::Failed
+            }
+        }
+    }
+
+    fn committed(&mut self, p: &Pending) {
+        match p.kind {
+            EntryKind::File => self.totals.files += 1,
+            EntryKind::Directory => self.totals.dirs += 1,
+            EntryKind::Symlink(_) | EntryKind::HardLink(_) => self.totals.links += 1,
+        }
+        if p.kind != EntryKind::File {
+            return;
+        }
+        let (bytes, report) = (p.sent.bytes, &p.sent.report);
+        self.totals.bytes += bytes;
+        self.totals.add_report(report);
+        self.reporter.detail(format!("send {}: {}", p.path, report.describe()));
+        if self.algorithm != Algorithm::None {
+            self.reporter
+                .detail_raw(&display::checksum_line(&p.sent.digest.hex(), &p.raw));
+        }
+        let seconds = p.started.elapsed().as_secs_f64();
+        self.last_summary = Some(format!(
+            "sent {} to {}: {} in {seconds:.2} s ({}), {}, {}",
+            p.path,
+            self.peer,
+            display::bytes(bytes),
+            display::rate(bytes, seconds),
+            report.primary().name(),
+            verified(self.algorithm)
+        ));
+    }
+
+    /// The closing line: the file's own summary for a single file, else
+    /// the totals.
+    fn summarize(&mut self, started: Instant) {
+        let t = &self.totals;
+        if t.entries == 1
+            && t.files == 1
+            && let Some(line) = self.last_summary.take()
+        {
+            self.reporter.note(line);
+            return;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let mut line = format!(
+            "sent {} files, {} directories, {} links to {}: {} in {seconds:.2} s ({}), {}",
+            t.files,
+            t.dirs,
+            t.links,
+            self.peer,
+            display::bytes(t.bytes),
+            display::rate(t.bytes, seconds),
+            verified(self.algorithm)
+        );
+        if t.skipped > 0 {
+            line.push_str(&format!("; {} skipped (exist on the receiver)", t.skipped));
+        }
+        if t.failed + t.mismatched > 0 {
+            line.push_str(&format!("; {} FAILED", t.failed + t.mismatched));
+        }
+        self.reporter.detail(format!("send: {}", t.report.describe_totals()));
+        self.reporter.note(line);
+    }
 }
 
 /// "verified (sha256)" or "unverified".
@@ -118,8 +338,9 @@ fn receiver_said(message: &str) -> String {
 }
 
 /// Preamble and HELLO exchange; hands the reading half to a [`Replies`]
-/// worker once the receiver has accepted us.
-fn handshake(sock: &TcpStream, algorithm: Algorithm) -> Result<Replies> {
+/// worker once the receiver has accepted us. Also returns whether
+/// NO_CLOBBER is in force (we asked, or the receiver applies it anyway).
+fn handshake(sock: &TcpStream, algorithm: Algorithm, no_clobber: bool) -> Result<(Replies, bool)> {
     frames::send_preamble(sock)?;
     frames::send(
         sock,
@@ -127,118 +348,27 @@ fn handshake(sock: &TcpStream, algorithm: Algorithm) -> Result<Replies> {
             role: Role::Sender,
             checksum: algorithm,
             software: format!("zcp {}", env!("CARGO_PKG_VERSION")),
+            no_clobber,
         }),
     )?;
     let mut reader = FrameReader::new(sock.try_clone()?);
     let theirs = reader.read_preamble()?;
     crate::protocol::Preamble::ours().negotiate(&theirs)?;
-    match reader.expect()? {
+    let theirs_no_clobber = match reader.expect()? {
         Message::Hello(h) if h.role != Role::Receiver => bail!("the peer is not a zcp receiver"),
         Message::Hello(h) if h.checksum != algorithm => bail!(
             "the receiver uses --checksum {} but this side uses --checksum {}",
             h.checksum.name(),
             algorithm.name()
         ),
-        Message::Hello(_) => {}
+        Message::Hello(h) => h.no_clobber,
         Message::Error(e) => return Err(error::coded(Code::from_peer_error(e.code), receiver_said(&e.message))),
         other => bail!("expected HELLO, the receiver sent {:?}", other.frame_type()),
-    }
+    };
     // The receiver answered: from here on it may take as long as the data.
     sock.set_read_timeout(None)?;
-    Replies::spawn(reader, sock.try_clone()?)
-}
-
-/// What one entry's transfer produced on our side.
-struct Sent {
-    bytes: u64,
-    digest: Digest,
-    report: Report,
-}
-
-fn send_entry(
-    sock: &TcpStream,
-    source: &Source,
-    algorithm: Algorithm,
-    policy: Policy,
-    reporter: &mut Reporter,
-) -> Result<Sent> {
-    let size = source.range.map(|(_, len)| len);
-    let entry = Entry {
-        kind: EntryKind::File,
-        name: source.name.clone(),
-        size,
-        mode: source.mode,
-        mtime: source.mtime,
-    };
-    frames::send(sock, &Message::Entry(entry))?;
-    reporter.start(&format!("send {}", display::escape_bytes(source.name.as_bytes())), size);
-
-    let (bytes, digest, report) = match source.range {
-        Some((start, len)) => {
-            let hasher = FileHasher::spawn(source.file.try_clone()?, algorithm, start)?;
-            let mut done = 0u64;
-            let report = outbound::send_file(sock, &source.file, start, len, policy, &mut |n| {
-                done += n;
-                hasher.advance(start + done);
-                reporter.advance(n);
-            })?;
-            let hashed = hasher.finish().with_context(|| format!("hashing {}", source.shown))?;
-            // A file that changed under sendfile must not be vouched for.
-            if let Err(e) = source.check_unchanged() {
-                frames::send(sock, &Message::Abort(format!("{e:#}")))?;
-                return Err(e);
-            }
-            (done, hashed.digest, report)
-        }
-        None => send_stream(sock, source, algorithm, policy, reporter)?,
-    };
-    frames::send(
-        sock,
-        &Message::Trailer(Trailer {
-            bytes,
-            digest: digest.clone(),
-        }),
-    )?;
-    Ok(Sent { bytes, digest, report })
-}
-
-/// Streams a pipe or other unsized input as DATA frames.
-fn send_stream(
-    sock: &TcpStream,
-    source: &Source,
-    algorithm: Algorithm,
-    policy: Policy,
-    reporter: &mut Reporter,
-) -> Result<(u64, Digest, Report)> {
-    let hasher = PipeHasher::spawn(algorithm, policy.pipe_size)?;
-    let mut input = outbound::StreamSource::new(source.file.as_fd(), source.kind, hasher.input(), policy);
-    let mut total = 0u64;
-    loop {
-        let n = match input.fill(MAX_DATA_LEN as usize, sock) {
-            Ok(n) => n,
-            Err(e) => {
-                // At a frame boundary the receiver can be told why.
-                let _ = frames::send(sock, &Message::Abort(format!("reading {}: {e}", source.shown)));
-                return Err(e).with_context(|| format!("reading {}", source.shown));
-            }
-        };
-        if n == 0 {
-            break;
-        }
-        frames::send(sock, &Message::Data(u32::try_from(n)?))?;
-        input.forward(sock, n)?;
-        total += n as u64;
-        reporter.advance(n as u64);
-    }
-    let report = std::mem::take(&mut input.report);
-    drop(input);
-    let hashed = hasher.finish().with_context(|| format!("hashing {}", source.shown))?;
-    if algorithm != Algorithm::None && hashed.bytes != total {
-        return Err(anyhow!(
-            "hashed {} bytes of {} but sent {total}",
-            hashed.bytes,
-            source.shown
-        ));
-    }
-    Ok((total, hashed.digest, report))
+    Ok((
+        Replies::spawn(reader, sock.try_clone()?)?,
+        no_clobber || theirs_no_clobber,
+    ))
 }

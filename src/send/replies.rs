@@ -66,6 +66,15 @@ impl Replies {
         })
     }
 
+    /// A reply that has already arrived, without waiting.
+    pub fn try_next(&self) -> Option<Reply> {
+        match self.rx.try_recv() {
+            Ok(r) => Some(r),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => Some(Reply::Closed),
+        }
+    }
+
     /// The next reply; SIGINT/SIGTERM end the wait with `None`, as does
     /// `limit` running out.
     pub fn next(&self, limit: Option<Duration>) -> Option<Reply> {

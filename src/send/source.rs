@@ -37,11 +37,39 @@ pub struct Source {
     /// The name the receiver will use.
     pub name: Name,
     /// Size and mtime at open time, to notice a file changing under us.
-    fingerprint: Option<(u64, i64, i64)>,
+    pub fingerprint: Option<Fingerprint>,
 }
 
-fn fingerprint(meta: &Metadata) -> (u64, i64, i64) {
-    (meta.len(), meta.mtime(), meta.mtime_nsec())
+/// Size and mtime of a file when it was opened: a file whose fingerprint
+/// differs after sending changed under us and must not be vouched for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    len: u64,
+    mtime: (i64, i64),
+}
+
+impl Fingerprint {
+    pub fn of(meta: &Metadata) -> Fingerprint {
+        Fingerprint {
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+        }
+    }
+
+    /// Fails if `file` no longer matches this fingerprint.
+    pub fn check(&self, file: &File, shown: &str) -> Result<()> {
+        let now = file.metadata().with_context(|| format!("inspecting {shown}"))?;
+        let after = Fingerprint::of(&now);
+        if after != *self {
+            bail!(
+                "{shown} changed while being sent (size {} -> {}, mtime changed: {})",
+                self.len,
+                after.len,
+                self.mtime != after.mtime
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Source {
@@ -91,7 +119,7 @@ impl Source {
                 0
             };
             source.range = Some((start, meta.len().saturating_sub(start)));
-            source.fingerprint = Some(fingerprint(&meta));
+            source.fingerprint = Some(Fingerprint::of(&meta));
             if !is_stdin {
                 source.mode = Some(meta.mode() & 0o7777);
                 source.mtime = Some(Mtime {
@@ -101,27 +129,5 @@ impl Source {
             }
         }
         Ok(source)
-    }
-
-    /// Fails if a regular file's size or mtime changed since it was opened.
-    pub fn check_unchanged(&self) -> Result<()> {
-        let Some(before) = self.fingerprint else {
-            return Ok(());
-        };
-        let now = self
-            .file
-            .metadata()
-            .with_context(|| format!("inspecting {}", self.shown))?;
-        let after = fingerprint(&now);
-        if after != before {
-            bail!(
-                "{} changed while being sent (size {} -> {}, mtime changed: {})",
-                self.shown,
-                before.0,
-                after.0,
-                (before.1, before.2) != (after.1, after.2)
-            );
-        }
-        Ok(())
     }
 }

@@ -6,7 +6,8 @@
 //! `ZCP_FAULT=sendfile=EINVAL` (the first sendfile call fails with EINVAL)
 //! or `ZCP_FAULT=splice=EIO@3` (the third splice call fails with EIO).
 //! Each rule fires once. CALL is one of the wrapper names in `sys`
-//! (`sendfile`, `splice`, `tee`, `fallocate`, `rename`, `read`, `write`).
+//! (`sendfile`, `splice`, `tee`, `fallocate`, `rename`, `read`, `write`,
+//! and `open` for files opened during a tree walk).
 //! An unparsable value is ignored with a warning; the variable is meant
 //! for tests, not for users.
 

@@ -10,16 +10,16 @@
 #![allow(unsafe_code)]
 
 pub mod fault;
+mod fs;
 mod iobuf;
 pub mod signals;
 
+pub use fs::*;
 pub use iobuf::IoBuf;
 
-use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -207,43 +207,6 @@ pub fn wait_writable(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
-fn c_name(name: &OsStr) -> io::Result<CString> {
-    CString::new(name.as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))
-}
-
-/// Creates `name` inside the directory `dir` for reading and writing with
-/// O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC and the given permission bits: it
-/// never opens an existing file and never follows a symlink planted there.
-pub fn create_exclusive_at(dir: &File, name: &OsStr, mode: u32) -> io::Result<File> {
-    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd =
-        nix::fcntl::openat(dir, c_name(name)?.as_c_str(), flags, Mode::from_bits_truncate(mode)).map_err(nix_err)?;
-    Ok(File::from(fd))
-}
-
-/// renameat(2) within one directory: atomically replaces `to` with `from`.
-pub fn rename_at(dir: &File, from: &OsStr, to: &OsStr) -> io::Result<()> {
-    fault::check("rename")?;
-    nix::fcntl::renameat(dir, c_name(from)?.as_c_str(), dir, c_name(to)?.as_c_str()).map_err(nix_err)
-}
-
-/// unlinkat(2) of a non-directory entry in `dir`.
-pub fn unlink_at(dir: &File, name: &OsStr) -> io::Result<()> {
-    nix::unistd::unlinkat(dir, c_name(name)?.as_c_str(), nix::unistd::UnlinkatFlags::NoRemoveDir).map_err(nix_err)
-}
-
-/// fchmod(2).
-pub fn set_mode(file: &File, mode: u32) -> io::Result<()> {
-    nix::sys::stat::fchmod(file, Mode::from_bits_truncate(mode)).map_err(nix_err)
-}
-
-/// futimens(2): sets the modification time, leaves the access time alone.
-pub fn set_mtime(file: &File, seconds: i64, nanos: u32) -> io::Result<()> {
-    use nix::sys::time::TimeSpec;
-    let mtime = TimeSpec::new(seconds, i64::from(nanos));
-    nix::sys::stat::futimens(file, &TimeSpec::UTIME_OMIT, &mtime).map_err(nix_err)
-}
-
 /// The process umask. umask(2) can only be read by setting it, so this
 /// sets it back at once; call it before any thread is started.
 pub fn read_umask() -> u32 {
@@ -371,9 +334,4 @@ pub fn read_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 pub fn write_fd(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     fault::check("write")?;
     nix::unistd::write(fd, buf).map_err(nix_err)
-}
-
-/// fsync(2) of an open directory, so a rename inside it is durable.
-pub fn sync_dir(dir: &File) -> io::Result<()> {
-    dir.sync_all()
 }

@@ -24,11 +24,11 @@ fn missing_source_file_fails_before_connecting() {
 }
 
 #[test]
-fn a_directory_source_is_refused() {
+fn a_directory_source_without_r_is_a_usage_error() {
     let env = TestEnv::new();
     env.send(&["src"], "127.0.0.1:9")
-        .assert_code(1)
-        .assert_stderr("src is a directory");
+        .assert_code(2)
+        .assert_stderr("src is a directory; use -r");
 }
 
 #[test]

@@ -99,15 +99,15 @@ fn run_ok(case: &Case<'_>) -> (Finished, Finished) {
 #[test]
 fn verbose_names_the_zero_copy_mechanisms() {
     let (tx, rr) = run_ok(&Case::default());
-    tx.assert_stderr("send: sendfile (file → socket)");
-    rr.assert_stderr("recv: splice (socket → pipe → file)");
+    tx.assert_stderr("sendfile (file → socket)");
+    rr.assert_stderr("splice (socket → pipe → file)");
     let (tx, rr) = run_ok(&Case {
         stdin_pipe: true,
         to_stdout: true,
         ..Case::default()
     });
-    tx.assert_stderr("send: splice (pipe → socket, tee → hash)");
-    rr.assert_stderr("recv: splice (socket → pipe → stdout, tee → hash)");
+    tx.assert_stderr("splice (pipe → socket, tee → hash)");
+    rr.assert_stderr("splice (socket → pipe → stdout, tee → hash)");
 }
 
 #[test]
@@ -132,7 +132,7 @@ fn stdout_pipe_without_verification_is_spliced_directly() {
         both_args: &["--checksum", "none"],
         ..Case::default()
     });
-    rr.assert_stderr("recv: splice (socket → stdout pipe)");
+    rr.assert_stderr("splice (socket → stdout pipe)");
 }
 
 #[test]
@@ -157,7 +157,7 @@ fn unsupported_sendfile_falls_back_to_read_write() {
             fault: Some((Side::Sender, &fault)),
             ..Case::default()
         });
-        tx.assert_stderr("send: read/write (file → socket)")
+        tx.assert_stderr("read/write (file → socket)")
             .assert_stderr(&format!("sendfile is not supported for this file and socket ({errno}"));
     }
 }
@@ -169,7 +169,7 @@ fn unsupported_tee_on_stdin_falls_back_to_read_write() {
         stdin_pipe: true,
         ..Case::default()
     });
-    tx.assert_stderr("send: read/write (pipe → socket, tee → hash)")
+    tx.assert_stderr("read/write (pipe → socket, tee → hash)")
         .assert_stderr("tee is not supported for this input (EINVAL");
 }
 
@@ -179,7 +179,7 @@ fn unsupported_splice_from_the_socket_falls_back_on_the_receiver() {
         fault: Some((Side::Receiver, "splice=EINVAL")),
         ..Case::default()
     });
-    rr.assert_stderr("recv: read/write (socket → pipe → file)")
+    rr.assert_stderr("read/write (socket → pipe → file)")
         .assert_stderr("splice is not supported for this socket (EINVAL");
 }
 

@@ -9,3 +9,4 @@ mod fallback;
 mod hostile;
 mod peer;
 mod transfer;
+mod tree;

@@ -1,0 +1,204 @@
+//! The tree a receiver builds under a destination directory.
+//!
+//! Entries arrive depth-first (docs/PROTOCOL.md), so the directories that
+//! may still receive entries form a stack: the destination at the bottom,
+//! the most recent directory entry on top. Each level holds an open
+//! directory handle, and every entry is created relative to the handle of
+//! its parent with *at() calls. A path is never resolved from the root, so
+//! no symbolic link, whether it was already there or arrived earlier in the
+//! session, can steer an entry outside the destination; an entry whose
+//! parent is not on the stack is a protocol error.
+//!
+//! When a directory's subtree closes (an entry outside it arrives, or the
+//! session ends), its mode and mtime are applied, after its contents, so
+//! that neither writing the contents nor a read-only mode gets in the way.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::dest::final_mode;
+use crate::display;
+use crate::protocol::{Mtime, RelPath};
+use crate::sys;
+
+/// One level of the stack.
+struct OpenDir {
+    /// Relative path; empty for the destination itself.
+    path: Vec<u8>,
+    /// None when the directory could not be made: entries under it fail.
+    dir: Option<Arc<File>>,
+    /// Why it could not be made.
+    failure: String,
+    /// Mode and mtime to apply when the subtree closes.
+    mode: Option<u32>,
+    mtime: Option<Mtime>,
+}
+
+/// Where an entry lands: its parent directory, or why it cannot.
+pub enum Parent {
+    Open(Arc<File>),
+    Failed(String),
+}
+
+pub struct Tree {
+    shown: PathBuf,
+    stack: Vec<OpenDir>,
+    umask: u32,
+}
+
+impl Tree {
+    pub fn new(root: Arc<File>, shown: PathBuf, umask: u32) -> Tree {
+        Tree {
+            shown,
+            stack: vec![OpenDir {
+                path: Vec::new(),
+                dir: Some(root),
+                failure: String::new(),
+                mode: None,
+                mtime: None,
+            }],
+            umask,
+        }
+    }
+
+    /// The destination path of `path`, for messages.
+    pub fn shown(&self, path: &RelPath) -> PathBuf {
+        self.shown.join(Path::new(std::ffi::OsStr::from_bytes(path.as_bytes())))
+    }
+
+    /// Closes directories until `path`'s parent is on top and returns it.
+    /// Errors that closing produced (applying metadata) go to `problems`.
+    /// A parent that is not open is a protocol violation.
+    pub fn parent_of(&mut self, path: &RelPath, problems: &mut Vec<String>) -> Result<Parent> {
+        let parent = path.parent();
+        while self.stack.len() > 1 && self.top().path != parent {
+            self.close_top(problems);
+        }
+        let top = self.top();
+        if top.path != parent {
+            bail!(
+                "protocol error: {path} arrives outside the directory walk: its directory {} was not sent \
+                 before it, or its subtree was already closed",
+                display::escape_bytes(parent)
+            );
+        }
+        Ok(match &top.dir {
+            Some(dir) => Parent::Open(Arc::clone(dir)),
+            None => Parent::Failed(top.failure.clone()),
+        })
+    }
+
+    fn top(&self) -> &OpenDir {
+        // The destination level is never popped.
+        &self.stack[self.stack.len() - 1]
+    }
+
+    fn close_top(&mut self, problems: &mut Vec<String>) {
+        let Some(level) = self.stack.pop() else { return };
+        let Some(dir) = level.dir else { return };
+        let shown = display::path(&self.shown.join(Path::new(std::ffi::OsStr::from_bytes(&level.path))));
+        if let Some(mode) = level.mode
+            && let Err(e) = sys::set_mode(&dir, final_mode(Some(mode), self.umask))
+        {
+            problems.push(format!("setting the mode of directory {shown}: {e}"));
+        }
+        if let Some(t) = level.mtime
+            && let Err(e) = sys::set_mtime(&dir, t.seconds, t.nanos)
+        {
+            problems.push(format!("setting the mtime of directory {shown}: {e}"));
+        }
+    }
+
+    /// Closes every directory but the destination (end of session).
+    pub fn close_all(&mut self, problems: &mut Vec<String>) {
+        while self.stack.len() > 1 {
+            self.close_top(problems);
+        }
+    }
+
+    /// Makes (or enters an existing) directory `path` inside `parent` and
+    /// opens its subtree. On failure the subtree is still opened, marked
+    /// failed, so the entries under it are refused one by one.
+    pub fn open_dir(&mut self, parent: &Parent, path: &RelPath, mode: Option<u32>, mtime: Option<Mtime>) -> Result<()> {
+        let made = match parent {
+            Parent::Open(dir) => make_dir(dir, path.file_name(), self.umask)
+                .with_context(|| format!("creating directory {}", display::path(&self.shown(path)))),
+            Parent::Failed(why) => Err(anyhow!("{why}")),
+        };
+        let (dir, failure, result) = match made {
+            Ok(dir) => (Some(Arc::new(dir)), String::new(), Ok(())),
+            Err(e) => (None, format!("its directory {path} could not be made"), Err(e)),
+        };
+        self.stack.push(OpenDir {
+            path: path.as_bytes().to_vec(),
+            dir,
+            failure,
+            mode,
+            mtime,
+        });
+        result
+    }
+
+    /// The directory and name of an earlier regular file `path`, resolved
+    /// from the destination one component at a time without following any
+    /// symbolic link (hard link targets).
+    pub fn resolve_file(&self, path: &RelPath) -> Result<(File, Vec<u8>)> {
+        let root = self.stack[0]
+            .dir
+            .as_ref()
+            .ok_or_else(|| anyhow!("the destination is not open"))?;
+        let mut dir = root.try_clone()?;
+        let parent = path.parent();
+        if !parent.is_empty() {
+            for component in parent.split(|b| *b == b'/') {
+                dir = sys::open_dir_at(&dir, component, false).map_err(|e| not_through_links(e, path))?;
+            }
+        }
+        let name = path.file_name().to_vec();
+        let meta = sys::lstat_at(&dir, &name).map_err(|e| anyhow!("{path}: {e}"))?;
+        if meta.st_mode & libc::S_IFMT != libc::S_IFREG {
+            bail!("{path} is not a regular file in the destination");
+        }
+        Ok((dir, name))
+    }
+}
+
+fn not_through_links(e: io::Error, path: &RelPath) -> anyhow::Error {
+    match e.raw_os_error() {
+        Some(libc::ELOOP | libc::ENOTDIR) => {
+            anyhow!("{path} is not inside a directory of the destination (zcp never follows links there)")
+        }
+        _ => anyhow!("{path}: {e}"),
+    }
+}
+
+/// mkdir, or open the directory that is already there; never through a
+/// symbolic link.
+fn make_dir(parent: &File, name: &[u8], umask: u32) -> Result<File> {
+    let created = match sys::mkdir_at(parent, name, 0o700) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(e.into()),
+    };
+    let dir = match sys::open_dir_at(parent, name, false) {
+        Ok(dir) => dir,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+            let what = match sys::lstat_at(parent, name) {
+                Ok(m) if m.st_mode & libc::S_IFMT == libc::S_IFLNK => "a symbolic link (never followed)",
+                _ => "not a directory",
+            };
+            bail!("it exists and is {what}");
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if created && umask & 0o700 != 0 {
+        // The umask must not lock us out of our own new directory.
+        sys::set_mode(&dir, 0o700)?;
+    }
+    Ok(dir)
+}

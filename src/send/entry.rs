@@ -1,0 +1,272 @@
+//! Sending one walked entry: its ENTRY frame, its payload by the cheapest
+//! route, and its TRAILER.
+//!
+//! * Directories, links and small files are appended to an [`Outbox`] and
+//!   written many at a time: a tree of small files costs one `write` per
+//!   batch, not several syscalls per file.
+//! * A larger file flushes the outbox and goes by `sendfile`, hashed from
+//!   the page cache on a worker thread; a file with holes goes as DATA and
+//!   HOLE frames found with SEEK_DATA/SEEK_HOLE; stdin goes as in the core.
+//! * A file that changed while it was sent, or an input that failed to
+//!   read, ends its entry with ABORT at a frame boundary: that entry fails,
+//!   the session goes on.
+
+use std::fs::File;
+use std::net::TcpStream;
+use std::os::fd::AsFd;
+
+use anyhow::{Context, Result, anyhow};
+
+use super::source::{Fingerprint, Source};
+use super::walk::{Body, Item};
+use crate::checksum::{Algorithm, Digest, FileHasher, PipeHasher};
+use crate::engine::{Policy, Report, outbound};
+use crate::frames::{self};
+use crate::progress::Reporter;
+use crate::protocol::{MAX_DATA_LEN, Message, Trailer};
+use crate::sys;
+
+/// Batched bytes are written once they reach this size.
+const BATCH: usize = 256 * 1024;
+
+/// Control frames and small payloads waiting to be written together.
+#[derive(Default)]
+pub struct Outbox {
+    buf: Vec<u8>,
+}
+
+impl Outbox {
+    fn push(&mut self, msg: &Message) {
+        msg.encode(&mut self.buf);
+    }
+
+    /// Queues DONE: no more entries.
+    pub fn push_done(&mut self) {
+        self.push(&Message::Done);
+    }
+
+    /// Writes everything queued.
+    pub fn flush(&mut self, sock: &TcpStream) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let result = frames::write_all(sock.as_fd(), &self.buf).context("sending");
+        self.buf.clear();
+        result
+    }
+}
+
+/// What sending one entry produced on our side.
+pub struct Sent {
+    pub bytes: u64,
+    pub digest: Digest,
+    pub report: Report,
+    /// Why we gave up on the entry (it was sent as ABORT).
+    pub aborted: Option<String>,
+}
+
+impl Sent {
+    fn nothing() -> Sent {
+        Sent {
+            bytes: 0,
+            digest: Digest::None,
+            report: Report::default(),
+            aborted: None,
+        }
+    }
+}
+
+/// How an entry's payload is moved, shared by every kind of body.
+pub struct Link<'a> {
+    pub sock: &'a TcpStream,
+    pub outbox: &'a mut Outbox,
+    pub algorithm: Algorithm,
+    pub policy: Policy,
+    pub reporter: &'a Reporter,
+}
+
+impl Link<'_> {
+    /// Sends `item` (entry, payload, trailer).
+    pub fn send(&mut self, item: Item) -> Result<Sent> {
+        let entry = Message::Entry(item.entry);
+        match item.body {
+            Body::None => {
+                self.outbox.push(&entry);
+                self.batch_done()?;
+                Ok(Sent::nothing())
+            }
+            Body::Small(data, digest) => {
+                let n = data.len() as u64;
+                self.outbox.push(&entry);
+                self.outbox.buf.extend_from_slice(&data);
+                self.outbox.push(&Message::Trailer(Trailer {
+                    bytes: n,
+                    digest: digest.clone(),
+                }));
+                self.batch_done()?;
+                self.reporter.advance(n);
+                Ok(Sent {
+                    bytes: n,
+                    digest,
+                    report: Report {
+                        by_read_write: n,
+                        route: "file → buffer → socket (small file, batched)",
+                        ..Report::default()
+                    },
+                    aborted: None,
+                })
+            }
+            Body::File(file, len, fingerprint) => {
+                self.start(&entry)?;
+                self.file(&file, 0, len, &fingerprint, &item.shown)
+            }
+            Body::Sparse(file, len, fingerprint) => {
+                self.start(&entry)?;
+                self.sparse(&file, len, &fingerprint, &item.shown)
+            }
+            Body::Stream(source) => {
+                self.start(&entry)?;
+                match (source.range, source.fingerprint) {
+                    (Some((start, len)), Some(fp)) => self.file(&source.file, start, len, &fp, &source.shown),
+                    _ => self.stream(&source),
+                }
+            }
+        }
+    }
+
+    fn batch_done(&mut self) -> Result<()> {
+        if self.outbox.buf.len() >= BATCH {
+            self.outbox.flush(self.sock)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the batch, then sends `entry` on its own.
+    fn start(&mut self, entry: &Message) -> Result<()> {
+        self.outbox.push(entry);
+        self.outbox.flush(self.sock)
+    }
+
+    /// Ends the payload: ABORT when the source changed under us, else the
+    /// TRAILER with our count and digest.
+    fn end(&mut self, sent: u64, digest: Digest, report: Report, changed: Result<()>) -> Result<Sent> {
+        let aborted = changed.err().map(|e| format!("{e:#}"));
+        match &aborted {
+            Some(why) => frames::send(self.sock, &Message::Abort(why.clone()))?,
+            None => frames::send(
+                self.sock,
+                &Message::Trailer(Trailer {
+                    bytes: sent,
+                    digest: digest.clone(),
+                }),
+            )?,
+        }
+        Ok(Sent {
+            bytes: sent,
+            digest,
+            report,
+            aborted,
+        })
+    }
+
+    /// `len` raw bytes of `file` from `start` by sendfile.
+    fn file(&mut self, file: &File, start: u64, len: u64, fingerprint: &Fingerprint, shown: &str) -> Result<Sent> {
+        let hasher = FileHasher::spawn(file.try_clone()?, self.algorithm, start)?;
+        let mut done = 0u64;
+        let reporter = self.reporter;
+        let report = outbound::send_file(self.sock, file, start, len, self.policy, &mut |n| {
+            done += n;
+            hasher.advance(start + done);
+            reporter.advance(n);
+        })?;
+        let hashed = hasher.finish().with_context(|| format!("hashing {shown}"))?;
+        self.end(done, hashed.digest, report, fingerprint.check(file, shown))
+    }
+
+    /// A file with holes: DATA frames for its data regions (each moved by
+    /// sendfile), HOLE frames for the gaps.
+    fn sparse(&mut self, file: &File, len: u64, fingerprint: &Fingerprint, shown: &str) -> Result<Sent> {
+        let hasher = FileHasher::spawn(file.try_clone()?, self.algorithm, 0)?;
+        let mut report = Report {
+            route: "file → socket, holes skipped",
+            ..Report::default()
+        };
+        let mut at = 0u64;
+        while at < len {
+            let data = sys::next_data(file, at)
+                .with_context(|| format!("looking for data in {shown}"))?
+                .unwrap_or(len)
+                .min(len);
+            if data > at {
+                frames::send(self.sock, &Message::Hole(data - at))?;
+                self.reporter.advance(data - at);
+                at = data;
+                hasher.advance(at);
+                continue;
+            }
+            let hole = sys::next_hole(file, at)
+                .with_context(|| format!("looking for holes in {shown}"))?
+                .min(len);
+            while at < hole {
+                let n = (hole - at).min(u64::from(MAX_DATA_LEN));
+                frames::send(self.sock, &Message::Data(n as u32))?;
+                let reporter = self.reporter;
+                let mut moved = 0u64;
+                let part = outbound::send_file(self.sock, file, at, n, self.policy, &mut |k| {
+                    moved += k;
+                    hasher.advance(at + moved);
+                    reporter.advance(k);
+                })?;
+                merge(&mut report, &part);
+                at += n;
+            }
+        }
+        let hashed = hasher.finish().with_context(|| format!("hashing {shown}"))?;
+        self.end(len, hashed.digest, report, fingerprint.check(file, shown))
+    }
+
+    /// A pipe or other unsized input as DATA frames.
+    fn stream(&mut self, source: &Source) -> Result<Sent> {
+        let hasher = PipeHasher::spawn(self.algorithm, self.policy.pipe_size)?;
+        let mut input = outbound::StreamSource::new(source.file.as_fd(), source.kind, hasher.input(), self.policy);
+        let mut total = 0u64;
+        loop {
+            let n = match input.fill(MAX_DATA_LEN as usize, self.sock) {
+                Ok(n) => n,
+                Err(e) => {
+                    // At a frame boundary the receiver can be told why; the
+                    // session cannot go on (the input or the peer is gone).
+                    let _ = frames::send(self.sock, &Message::Abort(format!("reading {}: {e}", source.shown)));
+                    return Err(e).with_context(|| format!("reading {}", source.shown));
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            frames::send(self.sock, &Message::Data(u32::try_from(n)?))?;
+            input.forward(self.sock, n)?;
+            total += n as u64;
+            self.reporter.advance(n as u64);
+        }
+        let report = std::mem::take(&mut input.report);
+        drop(input);
+        let hashed = hasher.finish().with_context(|| format!("hashing {}", source.shown))?;
+        if self.algorithm != Algorithm::None && hashed.bytes != total {
+            return Err(anyhow!(
+                "hashed {} bytes of {} but sent {total}",
+                hashed.bytes,
+                source.shown
+            ));
+        }
+        self.end(total, hashed.digest, report, Ok(()))
+    }
+}
+
+/// Adds one region's byte counts to a file's report.
+fn merge(into: &mut Report, part: &Report) {
+    into.by_sendfile += part.by_sendfile;
+    into.by_read_write += part.by_read_write;
+    if into.fallback.is_none() {
+        into.fallback.clone_from(&part.fallback);
+    }
+}

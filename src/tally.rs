@@ -1,0 +1,64 @@
+//! How a transfer went, entry by entry: the outcome of each entry, the
+//! totals both ends print, and the exit status they lead to (the same rule
+//! on both ends, so they agree).
+
+use crate::engine::Report;
+use crate::error::Code;
+
+/// How one entry ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Committed,
+    /// Not stored: something exists under its name (--no-clobber).
+    Skipped,
+    Mismatch,
+    Failed,
+}
+
+/// What the session received, for the summary and the exit status.
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub entries: u64,
+    pub files: u64,
+    pub dirs: u64,
+    pub links: u64,
+    pub bytes: u64,
+    pub committed: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub mismatched: u64,
+    /// Bytes by mechanism, over all files.
+    pub report: Report,
+}
+
+impl Totals {
+    pub fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Committed => self.committed += 1,
+            Outcome::Skipped => self.skipped += 1,
+            Outcome::Mismatch => self.mismatched += 1,
+            Outcome::Failed => self.failed += 1,
+        }
+    }
+
+    pub fn add_report(&mut self, r: &Report) {
+        self.report.by_sendfile += r.by_sendfile;
+        self.report.by_splice += r.by_splice;
+        self.report.by_read_write += r.by_read_write;
+        self.report.from_buffer += r.from_buffer;
+    }
+
+    /// The exit status: an integrity failure outranks any other; some
+    /// entries failing while others arrived is a partial transfer.
+    pub fn code(&self) -> Code {
+        if self.mismatched > 0 {
+            Code::Integrity
+        } else if self.failed > 0 && self.committed + self.skipped > 0 {
+            Code::Partial
+        } else if self.failed > 0 {
+            Code::Failure
+        } else {
+            Code::Success
+        }
+    }
+}

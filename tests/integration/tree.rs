@@ -1,0 +1,303 @@
+//! Trees: `zcp send -r` against `zcp recv DIR` with real directories,
+//! compared entry by entry (kind, bytes, mode, mtime, link text, holes)
+//! with the source; the `cp -r` operand conventions; partial transfers;
+//! --no-clobber; replacing into an existing tree.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::Path;
+
+use crate::env::*;
+
+/// One entry of a tree as compared: path, kind and what must be equal.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    path: Vec<u8>,
+    what: String,
+    mode: u32,
+    mtime: (i64, i64),
+}
+
+/// Every entry under `root`, sorted by path; links are not followed.
+fn scan(root: &Path) -> Vec<Seen> {
+    fn walk(root: &Path, rel: &Path, out: &mut Vec<Seen>) {
+        let mut names: Vec<_> = std::fs::read_dir(root.join(rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        for name in names {
+            let r = rel.join(&name);
+            let p = root.join(&r);
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let ft = m.file_type();
+            let what = if ft.is_symlink() {
+                format!("link -> {:?}", std::fs::read_link(&p).unwrap())
+            } else if ft.is_dir() {
+                "dir".to_string()
+            } else {
+                format!("file {} {}", m.len(), sha256_file(&p))
+            };
+            // A symlink's mode is not meaningful on Linux.
+            let mode = if ft.is_symlink() { 0 } else { m.mode() & 0o7777 };
+            out.push(Seen {
+                path: r.as_os_str().as_bytes().to_vec(),
+                what,
+                mode,
+                mtime: (m.mtime(), m.mtime_nsec()),
+            });
+            if ft.is_dir() {
+                walk(root, &r, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, Path::new(""), &mut out);
+    out
+}
+
+fn set_mtime(p: &Path, seconds: i64) {
+    let status = std::process::Command::new("touch")
+        .arg("-h")
+        .arg("-d")
+        .arg(format!("@{seconds}.123456789"))
+        .arg(p)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// src/tree with everything the issue lists: nested and empty
+/// directories, empty and multi-MiB files, odd names, links of every
+/// kind, a sparse file, and modes 0600/0755/0444.
+fn build_tree(env: &TestEnv) -> std::path::PathBuf {
+    let t = env.src("tree");
+    for d in ["a/b/c", "empty", "ro"] {
+        std::fs::create_dir_all(t.join(d)).unwrap();
+    }
+    std::fs::write(t.join("empty.txt"), b"").unwrap();
+    std::fs::write(t.join("a/small.txt"), b"small file\n").unwrap();
+    let big = env.random_file("big.tmp", (5 << 20) + 3, 99);
+    std::fs::rename(&big, t.join("a/b/c/big.bin")).unwrap();
+    for name in [
+        &b"with space"[..],
+        b"line\nbreak",
+        b"-leading-dash",
+        "ütf-8 ✓".as_bytes(),
+        b"bad\xff\xfeutf8",
+    ] {
+        std::fs::write(t.join("a").join(OsStr::from_bytes(name)), name).unwrap();
+    }
+    symlink("small.txt", t.join("a/rel-link")).unwrap();
+    symlink("/etc/hostname", t.join("abs-link")).unwrap();
+    symlink("does/not/exist", t.join("dangling")).unwrap();
+    symlink("../../outside", t.join("a/escape")).unwrap();
+    let sparse = std::fs::File::create(t.join("sparse.img")).unwrap();
+    sparse.set_len(64 << 20).unwrap();
+    use std::os::unix::fs::FileExt;
+    sparse.write_all_at(b"island of data", 40 << 20).unwrap();
+    drop(sparse);
+    std::fs::hard_link(t.join("a/small.txt"), t.join("hard.txt")).unwrap();
+    for (p, mode) in [("a/small.txt", 0o600), ("a/b/c/big.bin", 0o755), ("empty.txt", 0o444)] {
+        std::fs::set_permissions(t.join(p), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    // Files first, then directories bottom-up, so no later write moves a
+    // directory's mtime; the read-only directory last of all.
+    let mut seconds = 1_000_000_000;
+    for e in scan(&t).iter().rev() {
+        seconds += 1;
+        set_mtime(&t.join(OsStr::from_bytes(&e.path)), seconds);
+    }
+    std::fs::set_permissions(t.join("ro"), std::fs::Permissions::from_mode(0o555)).unwrap();
+    set_mtime(&t.join("ro"), 999_999_999);
+    t
+}
+
+/// Sends `args` (relative to the env) into a fresh receiver on dst/.
+fn transfer(env: &TestEnv, send_args: &[&str], recv_args: &[&str]) -> (Finished, Finished) {
+    let mut r = recv_args.to_vec();
+    r.push("dst");
+    let rx = env.recv(&r);
+    let tx = env.send(send_args, &rx.addr);
+    (tx, rx.finish())
+}
+
+fn roundtrip_tree(extra: &[&str]) {
+    let env = TestEnv::new();
+    let src = build_tree(&env);
+    let mut args = extra.to_vec();
+    args.extend(["-r", "src/tree"]);
+    let (tx, rr) = transfer(&env, &args, extra);
+    tx.assert_code(0);
+    rr.assert_code(0);
+    assert_eq!(scan(&env.dst("tree")), scan(&src), "the received tree differs");
+    let (s, d) = (env.dst("tree/hard.txt"), env.dst("tree/a/small.txt"));
+    assert_eq!(std::fs::metadata(s).unwrap().ino(), std::fs::metadata(d).unwrap().ino());
+    let sparse = std::fs::metadata(env.dst("tree/sparse.img")).unwrap();
+    assert!(
+        sparse.blocks() * 512 < 1 << 20,
+        "holes were filled: {} blocks",
+        sparse.blocks()
+    );
+    assert!(!env.path("outside").exists());
+    tx.assert_stderr("verified (sha256)");
+    rr.assert_stderr("received 9 files, 6 directories, 5 links");
+}
+
+#[test]
+fn a_tree_arrives_exactly_with_zero_copy() {
+    roundtrip_tree(&[]);
+}
+
+#[test]
+fn a_tree_arrives_exactly_with_read_write() {
+    roundtrip_tree(&["--no-zerocopy"]);
+}
+
+#[test]
+fn operands_follow_cp_r_conventions() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.src("d1/sub")).unwrap();
+    std::fs::write(env.src("d1/sub/x"), b"x").unwrap();
+    std::fs::create_dir_all(env.src("d2")).unwrap();
+    std::fs::write(env.src("d2/y"), b"y").unwrap();
+    std::fs::write(env.src("a.txt"), b"a").unwrap();
+    let (tx, rr) = transfer(&env, &["-r", "src/a.txt", "src/d1", "src/d2/"], &[]);
+    tx.assert_code(0);
+    rr.assert_code(0);
+    assert_eq!(env.list("dst"), ["a.txt", "d1", "d2"]);
+    assert_eq!(std::fs::read(env.dst("d1/sub/x")).unwrap(), b"x");
+    assert_eq!(std::fs::read(env.dst("d2/y")).unwrap(), b"y");
+
+    // `.` sends a directory's contents, not the directory.
+    let env = TestEnv::new();
+    std::fs::write(env.src("only"), b"1").unwrap();
+    let (tx, _) = transfer(&env, &["-r", "src/."], &[]);
+    tx.assert_code(0);
+    assert_eq!(env.list("dst"), ["only"]);
+
+    // Two operands with the same name are refused before connecting.
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.src("x/same")).unwrap();
+    std::fs::create_dir_all(env.src("y/same")).unwrap();
+    env.send(&["-r", "src/x/same", "src/y/same"], "127.0.0.1:9")
+        .assert_code(2)
+        .assert_stderr("same name same");
+}
+
+#[test]
+fn special_files_are_skipped_with_a_warning_and_links_followed_only_with_l() {
+    let env = TestEnv::new();
+    let t = env.src("t");
+    std::fs::create_dir_all(&t).unwrap();
+    std::fs::write(t.join("real"), b"real bytes").unwrap();
+    let fifo = t.join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    symlink("real", t.join("link")).unwrap();
+    let (tx, rr) = transfer(&env, &["-r", "src/t"], &[]);
+    tx.assert_code(0).assert_stderr("warning: skipping src/t/fifo");
+    rr.assert_code(0);
+    assert_eq!(env.list("dst/t"), ["link", "real"]);
+    assert!(
+        std::fs::symlink_metadata(env.dst("t/link"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
+    let env2 = TestEnv::new();
+    std::fs::rename(&t, env2.src("t")).unwrap();
+    let (tx, _) = transfer(&env2, &["-r", "-L", "src/t"], &[]);
+    tx.assert_code(0);
+    let link = std::fs::symlink_metadata(env2.dst("t/link")).unwrap();
+    assert!(link.file_type().is_file(), "-L sends what the link points to");
+    assert_eq!(std::fs::read(env2.dst("t/link")).unwrap(), b"real bytes");
+}
+
+#[test]
+fn an_unreadable_file_is_named_and_the_others_still_arrive() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.src("t")).unwrap();
+    for name in ["1", "2", "3"] {
+        std::fs::write(env.src("t").join(name), name).unwrap();
+    }
+    let rx = env.recv(&["dst"]);
+    let mut cmd = zcp();
+    cmd.current_dir(env.dir.path())
+        .env("ZCP_FAULT", "open=EACCES@2")
+        .args(["send", "-r", "src/t", &rx.addr])
+        .stdin(std::process::Stdio::null());
+    let tx = Running::spawn(cmd, "zcp send").finish();
+    let rr = rx.finish();
+    tx.assert_code(4)
+        .assert_stderr("src/t/2")
+        .assert_stderr("Permission denied");
+    assert_eq!(tx.error_lines().len(), 1, "{}", tx.stderr);
+    rr.assert_code(0);
+    assert_eq!(env.list("dst/t"), ["1", "3"]);
+}
+
+#[test]
+fn a_receiver_side_failure_is_partial_on_both_ends() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.src("t/blocked")).unwrap();
+    std::fs::write(env.src("t/blocked/inner"), b"i").unwrap();
+    std::fs::write(env.src("t/fine"), b"f").unwrap();
+    std::fs::create_dir_all(env.dst("t")).unwrap();
+    // A file where the directory should go.
+    std::fs::write(env.dst("t/blocked"), b"in the way").unwrap();
+    let (tx, rr) = transfer(&env, &["-r", "src/t"], &[]);
+    tx.assert_code(4).assert_stderr("t/blocked");
+    rr.assert_code(4).assert_stderr("not a directory");
+    assert_eq!(std::fs::read(env.dst("t/fine")).unwrap(), b"f");
+    assert_eq!(std::fs::read(env.dst("t/blocked")).unwrap(), b"in the way");
+}
+
+#[test]
+fn an_existing_tree_is_updated_in_place_and_no_clobber_keeps_it() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.src("t/sub")).unwrap();
+    std::fs::write(env.src("t/sub/new"), b"new version").unwrap();
+    std::fs::write(env.src("t/other"), b"other").unwrap();
+    std::fs::create_dir_all(env.dst("t/sub")).unwrap();
+    std::fs::write(env.dst("t/sub/new"), b"old version").unwrap();
+    std::fs::write(env.dst("t/sub/untouched"), b"not in the transfer").unwrap();
+
+    let (tx, rr) = transfer(&env, &["-r", "src/t"], &["--no-clobber"]);
+    tx.assert_code(0).assert_stderr("skipped t/sub/new");
+    rr.assert_code(0);
+    assert_eq!(std::fs::read(env.dst("t/sub/new")).unwrap(), b"old version");
+    assert_eq!(std::fs::read(env.dst("t/other")).unwrap(), b"other");
+
+    let (tx, rr) = transfer(&env, &["-r", "src/t"], &[]);
+    tx.assert_code(0);
+    rr.assert_code(0);
+    assert_eq!(std::fs::read(env.dst("t/sub/new")).unwrap(), b"new version");
+    assert_eq!(
+        std::fs::read(env.dst("t/sub/untouched")).unwrap(),
+        b"not in the transfer"
+    );
+    let mut left = env.list("dst/t/sub");
+    left.retain(|n| n.starts_with(".zcp-"));
+    assert!(left.is_empty(), "staged files left: {left:?}");
+}
+
+#[test]
+fn a_tree_into_a_single_file_destination_is_refused() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.src("t")).unwrap();
+    std::fs::write(env.src("t/f"), b"f").unwrap();
+    let rx = env.recv(&["dst/newname"]);
+    let tx = env.send(&["-r", "src/t"], &rx.addr);
+    let rr = rx.finish();
+    rr.assert_code(1).assert_stderr("give a directory as DEST");
+    tx.assert_code(1);
+    assert!(env.list("dst").is_empty());
+}
