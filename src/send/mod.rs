@@ -29,7 +29,7 @@ use crate::protocol::{EntryKind, Hello, Message, Role, Verdict, VerdictStatus};
 use crate::tally::{Outcome, Totals};
 use entry::{Link, Outbox, Sent};
 use replies::{Replies, Reply};
-use walk::{Item, Walked};
+use walk::{Batch, Item, Walked};
 
 /// How long to wait for the receiver's reason after our side failed.
 const REASON_GRACE: Duration = Duration::from_secs(3);
@@ -113,29 +113,31 @@ pub fn run(args: SendArgs) -> Result<Code> {
 
 impl Session {
     /// Sends every walked entry, then DONE, reading verdicts as they come.
-    fn stream(&mut self, sock: &TcpStream, walk: &Receiver<Walked>, outbox: &mut Outbox, policy: Policy) -> Result<()> {
+    fn stream(&mut self, sock: &TcpStream, walk: &Receiver<Batch>, outbox: &mut Outbox, policy: Policy) -> Result<()> {
         loop {
-            let walked = match walk.try_recv() {
-                Ok(w) => w,
+            let batch = match walk.try_recv() {
+                Ok(b) => b,
                 Err(TryRecvError::Empty) => {
                     // The walk is behind: send what is batched meanwhile.
                     outbox.flush(sock)?;
                     match walk.recv() {
-                        Ok(w) => w,
+                        Ok(b) => b,
                         Err(_) => break,
                     }
                 }
                 Err(TryRecvError::Disconnected) => break,
             };
-            if crate::sys::signals::interrupted() {
-                return Err(error::interrupted_io().into());
-            }
-            match walked {
-                Walked::Item(item) => self.send_item(sock, outbox, policy, *item)?,
-                Walked::Skipped(why) => self.reporter.warn(why),
-                Walked::Failed(why) => {
-                    self.reporter.error(why);
-                    self.totals.failed += 1;
+            for walked in batch {
+                if crate::sys::signals::interrupted() {
+                    return Err(error::interrupted_io().into());
+                }
+                match walked {
+                    Walked::Item(item) => self.send_item(sock, outbox, policy, *item)?,
+                    Walked::Skipped(why) => self.reporter.warn(why),
+                    Walked::Failed(why) => {
+                        self.reporter.error(why);
+                        self.totals.failed += 1;
+                    }
                 }
             }
             while let Some(reply) = self.replies.try_next() {

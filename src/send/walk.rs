@@ -34,8 +34,15 @@ use crate::sys::{self, ChildType, signals};
 /// Largest file read and hashed in one piece by the walker.
 pub const SMALL_FILE: u64 = 64 * 1024;
 
-/// How many walked entries may wait for the sender.
-const QUEUE: usize = 32;
+/// Walked entries travel to the sender in batches of up to this many
+/// (fewer thread wake-ups per file), or of this many small-file bytes.
+const BATCH_ITEMS: usize = 64;
+const BATCH_BYTES: u64 = 1 << 20;
+/// How many batches may wait for the sender (bounds memory to a few MiB).
+const QUEUE: usize = 4;
+
+/// A batch of walked entries, in order.
+pub type Batch = Vec<Walked>;
 
 /// What the sender moves for one entry.
 pub enum Body {
@@ -82,7 +89,7 @@ pub enum Operand {
 }
 
 /// Walks `operands` on a new thread.
-pub fn spawn(operands: Vec<Operand>, follow: bool, algorithm: Algorithm) -> io::Result<Receiver<Walked>> {
+pub fn spawn(operands: Vec<Operand>, follow: bool, algorithm: Algorithm) -> io::Result<Receiver<Batch>> {
     let (tx, rx) = sync_channel(QUEUE);
     signals::spawn_worker("zcp-walk", move || {
         let mut walker = Walker {
@@ -91,12 +98,15 @@ pub fn spawn(operands: Vec<Operand>, follow: bool, algorithm: Algorithm) -> io::
             algorithm,
             seen: HashMap::new(),
             ancestors: Vec::new(),
+            batch: Vec::with_capacity(BATCH_ITEMS),
+            batch_bytes: 0,
         };
         for op in operands {
             if walker.operand(op).is_err() {
                 return; // the sender stopped listening
             }
         }
+        let _ = walker.send_batch();
     })?;
     Ok(rx)
 }
@@ -105,7 +115,10 @@ pub fn spawn(operands: Vec<Operand>, follow: bool, algorithm: Algorithm) -> io::
 struct Gone;
 
 struct Walker {
-    tx: SyncSender<Walked>,
+    tx: SyncSender<Batch>,
+    /// Entries walked but not yet handed over.
+    batch: Batch,
+    batch_bytes: u64,
     follow: bool,
     algorithm: Algorithm,
     /// (device, inode) of files with several names, and the path they
@@ -127,11 +140,37 @@ fn shown_join(base: &Path, name: &[u8]) -> PathBuf {
 }
 
 impl Walker {
-    fn emit(&self, w: Walked) -> Result<(), Gone> {
-        self.tx.send(w).map_err(|_| Gone)
+    /// Queues `w`; hands the batch over when it is full, or at once when
+    /// `w` is a large file the sender can start on while we walk on.
+    fn emit(&mut self, w: Walked) -> Result<(), Gone> {
+        let urgent = match &w {
+            Walked::Item(item) => match &item.body {
+                Body::Small(data, _) => {
+                    self.batch_bytes += data.len() as u64;
+                    false
+                }
+                Body::None => false,
+                _ => true,
+            },
+            _ => false,
+        };
+        self.batch.push(w);
+        if urgent || self.batch.len() >= BATCH_ITEMS || self.batch_bytes >= BATCH_BYTES {
+            self.send_batch()?;
+        }
+        Ok(())
     }
 
-    fn fail(&self, shown: &Path, what: &str, e: impl std::fmt::Display) -> Result<(), Gone> {
+    fn send_batch(&mut self) -> Result<(), Gone> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_ITEMS));
+        self.batch_bytes = 0;
+        self.tx.send(batch).map_err(|_| Gone)
+    }
+
+    fn fail(&mut self, shown: &Path, what: &str, e: impl std::fmt::Display) -> Result<(), Gone> {
         self.emit(Walked::Failed(format!("{what} {}: {e}", display::path(shown))))
     }
 
@@ -368,8 +407,9 @@ fn stream_item(source: Source, name: Name) -> Item {
     }
 }
 
-/// Reads a small file whole; a file that is not `len` bytes long any more
-/// changed under us and is not sent.
+/// Reads a small file whole; a file that shrank below `len` bytes changed
+/// under us and is not sent. (Bytes appended meanwhile are not sent: the
+/// entry is the `len` bytes announced, hashed as sent.)
 fn read_small(file: &File, len: u64) -> io::Result<Vec<u8>> {
     let mut data = vec![0u8; len as usize];
     let mut got = 0;
@@ -380,10 +420,6 @@ fn read_small(file: &File, len: u64) -> io::Result<Vec<u8>> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted && !signals::interrupted() => {}
             Err(e) => return Err(e),
         }
-    }
-    let mut probe = [0u8; 1];
-    if matches!(file.read_at(&mut probe, len), Ok(1)) {
-        return Err(io::Error::other("it grew while being read"));
     }
     Ok(data)
 }
