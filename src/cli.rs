@@ -18,7 +18,7 @@ const LONG_ABOUT: &str = "\
 Copy files between Linux machines over TCP with zero-copy I/O and end-to-end SHA-256.
 
 `zcp recv` listens and writes what arrives into a directory, a file or stdout; \
-`zcp send` streams a file or stdin to it. The sender moves file bytes with sendfile(2) \
+`zcp send` streams files, directory trees (-r) or stdin to it. The sender moves file bytes with sendfile(2) \
 (splice(2) for pipes), the receiver splices socket -> pipe -> file, so the payload never \
 passes through a user-space buffer. Both ends hash what they moved and compare before the \
 file appears under its final name.";
@@ -27,6 +27,7 @@ const EXAMPLES: &str = "\
 Examples:
   zcp recv /srv/incoming                     receive into a directory (port 7227)
   zcp send big.iso server:7227               send a file
+  zcp send -r photos/ notes.txt server:7227  send a tree and a file
   tar c dir | zcp send - server:7227         send a stream; on the other end:
   zcp recv -l 7227 - | tar x                 ... unpack it as it arrives
   zcp recv -l 127.0.0.1:0 out.bin            any free port, printed on stderr

@@ -92,6 +92,16 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
 
     section(
         out,
+        "TREES",
+        &[
+            "zcp send -r follows cp -r and scp -r: a directory needs -r (without it zcp stops before connecting, exit 2); each SOURCE arrives under its own name, so zcp send -r a.txt dir1 dir2/ host:7227 makes DEST/a.txt, DEST/dir1/... and DEST/dir2/...; a trailing slash changes nothing; . (or a path ending in /.) sends a directory's contents instead of the directory; two SOURCEs that would arrive under the same name are refused. Links named on the command line are followed; links inside a tree are sent as links unless -L.",
+            "Preserved: contents (each file verified and renamed into place on its own), permission bits without setuid, setgid and sticky (masked by the receiver's umask), mtimes of files, directories and symbolic links (directories after their contents), empty directories and files, symbolic links verbatim, hard links (a file with several names is sent once), sparse files (holes found with SEEK_DATA/SEEK_HOLE travel as a length and stay holes). Names are arbitrary bytes. Devices, fifos and sockets are skipped with a warning and never created. Ownership, ACLs and extended attributes are not transferred.",
+            "The receiver never follows a symbolic link: every entry is created relative to its parent directory's handle, and an entry may only extend a directory the same transfer created or entered. Into an existing tree, files and links are replaced only by complete, verified new versions; entries not in the transfer are left alone; with --no-clobber (either end) existing files and links are kept and reported as skipped.",
+            "If some entries fail (a file vanishes or cannot be read on the sender, a directory cannot be made on the receiver), the others still arrive, each failure is named on stderr, and both ends exit with status 4. Files of at most 64 KiB are read, hashed and written whole and batched many to a write; -v reports them as read/write.",
+        ],
+    )?;
+    section(
+        out,
         "MECHANISMS",
         &["With -v each end names the mechanism that moved the payload and, if it is not the zero-copy one, why."],
     )?;
@@ -131,9 +141,13 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
         &[
             (
                 "zcp recv /srv/incoming",
-                "Receive one file into /srv/incoming, listening on port 7227 on all interfaces.",
+                "Receive one transfer into /srv/incoming, listening on port 7227 on all interfaces.",
             ),
             ("zcp send big.iso server:7227", "Send a file."),
+            (
+                "zcp send -r photos/ notes.txt server:7227",
+                "Send a directory tree and a file on one connection: /srv/incoming/photos/... and /srv/incoming/notes.txt.",
+            ),
             (
                 "tar c dir | zcp send - server:7227",
                 "Send a stream; on the receiving host run: zcp recv -l 7227 - | tar x",
