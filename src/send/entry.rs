@@ -23,7 +23,7 @@ use crate::checksum::{Algorithm, Digest, FileHasher, PipeHasher};
 use crate::engine::{Policy, Report, outbound};
 use crate::frames::{self};
 use crate::progress::Reporter;
-use crate::protocol::{MAX_DATA_LEN, Message, Trailer};
+use crate::protocol::{Entry, EntryKind, MAX_DATA_LEN, Message, Payload, RelPath, Trailer};
 use crate::sys;
 
 /// Batched bytes are written once they reach this size.
@@ -38,6 +38,19 @@ pub struct Outbox {
 impl Outbox {
     fn push(&mut self, msg: &Message) {
         msg.encode(&mut self.buf);
+    }
+
+    /// Queues an entry for `path` that is aborted before any payload.
+    pub fn push_aborted(&mut self, path: RelPath, why: &str) {
+        self.push(&Message::Entry(Entry {
+            kind: EntryKind::File,
+            path,
+            payload: Payload::Stream,
+            mode: None,
+            mtime: None,
+            linked: false,
+        }));
+        self.push(&Message::Abort(why.to_string()));
     }
 
     /// Queues DONE: no more entries.
@@ -66,6 +79,13 @@ pub struct Sent {
 }
 
 impl Sent {
+    pub fn aborted(why: String) -> Sent {
+        Sent {
+            aborted: Some(why),
+            ..Sent::nothing()
+        }
+    }
+
     fn nothing() -> Sent {
         Sent {
             bytes: 0,

@@ -25,7 +25,7 @@ use crate::error::{self, Code};
 use crate::frames::{self, FrameReader};
 use crate::net;
 use crate::progress::Reporter;
-use crate::protocol::{EntryKind, Hello, Message, Role, Verdict, VerdictStatus};
+use crate::protocol::{EntryKind, Hello, Message, RelPath, Role, Verdict, VerdictStatus};
 use crate::tally::{Outcome, Totals};
 use entry::{Link, Outbox, Sent};
 use replies::{Replies, Reply};
@@ -138,6 +138,7 @@ impl Session {
                         self.reporter.error(why);
                         self.totals.failed += 1;
                     }
+                    Walked::Unreadable(path, why) => self.send_unreadable(outbox, path, why),
                 }
             }
             while let Some(reply) = self.replies.try_next() {
@@ -180,6 +181,21 @@ impl Session {
             started,
         });
         Ok(())
+    }
+
+    /// Announces a file we could not read and aborts it at once, so the
+    /// receiver fails it too (its verdict is then expected, and quiet).
+    fn send_unreadable(&mut self, outbox: &mut Outbox, path: RelPath, why: String) {
+        self.reporter.error(format!("sending {path} to {}: {why}", self.peer));
+        self.totals.entries += 1;
+        outbox.push_aborted(path.clone(), &why);
+        self.pending.push_back(Pending {
+            path: path.to_string(),
+            kind: EntryKind::File,
+            raw: Vec::new(),
+            sent: Sent::aborted(why),
+            started: Instant::now(),
+        });
     }
 
     /// Waits for the verdicts still owed and the receiver's DONE.

@@ -73,8 +73,12 @@ pub enum Walked {
     Item(Box<Item>),
     /// Skipped on purpose (a device, a fifo): a warning, not a failure.
     Skipped(String),
-    /// Could not be read: an error, and the transfer is partial.
+    /// A directory that could not be read: an error, and the transfer is
+    /// partial.
     Failed(String),
+    /// A file that could not be read: the sender announces it and aborts
+    /// it at once, so the receiver fails it too and both ends agree.
+    Unreadable(RelPath, String),
 }
 
 /// A SOURCE operand, classified before connecting.
@@ -170,6 +174,10 @@ impl Walker {
         self.tx.send(batch).map_err(|_| Gone)
     }
 
+    fn unreadable(&mut self, rel: RelPath, shown: &Path, what: &str, e: impl std::fmt::Display) -> Result<(), Gone> {
+        self.emit(Walked::Unreadable(rel, format!("{what} {}: {e}", display::path(shown))))
+    }
+
     fn fail(&mut self, shown: &Path, what: &str, e: impl std::fmt::Display) -> Result<(), Gone> {
         self.emit(Walked::Failed(format!("{what} {}: {e}", display::path(shown))))
     }
@@ -182,7 +190,7 @@ impl Walker {
             }
             Operand::File(path, name) => match File::open(&path) {
                 Ok(file) => self.file(file, RelPath::from_name(&name), &path),
-                Err(e) => self.fail(&path, "opening", e),
+                Err(e) => self.unreadable(RelPath::from_name(&name), &path, "opening", e),
             },
             Operand::Dir(path, name) => {
                 let dir = match File::open(&path) {
@@ -259,7 +267,7 @@ impl Walker {
                 ChildType::Directory => self.subdir(dir, &name_bytes, child_rel, &child_shown)?,
                 ChildType::File => match sys::open_read_at(dir, &name_bytes, self.follow) {
                     Ok(file) => self.file(file, child_rel, &child_shown)?,
-                    Err(e) => self.fail(&child_shown, "opening", e)?,
+                    Err(e) => self.unreadable(child_rel, &child_shown, "opening", e)?,
                 },
                 ChildType::Symlink => self.symlink(dir, &name_bytes, child_rel, &child_shown)?,
                 ChildType::Other => self.emit(Walked::Skipped(format!(
@@ -316,7 +324,7 @@ impl Walker {
     fn file(&mut self, file: File, rel: RelPath, shown: &Path) -> Result<(), Gone> {
         let meta = match file.metadata() {
             Ok(m) => m,
-            Err(e) => return self.fail(shown, "inspecting", e),
+            Err(e) => return self.unreadable(rel, shown, "inspecting", e),
         };
         if !meta.is_file() {
             return self.emit(Walked::Skipped(format!(
@@ -352,7 +360,7 @@ impl Walker {
                     let digest = digest_of(self.algorithm, &data);
                     Body::Small(data, digest)
                 }
-                Err(e) => return self.fail(shown, "reading", e),
+                Err(e) => return self.unreadable(entry.path, shown, "reading", e),
             }
         } else if meta.blocks().saturating_mul(512) < len {
             entry.payload = Payload::Sparse(len);

@@ -240,7 +240,10 @@ fn an_unreadable_file_is_named_and_the_others_still_arrive() {
         .assert_stderr("src/t/2")
         .assert_stderr("Permission denied");
     assert_eq!(tx.error_lines().len(), 1, "{}", tx.stderr);
-    rr.assert_code(0);
+    // The receiver is told, fails the same entry, and agrees.
+    rr.assert_code(4)
+        .assert_stderr("t/2")
+        .assert_stderr("Permission denied");
     assert_eq!(env.list("dst/t"), ["1", "3"]);
 }
 
