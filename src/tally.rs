@@ -2,8 +2,18 @@
 //! totals both ends print, and the exit status they lead to (the same rule
 //! on both ends, so they agree).
 
+use crate::checksum::Algorithm;
+use crate::display;
 use crate::engine::Report;
 use crate::error::Code;
+
+/// "verified (sha256)" or "unverified (--checksum none)".
+pub fn verified(algorithm: Algorithm) -> String {
+    match algorithm {
+        Algorithm::None => "unverified (--checksum none)".into(),
+        a => format!("verified ({})", a.name()),
+    }
+}
 
 /// How one entry ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,5 +70,27 @@ impl Totals {
         } else {
             Code::Success
         }
+    }
+
+    /// "9 files, 6 directories, 5 links".
+    pub fn counts(&self) -> String {
+        format!("{} files, {} directories, {} links", self.files, self.dirs, self.links)
+    }
+
+    /// Bytes, time, rate, verification, and what did not arrive.
+    pub fn measures(&self, seconds: f64, algorithm: Algorithm) -> String {
+        let mut line = format!(
+            "{} in {seconds:.2} s ({}), {}",
+            display::bytes(self.bytes),
+            display::rate(self.bytes, seconds),
+            verified(algorithm)
+        );
+        if self.skipped > 0 {
+            line.push_str(&format!("; {} skipped (existing, --no-clobber)", self.skipped));
+        }
+        if self.failed + self.mismatched > 0 {
+            line.push_str(&format!("; {} FAILED", self.failed + self.mismatched));
+        }
+        line
     }
 }

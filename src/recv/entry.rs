@@ -28,8 +28,8 @@ use crate::engine::Report;
 use crate::engine::inbound::Target;
 use crate::frames::READ_BUFFER;
 use crate::protocol::{Entry, EntryKind, Payload, VerdictStatus};
-use crate::send::verified;
 use crate::sys::{self, FdKind};
+use crate::tally::verified;
 
 /// Largest file received through the read buffer instead of a pipe.
 pub const SMALL_FILE: u64 = READ_BUFFER as u64;

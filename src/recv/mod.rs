@@ -224,22 +224,12 @@ impl Session {
             Destination::Directory { shown, .. } => display::path(shown),
             _ => "-".into(),
         };
-        let mut line = format!(
-            "received {} files, {} directories, {} links from {} into {into}: {} in {seconds:.2} s ({}), {}",
-            t.files,
-            t.dirs,
-            t.links,
+        let line = format!(
+            "received {} from {} into {into}: {}",
+            t.counts(),
             self.peer,
-            display::bytes(t.bytes),
-            display::rate(t.bytes, seconds),
-            crate::send::verified(self.algorithm)
+            t.measures(seconds, self.algorithm)
         );
-        if t.skipped > 0 {
-            line.push_str(&format!("; {} skipped (--no-clobber)", t.skipped));
-        }
-        if t.failed + t.mismatched > 0 {
-            line.push_str(&format!("; {} FAILED", t.failed + t.mismatched));
-        }
         self.reporter.detail(format!("recv: {}", t.report.describe_totals()));
         self.reporter.note(line);
     }

@@ -26,7 +26,7 @@ use crate::frames::{self, FrameReader};
 use crate::net;
 use crate::progress::Reporter;
 use crate::protocol::{EntryKind, Hello, Message, RelPath, Role, Verdict, VerdictStatus};
-use crate::tally::{Outcome, Totals};
+use crate::tally::{Outcome, Totals, verified};
 use entry::{Link, Outbox, Sent};
 use replies::{Replies, Reply};
 use walk::{Batch, Item, Walked};
@@ -322,32 +322,14 @@ impl Session {
             return;
         }
         let seconds = started.elapsed().as_secs_f64();
-        let mut line = format!(
-            "sent {} files, {} directories, {} links to {}: {} in {seconds:.2} s ({}), {}",
-            t.files,
-            t.dirs,
-            t.links,
+        let line = format!(
+            "sent {} to {}: {}",
+            t.counts(),
             self.peer,
-            display::bytes(t.bytes),
-            display::rate(t.bytes, seconds),
-            verified(self.algorithm)
+            t.measures(seconds, self.algorithm)
         );
-        if t.skipped > 0 {
-            line.push_str(&format!("; {} skipped (exist on the receiver)", t.skipped));
-        }
-        if t.failed + t.mismatched > 0 {
-            line.push_str(&format!("; {} FAILED", t.failed + t.mismatched));
-        }
         self.reporter.detail(format!("send: {}", t.report.describe_totals()));
         self.reporter.note(line);
-    }
-}
-
-/// "verified (sha256)" or "unverified".
-pub fn verified(algorithm: Algorithm) -> String {
-    match algorithm {
-        Algorithm::None => "unverified (--checksum none)".into(),
-        a => format!("verified ({})", a.name()),
     }
 }
 
