@@ -105,18 +105,28 @@ impl Reporter {
         }
     }
 
+    /// True when a bar is drawn (stderr is a terminal, no -q).
+    pub fn has_bar(&self) -> bool {
+        self.bar.is_some()
+    }
+
     /// Grows the bar's total by `n` bytes, as a walk discovers files.
     pub fn grow(&self, n: u64) {
         if let Some(bar) = &self.bar {
-            match bar.length() {
-                Some(_) => bar.inc_length(n),
-                None => {
-                    bar.set_length(n);
-                    if let Ok(style) = ProgressStyle::with_template(KNOWN_TEMPLATE) {
-                        bar.set_style(style.progress_chars("=> "));
-                    }
-                }
+            let total = bar.length().unwrap_or(0) + n;
+            self.set_total(total);
+        }
+    }
+
+    /// Sets the bar's total (a spinner becomes a bar).
+    pub fn set_total(&self, total: u64) {
+        if let Some(bar) = &self.bar {
+            if bar.length().is_none()
+                && let Ok(style) = ProgressStyle::with_template(KNOWN_TEMPLATE)
+            {
+                bar.set_style(style.progress_chars("=> "));
             }
+            bar.set_length(total);
         }
     }
 

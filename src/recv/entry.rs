@@ -51,6 +51,9 @@ impl Session {
         let started = Instant::now();
         let place = self.place(&entry)?;
         self.reporter.current(&entry.path.to_string());
+        if let Some(size) = entry.payload.size().filter(|n| *n > 0) {
+            self.reporter.grow(size);
+        }
         if entry.linked {
             // Until it is committed, links to it fail.
             self.link_targets.insert(entry.path.clone(), false);

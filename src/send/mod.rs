@@ -4,6 +4,7 @@
 //! and exit with the outcome: 0 only once the receiver holds every entry,
 //! verified, under its final name.
 
+mod census;
 mod entry;
 mod operands;
 mod replies;
@@ -12,6 +13,8 @@ mod walk;
 
 use std::collections::VecDeque;
 use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -27,6 +30,7 @@ use crate::net;
 use crate::progress::Reporter;
 use crate::protocol::{EntryKind, Hello, Message, RelPath, Role, Verdict, VerdictStatus};
 use crate::tally::{Outcome, Totals, verified};
+use census::Census;
 use entry::{Link, Outbox, Sent};
 use replies::{Replies, Reply};
 use walk::{Batch, Item, Walked};
@@ -60,6 +64,10 @@ struct Session {
     no_clobber: bool,
     /// The entry being sent, for messages.
     current: Option<String>,
+    /// Totals counted ahead of the walk, when a bar is drawn.
+    census: Option<Arc<Census>>,
+    /// Bytes of the entries walked so far.
+    walked: u64,
 }
 
 pub fn run(args: SendArgs) -> Result<Code> {
@@ -75,8 +83,13 @@ pub fn run(args: SendArgs) -> Result<Code> {
     sock.set_read_timeout(Some(args.common.handshake_timeout()))?;
     let (replies, no_clobber) =
         handshake(&sock, algorithm, args.no_clobber).with_context(|| format!("talking to {peer}"))?;
+    let roots = operands
+        .iter()
+        .filter_map(|op| op.path().map(|p| p.to_path_buf()))
+        .collect();
     let walk = walk::spawn(operands, args.dereference, algorithm)?;
     reporter.start("send", None);
+    let census = reporter.has_bar().then(|| census::spawn(roots, args.dereference));
 
     let mut session = Session {
         peer,
@@ -88,6 +101,8 @@ pub fn run(args: SendArgs) -> Result<Code> {
         last_summary: None,
         no_clobber,
         current: None,
+        census,
+        walked: 0,
     };
     let started = Instant::now();
     let mut outbox = Outbox::default();
@@ -152,8 +167,10 @@ impl Session {
     fn send_item(&mut self, sock: &TcpStream, outbox: &mut Outbox, policy: Policy, item: Item) -> Result<()> {
         self.totals.entries += 1;
         self.reporter.current(&item.entry.path.to_string());
-        if let Some(size) = item.entry.payload.size() {
-            self.reporter.grow(size);
+        self.walked += item.entry.payload.size().unwrap_or(0);
+        if self.reporter.has_bar() {
+            let counted = self.census.as_ref().map_or(0, |c| c.bytes.load(Ordering::Relaxed));
+            self.reporter.set_total(counted.max(self.walked));
         }
         let path = item.entry.path.to_string();
         self.current = Some(path.clone());

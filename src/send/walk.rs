@@ -92,6 +92,16 @@ pub enum Operand {
     Dir(PathBuf, Option<Name>),
 }
 
+impl Operand {
+    /// The local path, for operands that are files or directories.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Operand::Stream(..) => None,
+            Operand::File(p, _) | Operand::Dir(p, _) => Some(p),
+        }
+    }
+}
+
 /// Walks `operands` on a new thread.
 pub fn spawn(operands: Vec<Operand>, follow: bool, algorithm: Algorithm) -> io::Result<Receiver<Batch>> {
     let (tx, rx) = sync_channel(QUEUE);
