@@ -54,6 +54,7 @@ fn every_message_roundtrips() {
         roundtrip(Message::Entry(Entry {
             kind,
             payload: Payload::None,
+            linked: false,
             ..entry()
         }));
     }
@@ -169,6 +170,7 @@ fn entries_whose_flags_or_target_do_not_fit_their_kind_are_refused() {
     let link = Entry {
         kind: EntryKind::Symlink(LinkText::new(b"t").unwrap()),
         payload: Payload::None,
+        linked: false,
         ..entry()
     };
     let mut file_with_target = encoded(&link);
@@ -178,6 +180,7 @@ fn entries_whose_flags_or_target_do_not_fit_their_kind_are_refused() {
     let mut climbing = encoded(&Entry {
         kind: EntryKind::HardLink(RelPath::new(b"aa/b").unwrap()),
         payload: Payload::None,
+        linked: false,
         ..entry()
     });
     let at = climbing.len() - 4;
@@ -217,6 +220,7 @@ fn decoding_survives_truncation_and_mutation() {
         Message::Entry(Entry {
             kind: EntryKind::Symlink(LinkText::new(b"/x/y").unwrap()),
             payload: Payload::None,
+            linked: false,
             ..entry()
         }),
         Message::Hole(5),
