@@ -15,10 +15,28 @@ pub const ABORT: u8 = 5;
 pub const VERDICT: u8 = 6;
 pub const DONE: u8 = 7;
 pub const ERROR: u8 = 8;
+pub const HOLE: u8 = 9;
+
+/// The only protocol version PROTOCOL.md (version 2) speaks.
+pub const VERSION: u16 = 2;
+/// The first version, which a version-2 peer must refuse.
+pub const OLD_VERSION: u16 = 1;
 
 pub const ROLE_SENDER: u8 = 0;
 pub const ROLE_RECEIVER: u8 = 1;
 pub const SHA256: u8 = 1;
+
+pub const TAG_SOFTWARE: u16 = 1;
+pub const TAG_ROLE: u16 = 0x8002;
+pub const TAG_CHECKSUM: u16 = 0x8003;
+/// Empty value; sender only.
+pub const TAG_NO_CLOBBER: u16 = 0x8004;
+
+/// VERDICT statuses.
+pub const COMMITTED: u8 = 0;
+pub const MISMATCH: u8 = 1;
+pub const FAILED: u8 = 2;
+pub const SKIPPED: u8 = 3;
 
 pub fn preamble(max: u16, min: u16) -> Vec<u8> {
     let mut v = MAGIC.to_vec();
@@ -34,6 +52,11 @@ pub fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Our preamble: exactly version 2.
+pub fn our_preamble() -> Vec<u8> {
+    preamble(VERSION, VERSION)
+}
+
 /// HELLO with exactly these (tag, value) options, in this order.
 pub fn hello_options(options: &[(u16, &[u8])]) -> Vec<u8> {
     let mut b = Vec::new();
@@ -47,9 +70,9 @@ pub fn hello_options(options: &[(u16, &[u8])]) -> Vec<u8> {
 
 pub fn hello(role: u8, checksum: u8) -> Vec<u8> {
     hello_options(&[
-        (1u16, &b"fake-peer"[..]),
-        (0x8002, &[role][..]),
-        (0x8003, &[checksum][..]),
+        (TAG_SOFTWARE, &b"fake-peer"[..]),
+        (TAG_ROLE, &[role][..]),
+        (TAG_CHECKSUM, &[checksum][..]),
     ])
 }
 
@@ -71,6 +94,15 @@ pub fn parse_hello(body: &[u8]) -> Vec<(u16, Vec<u8>)> {
 pub const SIZE_KNOWN: u8 = 1;
 pub const HAS_MODE: u8 = 2;
 pub const HAS_MTIME: u8 = 4;
+pub const SPARSE: u8 = 8;
+
+pub const KIND_FILE: u8 = 1;
+pub const KIND_DIR: u8 = 2;
+pub const KIND_SYMLINK: u8 = 3;
+pub const KIND_HARDLINK: u8 = 4;
+
+/// Bytes before the path: kind, flags, mode, size, mtime, nanos, path length.
+pub const ENTRY_FIXED: usize = 28;
 
 /// Every field of an ENTRY body, so a test can set (or lie in) any of them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,44 +113,83 @@ pub struct EntryBody {
     pub size: u64,
     pub mtime: i64,
     pub nanos: u32,
-    pub name: Vec<u8>,
-    /// Bytes after the name ("reserved for extensions").
+    pub path: Vec<u8>,
+    /// Link text (kind 3) or an earlier file's path (kind 4); empty otherwise.
+    pub target: Vec<u8>,
+    /// Bytes after the target ("reserved for extensions").
     pub extension: Vec<u8>,
 }
 
 impl EntryBody {
-    /// A regular file called `name` with no optional field set.
-    pub fn new(name: &[u8]) -> EntryBody {
+    /// A regular file at `path` with no optional field set.
+    pub fn new(path: &[u8]) -> EntryBody {
         EntryBody {
-            kind: 1,
+            kind: KIND_FILE,
             flags: 0,
             mode: 0,
             size: 0,
             mtime: 0,
             nanos: 0,
-            name: name.to_vec(),
+            path: path.to_vec(),
+            target: Vec::new(),
             extension: Vec::new(),
         }
     }
 
-    pub fn frame(&self) -> Vec<u8> {
+    /// A directory at `path`, no optional field set.
+    pub fn dir(path: &[u8]) -> EntryBody {
+        EntryBody {
+            kind: KIND_DIR,
+            ..EntryBody::new(path)
+        }
+    }
+
+    /// A symbolic link at `path` whose text is `target`.
+    pub fn symlink(path: &[u8], target: &[u8]) -> EntryBody {
+        EntryBody {
+            kind: KIND_SYMLINK,
+            target: target.to_vec(),
+            ..EntryBody::new(path)
+        }
+    }
+
+    /// A hard link at `path` to the earlier file entry `target`.
+    pub fn hardlink(path: &[u8], target: &[u8]) -> EntryBody {
+        EntryBody {
+            kind: KIND_HARDLINK,
+            target: target.to_vec(),
+            ..EntryBody::new(path)
+        }
+    }
+
+    /// The body's bytes (without the frame header).
+    pub fn body(&self) -> Vec<u8> {
         let mut b = vec![self.kind, self.flags];
         b.extend_from_slice(&self.mode.to_be_bytes());
         b.extend_from_slice(&self.size.to_be_bytes());
         b.extend_from_slice(&self.mtime.to_be_bytes());
         b.extend_from_slice(&self.nanos.to_be_bytes());
-        b.extend_from_slice(&(self.name.len() as u16).to_be_bytes());
-        b.extend_from_slice(&self.name);
+        b.extend_from_slice(&(self.path.len() as u16).to_be_bytes());
+        b.extend_from_slice(&self.path);
+        b.extend_from_slice(&(self.target.len() as u16).to_be_bytes());
+        b.extend_from_slice(&self.target);
         b.extend_from_slice(&self.extension);
-        frame(ENTRY, &b)
+        b
+    }
+
+    pub fn frame(&self) -> Vec<u8> {
+        frame(ENTRY, &self.body())
     }
 
     /// Decodes an ENTRY body; panics if the layout is off.
     pub fn parse(body: &[u8]) -> EntryBody {
-        assert!(body.len() >= 28, "ENTRY body too short: {body:?}");
+        assert!(body.len() >= ENTRY_FIXED, "ENTRY body too short: {body:?}");
         let be = |at: usize, n: usize| body[at..at + n].iter().fold(0u64, |v, b| v << 8 | u64::from(*b));
-        let name_len = be(26, 2) as usize;
-        assert!(body.len() >= 28 + name_len, "ENTRY name cut short: {body:?}");
+        let path_len = be(26, 2) as usize;
+        let at = ENTRY_FIXED + path_len;
+        assert!(body.len() >= at + 2, "ENTRY path cut short: {body:?}");
+        let target_len = be(at, 2) as usize;
+        assert!(body.len() >= at + 2 + target_len, "ENTRY target cut short: {body:?}");
         EntryBody {
             kind: body[0],
             flags: body[1],
@@ -126,15 +197,16 @@ impl EntryBody {
             size: be(6, 8),
             mtime: be(14, 8) as i64,
             nanos: be(22, 4) as u32,
-            name: body[28..28 + name_len].to_vec(),
-            extension: body[28 + name_len..].to_vec(),
+            path: body[ENTRY_FIXED..at].to_vec(),
+            target: body[at + 2..at + 2 + target_len].to_vec(),
+            extension: body[at + 2 + target_len..].to_vec(),
         }
     }
 }
 
 /// ENTRY for a regular file; `size` None means a stream.
-pub fn entry(name: &[u8], size: Option<u64>, mode: Option<u32>) -> Vec<u8> {
-    let mut e = EntryBody::new(name);
+pub fn entry(path: &[u8], size: Option<u64>, mode: Option<u32>) -> Vec<u8> {
+    let mut e = EntryBody::new(path);
     if let Some(size) = size {
         e.flags |= SIZE_KNOWN;
         e.size = size;
@@ -144,6 +216,11 @@ pub fn entry(name: &[u8], size: Option<u64>, mode: Option<u32>) -> Vec<u8> {
         e.mode = mode;
     }
     e.frame()
+}
+
+/// HOLE: a run of `len` zero bytes in a SPARSE entry.
+pub fn hole(len: u64) -> Vec<u8> {
+    frame(HOLE, &len.to_be_bytes())
 }
 
 pub fn trailer(bytes: u64, digest: &[u8]) -> Vec<u8> {
@@ -271,7 +348,7 @@ impl Peer {
     /// HELLO in.
     pub fn sender_handshake(addr: &str, checksum: u8) -> Peer {
         let mut p = Peer::connect(addr);
-        p.send(&preamble(1, 1));
+        p.send(&our_preamble());
         p.send(&hello(ROLE_SENDER, checksum));
         let pre = p.read_exact_vec(8);
         assert_eq!(&pre[..4], &MAGIC, "receiver preamble");
@@ -312,15 +389,15 @@ impl FakeReceiver {
     }
 
     /// Accepts the sender and completes the handshake, checking that the
-    /// sender's preamble speaks 1..=1 and its HELLO says ROLE sender and
-    /// CHECKSUM sha256.
+    /// sender's preamble speaks exactly version 2 and its HELLO says ROLE
+    /// sender and CHECKSUM sha256.
     pub fn accept(&self) -> Peer {
         let mut p = self.accept_raw();
-        p.send(&preamble(1, 1));
-        assert_eq!(p.read_exact_vec(8), preamble(1, 1), "sender preamble");
+        p.send(&our_preamble());
+        assert_eq!(p.read_exact_vec(8), our_preamble(), "sender preamble");
         let options = parse_hello(&p.expect_frame(HELLO));
-        assert!(options.contains(&(0x8002, vec![ROLE_SENDER])), "ROLE: {options:?}");
-        assert!(options.contains(&(0x8003, vec![SHA256])), "CHECKSUM: {options:?}");
+        assert!(options.contains(&(TAG_ROLE, vec![ROLE_SENDER])), "ROLE: {options:?}");
+        assert!(options.contains(&(TAG_CHECKSUM, vec![SHA256])), "CHECKSUM: {options:?}");
         p.send(&hello(ROLE_RECEIVER, SHA256));
         p
     }

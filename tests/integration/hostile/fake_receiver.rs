@@ -36,8 +36,8 @@ fn take_entry(fake: &FakeReceiver, data: &[u8]) -> Peer {
     let e = EntryBody::parse(&p.expect_frame(ENTRY));
     assert_eq!((e.kind, e.flags), (1, SIZE_KNOWN | HAS_MODE | HAS_MTIME), "{e:?}");
     assert_eq!(
-        (e.size, &e.name[..], &e.extension[..]),
-        (data.len() as u64, &b"f.txt"[..], &[][..])
+        (e.size, &e.path[..], &e.target[..], &e.extension[..]),
+        (data.len() as u64, &b"f.txt"[..], &[][..], &[][..])
     );
     assert_eq!(e.mode & !0o7777, 0, "{e:?}");
     assert!(e.nanos < 1_000_000_000, "{e:?}");
@@ -176,22 +176,27 @@ fn a_receiver_that_goes_away_without_a_verdict_fails_the_sender() {
 
 #[test]
 fn receivers_the_sender_must_refuse_in_the_handshake() {
-    let with_preamble = |frame_bytes: Vec<u8>| [preamble(1, 1), frame_bytes].concat();
-    let cases: [(Vec<u8>, &str); 8] = [
+    let with_preamble = |frame_bytes: Vec<u8>| [our_preamble(), frame_bytes].concat();
+    let cases: [(Vec<u8>, &str); 10] = [
         (b"SSH-2.0-OpenSSH_9.6\r\n".to_vec(), "not speaking the zcp protocol"),
-        (preamble(3, 2), "incompatible versions"),
+        (preamble(9, VERSION + 1), "incompatible versions"),
+        (preamble(OLD_VERSION, OLD_VERSION), "incompatible versions"),
+        (
+            [preamble(OLD_VERSION, OLD_VERSION), hello(ROLE_RECEIVER, SHA256)].concat(),
+            "incompatible versions",
+        ),
         (with_preamble(hello(ROLE_RECEIVER, 0)), "--checksum none"),
         (with_preamble(hello(ROLE_SENDER, SHA256)), "not a zcp receiver"),
         (
             with_preamble(hello_options(&[
-                (0x8002, &[ROLE_RECEIVER]),
-                (0x8003, &[SHA256]),
+                (TAG_ROLE, &[ROLE_RECEIVER]),
+                (TAG_CHECKSUM, &[SHA256]),
                 (0x8077, b"auth"),
             ])),
             "does not understand",
         ),
         (
-            with_preamble(hello_options(&[(0x8002, &[ROLE_RECEIVER])])),
+            with_preamble(hello_options(&[(TAG_ROLE, &[ROLE_RECEIVER])])),
             "without a checksum",
         ),
         (with_preamble(error(1, "busy \u{1b}[2J")), "receiver: busy \\u{1b}[2J"),

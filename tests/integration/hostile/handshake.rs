@@ -20,11 +20,13 @@ fn a_peer_that_does_not_speak_zcp_is_refused() {
 }
 
 #[test]
-fn version_ranges_that_exclude_version_1_or_are_empty_are_refused() {
+fn version_ranges_that_exclude_version_2_or_are_empty_are_refused() {
     for (max, min, needle) in [
         (9, 7, "incompatible versions: peer speaks protocol 7..=9"),
+        (9, VERSION + 1, "incompatible versions"),
         (0, 0, "incompatible versions"),
-        (1, 2, "empty version range"),
+        (VERSION, VERSION + 1, "empty version range"),
+        (OLD_VERSION, VERSION, "empty version range"),
     ] {
         let env = TestEnv::new();
         let r = refused(&env, false, &preamble(max, min));
@@ -33,30 +35,51 @@ fn version_ranges_that_exclude_version_1_or_are_empty_are_refused() {
 }
 
 #[test]
-fn a_newer_peer_whose_range_includes_version_1_is_served() {
+fn a_version_1_only_peer_is_refused() {
+    // PROTOCOL.md's own example: "incompatible versions: peer speaks
+    // protocol 1..=1, this zcp 0.2.0 speaks 2..=2".
     let env = TestEnv::new();
-    let out = against_receiver(&env, &[], |addr| {
-        let mut opening = preamble(7, 1);
-        opening.extend_from_slice(&hello(ROLE_SENDER, SHA256));
-        let mut p = handshake_with(addr, &opening);
-        commit(&mut p, b"v1.txt", b"spoken in version 1");
-        end_session(p);
-    });
-    out.assert_code(0);
-    assert_dst(&env, &["v1.txt"]);
-    assert_eq!(std::fs::read(env.dst("v1.txt")).unwrap(), b"spoken in version 1");
+    let mut opening = preamble(OLD_VERSION, OLD_VERSION);
+    opening.extend_from_slice(&hello(ROLE_SENDER, SHA256));
+    let r = refused(&env, false, &opening);
+    assert_refused(
+        &env,
+        &r,
+        &[
+            "incompatible versions",
+            &format!("peer speaks protocol {OLD_VERSION}..={OLD_VERSION}"),
+            &format!("speaks {VERSION}..={VERSION}"),
+        ],
+    );
+}
+
+#[test]
+fn a_newer_peer_whose_range_includes_version_2_is_served() {
+    for (max, min) in [(7, VERSION), (7, OLD_VERSION), (VERSION, OLD_VERSION)] {
+        let env = TestEnv::new();
+        let out = against_receiver(&env, &[], |addr| {
+            let mut opening = preamble(max, min);
+            opening.extend_from_slice(&hello(ROLE_SENDER, SHA256));
+            let mut p = handshake_with(addr, &opening);
+            commit(&mut p, b"v2.txt", b"spoken in version 2");
+            end_session(p);
+        });
+        out.assert_code(0);
+        assert_dst(&env, &["v2.txt"]);
+        assert_eq!(std::fs::read(env.dst("v2.txt")).unwrap(), b"spoken in version 2");
+    }
 }
 
 #[test]
 fn unknown_optional_hello_options_are_ignored() {
     let env = TestEnv::new();
     let out = against_receiver(&env, &["-v"], |addr| {
-        let mut opening = preamble(1, 1);
+        let mut opening = our_preamble();
         opening.extend_from_slice(&hello_options(&[
             (0x0077, &b"future"[..]),
-            (0x8003, &[SHA256][..]),
+            (TAG_CHECKSUM, &[SHA256][..]),
             (0x7fff, &[0u8; 300][..]),
-            (0x8002, &[ROLE_SENDER][..]),
+            (TAG_ROLE, &[ROLE_SENDER][..]),
             (1, &b"fake \x1b[2J peer"[..]),
         ]));
         let mut p = handshake_with(addr, &opening);
@@ -71,8 +94,8 @@ fn unknown_optional_hello_options_are_ignored() {
 
 #[test]
 fn hellos_the_receiver_must_refuse() {
-    let role = (0x8002, &[ROLE_SENDER][..]);
-    let sha = (0x8003, &[SHA256][..]);
+    let role = (TAG_ROLE, &[ROLE_SENDER][..]);
+    let sha = (TAG_CHECKSUM, &[SHA256][..]);
     let cases: [(Vec<u8>, &str); 8] = [
         (hello_options(&[role, sha, (0x8077, b"new")]), "does not understand"),
         (hello(ROLE_RECEIVER, SHA256), "not a zcp sender"),
@@ -86,40 +109,71 @@ fn hellos_the_receiver_must_refuse() {
     ];
     for (frame_bytes, needle) in cases {
         let env = TestEnv::new();
-        let mut bytes = preamble(1, 1);
+        let mut bytes = our_preamble();
         bytes.extend_from_slice(&frame_bytes);
         let r = refused(&env, false, &bytes);
         assert_refused(&env, &r, &[needle]);
     }
 }
 
+/// A 4097-byte path of legal components (one more than the limit).
+fn path_over_the_limit() -> Vec<u8> {
+    let mut p = b"a".to_vec();
+    while p.len() < 4097 {
+        let n = (4097 - p.len() - 1).min(255);
+        p.push(b'/');
+        p.extend(std::iter::repeat_n(b'p', n));
+    }
+    assert_eq!(p.len(), 4097);
+    assert!(p.split(|b| *b == b'/').all(|c| (1..=255).contains(&c.len())));
+    p
+}
+
 #[test]
-fn names_that_escape_or_break_the_rules_are_refused() {
-    // An absolute name that, if it were ever joined, would land at the root.
+fn paths_that_escape_or_break_the_rules_are_refused() {
+    // An absolute path that, if it were ever joined, would land at the root.
     let absolute = format!("/zcp-hostile-{}", std::process::id());
-    let long = vec![b'n'; 256];
-    let cases: [(&[u8], &str); 9] = [
-        (b"../x", "contains '/'"),
-        (absolute.as_bytes(), "contains '/'"),
-        (b"a/b", "contains '/'"),
-        (b"dir/", "contains '/'"),
-        (b".", "is not allowed"),
-        (b"..", "is not allowed"),
-        (b"", "empty file name"),
-        (b"nul\0byte", "NUL"),
-        (&long, "exceeds 255"),
+    let long_component = [&b"a/"[..], &[b'n'; 256]].concat();
+    let too_long = path_over_the_limit();
+    let cases: [&[u8]; 17] = [
+        b"../x",
+        b"a/../../x",
+        absolute.as_bytes(),
+        b"/a/b",
+        b"a//b",
+        b"a/",
+        b"a/b/",
+        b"./a",
+        b"a/./b",
+        b"a/../b",
+        b"a/..",
+        b".",
+        b"..",
+        b"",
+        b"a/nul\0byte",
+        &long_component,
+        &too_long,
     ];
-    for (name, needle) in cases {
-        let env = TestEnv::new();
-        std::fs::create_dir(env.dst("a")).unwrap();
-        let mut bytes = entry(name, Some(4), None);
-        bytes.extend_from_slice(b"evil");
-        let r = refused(&env, true, &bytes);
-        assert_failed(&r.out, 1, &[needle]);
-        assert_eq!(dst_names(&env), [b"a".to_vec()], "name {name:?}");
-        assert!(env.list("dst/a").is_empty(), "name {name:?} wrote into dst/a");
-        assert!(!std::path::Path::new(&absolute).exists(), "{absolute} was created");
-        assert!(!env.path("x").exists());
+    for path in cases {
+        for kind in [KIND_FILE, KIND_DIR, KIND_SYMLINK] {
+            let env = TestEnv::new();
+            // The session created a/ first, so only the path rule is broken.
+            let mut e = EntryBody::new(path);
+            match kind {
+                KIND_FILE => (e.flags, e.size) = (SIZE_KNOWN, 4),
+                KIND_DIR => e = EntryBody::dir(path),
+                _ => e = EntryBody::symlink(path, b"../outside/sentinel"),
+            }
+            let mut bytes = e.frame();
+            if kind == KIND_FILE {
+                bytes.extend_from_slice(b"evil");
+            }
+            let r = refused_after(&env, &[(EntryBody::dir(b"a").frame(), COMMITTED)], &bytes);
+            assert_failed(&r.out, 1, &[]);
+            assert_eq!(r.error.0, 1, "ERROR code; text {:?}", r.error.1);
+            assert_eq!(dst_tree(&env), ["a/"], "path {path:?} kind {kind}");
+            assert!(!std::path::Path::new(&absolute).exists(), "{absolute} was created");
+        }
     }
 }
 
@@ -171,14 +225,20 @@ fn entries_with_unknown_or_impossible_fields_are_refused() {
         e.frame()
     };
     let full = sized().frame();
-    let mut short_name = sized();
-    short_name.name = b"abc".to_vec();
-    let mut short_name = short_name.frame();
-    short_name[5 + 27] = 10; // the name length says 10; 3 bytes follow
-    let cases: [(Vec<u8>, &str); 9] = [
+    let mut short_path = sized();
+    short_path.path = b"abc".to_vec();
+    let mut short_path = short_path.frame();
+    short_path[5 + 27] = 10; // the path length says 10; 3 + 2 bytes follow
+    let mut short_target = EntryBody::symlink(b"l", b"abc").frame();
+    let at = 5 + ENTRY_FIXED + 1;
+    short_target[at + 1] = 10; // the target length says 10; 3 bytes follow
+    // A version 1 ENTRY: the path, and no target length after it.
+    let v1_entry = frame(ENTRY, &sized().body()[..ENTRY_FIXED + 1]);
+    let cases: [(Vec<u8>, &str); 12] = [
         (with(|e| e.kind = 0), "unsupported entry kind 0"),
-        (with(|e| e.kind = 2), "unsupported entry kind 2"),
-        (with(|e| e.flags |= 0x08), "unknown entry flags"),
+        (with(|e| e.kind = 5), "unsupported entry kind 5"),
+        (with(|e| e.kind = 0xff), "unsupported entry kind 255"),
+        (with(|e| e.flags |= 0x10), "unknown entry flags"),
         (with(|e| e.flags |= 0x80), "unknown entry flags"),
         (
             with(|e| {
@@ -190,7 +250,9 @@ fn entries_with_unknown_or_impossible_fields_are_refused() {
         (with(|e| e.size = 1 << 63), "larger than any file"),
         (with(|e| e.size = u64::MAX), "larger than any file"),
         (frame(ENTRY, &full[5..20]), "too short"),
-        (short_name, "too short"),
+        (short_path, "too short"),
+        (short_target, "too short"),
+        (v1_entry, "too short"),
     ];
     for (bytes, needle) in cases {
         let env = TestEnv::new();
@@ -202,7 +264,7 @@ fn entries_with_unknown_or_impossible_fields_are_refused() {
 #[test]
 fn oversized_and_unknown_frames_are_refused_from_the_header_alone() {
     let stream = entry(b"s", None, None);
-    let cases: [(&[u8], Vec<u8>, &str); 11] = [
+    let cases: [(&[u8], Vec<u8>, &str); 12] = [
         (&[], header(ENTRY, 65537), "exceeds the limit"),
         (&[], header(ENTRY, 70000), "exceeds the limit"),
         (&[], header(ENTRY, u32::MAX), "exceeds the limit"),
@@ -211,7 +273,8 @@ fn oversized_and_unknown_frames_are_refused_from_the_header_alone() {
         (&stream, header(ABORT, 65537), "exceeds the limit"),
         (&[], header(DONE, 1), "exceeds the limit"),
         (&[], header(0, 0), "unknown frame type 0"),
-        (&[], header(9, 3), "unknown frame type 9"),
+        (&[], header(10, 3), "unknown frame type 10"),
+        (&[], header(HOLE, 9), "exceeds the limit"),
         (&[], header(42, 0), "unknown frame type 42"),
         (&[], header(255, 1 << 30), "unknown frame type 255"),
     ];
@@ -223,7 +286,7 @@ fn oversized_and_unknown_frames_are_refused_from_the_header_alone() {
     }
     // The same during the handshake: a HELLO too big to be one.
     let env = TestEnv::new();
-    let r = refused(&env, false, &[preamble(1, 1), header(HELLO, 70000)].concat());
+    let r = refused(&env, false, &[our_preamble(), header(HELLO, 70000)].concat());
     assert_refused(&env, &r, &["exceeds the limit"]);
 }
 
@@ -231,7 +294,11 @@ fn oversized_and_unknown_frames_are_refused_from_the_header_alone() {
 fn frames_out_of_place_are_refused() {
     let sized = [entry(b"p", Some(2), None), b"ab".to_vec()].concat();
     let stream = entry(b"p", None, None);
-    let cases: [(Vec<u8>, &str); 9] = [
+    // HOLE belongs only inside a SPARSE entry.
+    let cases: [(Vec<u8>, &str); 12] = [
+        (hole(1), "unexpected"),
+        ([&sized[..], &hole(1)].concat(), "expected TRAILER"),
+        ([&stream[..], &hole(1)].concat(), "inside a stream"),
         (verdict(0, &[], ""), "unexpected"),
         (hello(ROLE_SENDER, SHA256), "unexpected"),
         (frame(DATA, b"loose"), "unexpected"),

@@ -16,9 +16,10 @@ fn payloads_in_every_form_the_spec_allows_land_exactly() {
     extended.size = 3;
     extended.extension = b"future fields".to_vec();
     let mut biggest = extended.clone();
-    biggest.name = b"biggest".to_vec();
-    // 28 fixed bytes, the name, and an extension up to the frame limit.
-    biggest.extension = vec![0xA5; 65536 - 28 - biggest.name.len()];
+    biggest.path = b"biggest".to_vec();
+    // 28 fixed bytes, the path, an empty target (its 2-byte length) and an
+    // extension up to the frame limit.
+    biggest.extension = vec![0xA5; 65536 - ENTRY_FIXED - biggest.path.len() - 2];
     let out = against_receiver(&env, &[], |addr| {
         let mut p = checked_handshake(addr);
         commit(&mut p, b"sized", &sized);
@@ -35,7 +36,7 @@ fn payloads_in_every_form_the_spec_allows_land_exactly() {
         p.send(&trailer(0, &sha256(b"")));
         expect_verdict(&mut p, 0, b"");
         for e in [&extended, &biggest] {
-            assert!(e.frame().len() - 5 <= 65536);
+            assert!(e.body().len() <= 65536);
             p.send(&e.frame());
             p.send(b"ext");
             p.send(&trailer(3, &sha256(b"ext")));
@@ -96,12 +97,12 @@ fn modes_lose_special_bits_and_mtimes_are_applied() {
     out.assert_code(0);
     let mut names: Vec<String> = cases
         .iter()
-        .map(|(e, _)| String::from_utf8(e.name.clone()).unwrap())
+        .map(|(e, _)| String::from_utf8(e.path.clone()).unwrap())
         .collect();
     names.sort();
     assert_eq!(env.list("dst"), names);
     for (e, want) in &cases {
-        let name = std::str::from_utf8(&e.name).unwrap();
+        let name = std::str::from_utf8(&e.path).unwrap();
         let meta = std::fs::metadata(env.dst(name)).unwrap();
         assert_eq!(meta.mode() & 0o7777, *want, "{name}: mode {:o}", e.mode);
         if e.flags & HAS_MTIME != 0 {
@@ -138,7 +139,7 @@ fn fields_whose_flag_is_clear_are_ignored() {
             end_session(p);
         });
         out.assert_code(0);
-        let name = String::from_utf8(e.name.clone()).unwrap();
+        let name = String::from_utf8(e.path.clone()).unwrap();
         assert_dst(&env, &[&name]);
         assert_eq!(std::fs::read(env.dst(&name)).unwrap(), b"payload!");
     }

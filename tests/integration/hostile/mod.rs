@@ -19,6 +19,9 @@ use crate::peer::*;
 mod fake_receiver;
 mod handshake;
 mod landing;
+// mod sender_tree;
+// mod tree_landing;
+mod tree_refused;
 
 // ---------------------------------------------------------------------
 // The real receiver against a fake sender.
@@ -136,11 +139,34 @@ fn refused(env: &TestEnv, handshake: bool, bytes: &[u8]) -> Refusal {
             Peer::sender_handshake(addr, SHA256)
         } else {
             let mut p = Peer::connect(addr);
-            assert_eq!(p.read_exact_vec(8), preamble(1, 1), "the receiver's preamble");
+            assert_eq!(p.read_exact_vec(8), our_preamble(), "the receiver's preamble");
             p
         };
         p.send_lossy(bytes);
         let error = parse_error(&p.expect_frame(ERROR));
+        (p, error)
+    });
+    Refusal { out, error }
+}
+
+/// Like [`refused`] after a checked handshake, but first sends each legal
+/// `setup` step (an entry with its payload) and expects its VERDICT status;
+/// then sends `bad` and expects an ERROR as the very next frame (a VERDICT
+/// instead fails at once, naming its status and reason).
+fn refused_after(env: &TestEnv, setup: &[(Vec<u8>, u8)], bad: &[u8]) -> Refusal {
+    let (out, (_conn, error)) = run_against(env, recv_cmd(env, &[], "dst"), |addr| {
+        let mut p = checked_handshake(addr);
+        for (bytes, status) in setup {
+            p.send(bytes);
+            let v = parse_verdict(&p.expect_frame(VERDICT));
+            assert_eq!(v.status, *status, "setup VERDICT; text {:?}", v.text);
+        }
+        p.send_lossy(bad);
+        let error = match p.read_frame() {
+            Some((ERROR, body)) => parse_error(&body),
+            Some((VERDICT, body)) => panic!("answered with {:?} instead of ERROR", parse_verdict(&body)),
+            other => panic!("answered with {other:?} instead of ERROR"),
+        };
         (p, error)
     });
     Refusal { out, error }
@@ -162,24 +188,40 @@ fn assert_refused(env: &TestEnv, r: &Refusal, needles: &[&str]) {
 }
 
 /// Connects, sends `preamble_and_hello`, and checks the receiver's side of
-/// the handshake against the spec: its preamble speaks exactly version 1,
+/// the handshake against the spec: its preamble speaks exactly version 2,
 /// its HELLO carries ROLE receiver, CHECKSUM sha256 and a short SOFTWARE.
 fn handshake_with(addr: &str, preamble_and_hello: &[u8]) -> Peer {
     let mut p = Peer::connect(addr);
     p.send(preamble_and_hello);
-    assert_eq!(p.read_exact_vec(8), preamble(1, 1), "the receiver's preamble");
+    assert_eq!(p.read_exact_vec(8), our_preamble(), "the receiver's preamble");
     let options = parse_hello(&p.expect_frame(HELLO));
-    assert!(options.contains(&(0x8002, vec![ROLE_RECEIVER])), "ROLE: {options:?}");
-    assert!(options.contains(&(0x8003, vec![SHA256])), "CHECKSUM: {options:?}");
-    let software = options.iter().find(|(tag, _)| *tag == 1).expect("SOFTWARE");
+    assert!(options.contains(&(TAG_ROLE, vec![ROLE_RECEIVER])), "ROLE: {options:?}");
+    assert!(options.contains(&(TAG_CHECKSUM, vec![SHA256])), "CHECKSUM: {options:?}");
+    assert!(
+        !options.iter().any(|(tag, _)| tag & 0x7fff == TAG_NO_CLOBBER & 0x7fff),
+        "NO_CLOBBER is a sender option: {options:?}"
+    );
+    let software = options.iter().find(|(tag, _)| *tag == TAG_SOFTWARE).expect("SOFTWARE");
     assert!(software.1.len() <= 64 && std::str::from_utf8(&software.1).is_ok());
     p
 }
 
 /// The standard fake sender's handshake, checked as in [`handshake_with`].
 fn checked_handshake(addr: &str) -> Peer {
-    let mut opening = preamble(1, 1);
+    let mut opening = our_preamble();
     opening.extend_from_slice(&hello(ROLE_SENDER, SHA256));
+    handshake_with(addr, &opening)
+}
+
+/// As [`checked_handshake`], with NO_CLOBBER in the sender's HELLO.
+fn no_clobber_handshake(addr: &str) -> Peer {
+    let mut opening = our_preamble();
+    opening.extend_from_slice(&hello_options(&[
+        (TAG_SOFTWARE, &b"fake-peer"[..]),
+        (TAG_ROLE, &[ROLE_SENDER][..]),
+        (TAG_CHECKSUM, &[SHA256][..]),
+        (TAG_NO_CLOBBER, &[][..]),
+    ]));
     handshake_with(addr, &opening)
 }
 
@@ -191,11 +233,11 @@ fn send_sized(p: &mut Peer, name: &[u8], data: &[u8], digest: &[u8]) {
 }
 
 /// Reads the next VERDICT and checks its digest layout: SHA-256 of
-/// `received` when the receiver hashed it all.
+/// `received` when the receiver hashed it all (committed or mismatch).
 fn expect_verdict(p: &mut Peer, status: u8, received: &[u8]) -> VerdictBody {
     let v = parse_verdict(&p.expect_frame(VERDICT));
     assert_eq!(v.status, status, "VERDICT status; text {:?}", v.text);
-    if status != 2 {
+    if status == COMMITTED || status == MISMATCH {
         assert_eq!(
             (v.algorithm, v.digest.clone()),
             (SHA256, sha256(received)),
@@ -223,4 +265,40 @@ fn header(kind: u8, len: u32) -> Vec<u8> {
     let mut h = vec![kind];
     h.extend_from_slice(&len.to_be_bytes());
     h
+}
+
+/// Everything under dst/, recursively and without following links, one
+/// line each: `dir/` for a directory, `link -> text` for a symbolic link,
+/// the path for anything else; sorted. A staged `.zcp-*.part` shows up.
+fn dst_tree(env: &TestEnv) -> Vec<String> {
+    fn walk(dir: &std::path::Path, prefix: &str, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let name = format!("{prefix}{}", e.file_name().to_string_lossy());
+            let meta = std::fs::symlink_metadata(e.path()).unwrap();
+            if meta.is_dir() {
+                out.push(format!("{name}/"));
+                walk(&e.path(), &format!("{name}/"), out);
+            } else if meta.is_symlink() {
+                let text = std::fs::read_link(e.path()).unwrap();
+                out.push(format!("{name} -> {}", text.to_string_lossy()));
+            } else {
+                out.push(name);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&env.path("dst"), "", &mut out);
+    out.sort();
+    out
+}
+
+/// ENTRY, raw payload and true TRAILER of a sized file at `path`.
+fn sized_file(path: &[u8], data: &[u8]) -> Vec<u8> {
+    [
+        entry(path, Some(data.len() as u64), Some(0o644)),
+        data.to_vec(),
+        trailer(data.len() as u64, &sha256(data)),
+    ]
+    .concat()
 }
