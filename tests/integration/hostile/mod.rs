@@ -19,8 +19,8 @@ use crate::peer::*;
 mod fake_receiver;
 mod handshake;
 mod landing;
-// mod sender_tree;
-// mod tree_landing;
+mod sender_tree;
+mod tree_landing;
 mod tree_refused;
 
 // ---------------------------------------------------------------------
