@@ -302,3 +302,33 @@ fn sized_file(path: &[u8], data: &[u8]) -> Vec<u8> {
     ]
     .concat()
 }
+
+/// The fake peer itself, byte for byte against PROTOCOL.md's tables, so a
+/// failure elsewhere is never a bug in the fake.
+#[test]
+fn the_fake_peer_encodes_version_2_as_protocol_md_says() {
+    assert_eq!(our_preamble(), [0x89, b'Z', b'C', b'P', 0, 2, 0, 2]);
+    let mut e = EntryBody::symlink(b"d/l", b"../t");
+    (e.flags, e.mtime, e.nanos) = (HAS_MTIME, -1, 5);
+    let want: Vec<u8> = [
+        &[3u8, HAS_MTIME][..],
+        &[0; 4],    // mode
+        &[0; 8],    // size
+        &[0xff; 8], // mtime -1
+        &[0, 0, 0, 5],
+        &[0, 3],
+        b"d/l",
+        &[0, 4],
+        b"../t",
+    ]
+    .concat();
+    assert_eq!(e.body(), want);
+    assert_eq!(EntryBody::parse(&want), e);
+    assert_eq!(e.frame()[..5], [ENTRY, 0, 0, 0, want.len() as u8]);
+    assert_eq!(hole(7), [9, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 7]);
+    let v = parse_verdict(&verdict(SKIPPED, &[], "exists")[5..]);
+    assert_eq!((v.status, v.digest.len(), v.text.as_str()), (3, 0, "exists"));
+    assert_eq!((SIZE_KNOWN, HAS_MODE, HAS_MTIME, SPARSE), (1, 2, 4, 8));
+    assert_eq!((KIND_FILE, KIND_DIR, KIND_SYMLINK, KIND_HARDLINK), (1, 2, 3, 4));
+    assert_eq!(TAG_NO_CLOBBER, 0x8004);
+}

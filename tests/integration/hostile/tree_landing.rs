@@ -196,7 +196,7 @@ fn an_existing_directory_is_entered_and_kept_and_files_replaced_only_when_verifi
         commit(&mut p, b"d/new", b"new");
         end_session(p);
     });
-    assert_failed(&out, 3, &["integrity check failed", "h"]);
+    assert_failed(&out, 3, &["integrity check failed", "d/h"]);
     assert_eq!(dst_tree(&env), ["d/", "d/f", "d/h", "d/new", "d/old.txt"]);
     assert_eq!(std::fs::metadata(env.dst("d")).unwrap().ino(), ino, "d/ was replaced");
     for (name, data) in [
@@ -338,5 +338,50 @@ fn a_directory_entry_never_enters_a_file_or_a_link_already_there() {
         out.assert_code(1);
         assert_eq!(dst_tree(&env), ["dirlink -> ../outside", "file"], "{name}");
         assert_eq!(std::fs::read(env.dst("file")).unwrap(), b"a file");
+    }
+}
+
+#[test]
+fn links_replace_what_is_already_there_and_sparse_files_reach_single_destinations() {
+    let env = TestEnv::new();
+    std::fs::write(env.dst("was-file"), b"old").unwrap();
+    std::fs::write(env.dst("was-file2"), b"old").unwrap();
+    std::os::unix::fs::symlink("old-target", env.dst("was-link")).unwrap();
+    let out = against_receiver(&env, &[], |addr| {
+        let mut p = checked_handshake(addr);
+        commit(&mut p, b"f", b"the file");
+        bare(&mut p, &EntryBody::hardlink(b"was-file", b"f"), COMMITTED);
+        bare(&mut p, &EntryBody::symlink(b"was-file2", b"f"), COMMITTED);
+        bare(&mut p, &EntryBody::symlink(b"was-link", b"new-target"), COMMITTED);
+        end_session(p);
+    });
+    out.assert_code(0);
+    assert_eq!(
+        dst_tree(&env),
+        ["f", "was-file", "was-file2 -> f", "was-link -> new-target"]
+    );
+    let ino = |rel: &str| std::fs::symlink_metadata(env.dst(rel)).unwrap().ino();
+    assert_eq!(ino("was-file"), ino("f"));
+
+    // A single-file destination and stdout take a sparse entry, holes
+    // written as zeros where they cannot stay holes.
+    let parts: [Part; 4] = [Err(3), Ok(b"sparse"), Err(70_000), Ok(b"end")];
+    for dest in ["dst/one", "-"] {
+        let env = TestEnv::new();
+        let mut content = Vec::new();
+        let (out, ()) = run_against(&env, recv_cmd(&env, &[], dest), |addr| {
+            let mut p = checked_handshake(addr);
+            content = send_sparse(&mut p, b"ignored-name", &parts);
+            expect_verdict(&mut p, COMMITTED, &content);
+            end_session(p);
+        });
+        out.assert_code(0);
+        if dest == "-" {
+            assert!(out.stdout == content, "stdout differs from the sparse payload");
+            assert_dst(&env, &[]);
+        } else {
+            assert_dst(&env, &["one"]);
+            assert_eq!(std::fs::read(env.dst("one")).unwrap(), content);
+        }
     }
 }

@@ -300,3 +300,49 @@ fn sparse_payloads_that_break_their_size_are_refused() {
         assert_eq!(std::fs::read(env.dst("s")).unwrap(), b"previous", "{what}");
     }
 }
+
+#[test]
+fn a_hard_link_to_a_file_that_was_not_committed_links_nothing() {
+    // dst/secret was there before the session; the session's own secret
+    // fails its digest (or is aborted), so the old file keeps the name.
+    // A hard link to "secret" must not reach that old file.
+    let bad_digest = [
+        entry(b"secret", Some(3), None),
+        b"new".to_vec(),
+        trailer(3, &sha256(b"other")),
+    ]
+    .concat();
+    let aborted = [
+        entry(b"secret", None, None),
+        frame(DATA, b"new"),
+        frame(ABORT, &text("gone")),
+    ]
+    .concat();
+    for (what, secret, status) in [("mismatch", bad_digest, MISMATCH), ("aborted", aborted, FAILED)] {
+        let env = TestEnv::new();
+        std::fs::write(env.dst("secret"), b"not from this session").unwrap();
+        let (out, _conn) = run_against(&env, recv_cmd(&env, &[], "dst"), |addr| {
+            let mut p = checked_handshake(addr);
+            p.send(&secret);
+            let v = parse_verdict(&p.expect_frame(VERDICT));
+            assert_eq!(v.status, status, "{what}: {v:?}");
+            p.send_lossy(&hardlink("copy", "secret"));
+            match p.read_frame() {
+                Some((ERROR, _)) => {}
+                Some((VERDICT, body)) => {
+                    let v = parse_verdict(&body);
+                    assert_ne!(v.status, COMMITTED, "{what}: the hard link was committed");
+                    p.send_lossy(&frame(DONE, &[]));
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+            p.drain();
+            p
+        });
+        assert_ne!(out.code(), 0, "{what}: {}", out.stderr);
+        assert_eq!(dst_tree(&env), ["secret"], "{what}");
+        let meta = std::fs::metadata(env.dst("secret")).unwrap();
+        assert_eq!(meta.nlink(), 1, "{what}: the old secret got a second name");
+        assert_eq!(std::fs::read(env.dst("secret")).unwrap(), b"not from this session");
+    }
+}
