@@ -71,7 +71,7 @@ type MakeVerdict = fn(&[u8], &[u8]) -> Vec<u8>;
 #[test]
 fn the_sender_exits_0_only_on_a_committed_verdict_with_its_own_digest() {
     let other = sha256(b"other");
-    let cases: [(MakeVerdict, i32, &[&str]); 6] = [
+    let cases: [(MakeVerdict, i32, &[&str]); 8] = [
         (|d, _| verdict(0, &sha256(d), ""), 0, &[]),
         (|_, o| verdict(1, o, "digest mismatch"), 3, &["integrity check failed"]),
         (|_, o| verdict(0, o, ""), 3, &["is not ours"]),
@@ -90,6 +90,10 @@ fn the_sender_exits_0_only_on_a_committed_verdict_with_its_own_digest() {
             1,
             &["verdict status 7"],
         ),
+        // Status 3 (skipped) counts only when the sender asked for
+        // NO_CLOBBER, which a plain `zcp send` does not.
+        (|_, _| verdict(3, &[], "exists"), 1, &[]),
+        (|d, _| verdict(3, &sha256(d), "exists"), 1, &[]),
     ];
     for (answer, code, needles) in cases {
         let out = against_sender(1000, |fake, data| {
