@@ -391,7 +391,18 @@ impl FakeReceiver {
     /// Accepts the sender and completes the handshake, checking that the
     /// sender's preamble speaks exactly version 2 and its HELLO says ROLE
     /// sender and CHECKSUM sha256.
+    /// Without `-n`, the sender's HELLO must not carry NO_CLOBBER.
     pub fn accept(&self) -> Peer {
+        let (p, options) = self.accept_with_options();
+        assert!(
+            !options.iter().any(|(tag, _)| *tag == TAG_NO_CLOBBER),
+            "NO_CLOBBER unasked: {options:?}"
+        );
+        p
+    }
+
+    /// As [`FakeReceiver::accept`], returning the sender's HELLO options.
+    pub fn accept_with_options(&self) -> (Peer, Vec<(u16, Vec<u8>)>) {
         let mut p = self.accept_raw();
         p.send(&our_preamble());
         assert_eq!(p.read_exact_vec(8), our_preamble(), "sender preamble");
@@ -399,6 +410,6 @@ impl FakeReceiver {
         assert!(options.contains(&(TAG_ROLE, vec![ROLE_SENDER])), "ROLE: {options:?}");
         assert!(options.contains(&(TAG_CHECKSUM, vec![SHA256])), "CHECKSUM: {options:?}");
         p.send(&hello(ROLE_RECEIVER, SHA256));
-        p
+        (p, options)
     }
 }

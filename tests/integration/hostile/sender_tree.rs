@@ -241,3 +241,30 @@ fn one_failed_verdict_fails_the_sender_while_the_rest_commit() {
     assert!(took.contains_key("a/b/f2"), "the sender never sent a/b/f2");
     assert_failed(&out, 1, &["f2", "receiver: quota \\u{1b}[2J"]);
 }
+
+#[test]
+fn no_clobber_is_asked_for_in_hello_and_status_3_is_then_success() {
+    let env = TestEnv::new();
+    env.random_file("f", 1000, 9);
+    let data = std::fs::read(env.src("f")).unwrap();
+    let fake = FakeReceiver::bind();
+    let mut cmd = zcp();
+    cmd.current_dir(env.dir.path())
+        .args(["send", "-n", "src/f", &fake.addr()])
+        .stdin(Stdio::null());
+    let sender = Running::spawn(cmd, "zcp send -n");
+    let (mut p, options) = fake.accept_with_options();
+    assert!(
+        options.contains(&(TAG_NO_CLOBBER, Vec::new())),
+        "HELLO lacks an empty NO_CLOBBER (0x8004): {options:?}"
+    );
+    let e = EntryBody::parse(&p.expect_frame(ENTRY));
+    assert_eq!(take_payload(&mut p, &e), data);
+    p.send(&verdict(SKIPPED, &[], "exists"));
+    p.expect_frame(DONE);
+    p.send(&frame(DONE, &[]));
+    let out = sender.finish();
+    drop(p);
+    out.assert_code(0);
+    assert!(out.error_lines().is_empty(), "{}", out.stderr);
+}
