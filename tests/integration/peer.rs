@@ -29,7 +29,8 @@ pub const SHA256: u8 = 1;
 pub const TAG_SOFTWARE: u16 = 1;
 pub const TAG_ROLE: u16 = 0x8002;
 pub const TAG_CHECKSUM: u16 = 0x8003;
-/// Empty value; sender only.
+/// Empty value. From the sender: do not replace; from the receiver: the
+/// rule applies to this session (only then may it send status 3).
 pub const TAG_NO_CLOBBER: u16 = 0x8004;
 
 /// VERDICT statuses.
@@ -95,6 +96,8 @@ pub const SIZE_KNOWN: u8 = 1;
 pub const HAS_MODE: u8 = 2;
 pub const HAS_MTIME: u8 = 4;
 pub const SPARSE: u8 = 8;
+/// A file later hard-link entries may name.
+pub const LINKED: u8 = 16;
 
 pub const KIND_FILE: u8 = 1;
 pub const KIND_DIR: u8 = 2;
@@ -403,13 +406,19 @@ impl FakeReceiver {
 
     /// As [`FakeReceiver::accept`], returning the sender's HELLO options.
     pub fn accept_with_options(&self) -> (Peer, Vec<(u16, Vec<u8>)>) {
+        self.accept_answering(&hello(ROLE_RECEIVER, SHA256))
+    }
+
+    /// As [`FakeReceiver::accept_with_options`], answering with `reply`
+    /// (a HELLO frame) instead of the standard one.
+    pub fn accept_answering(&self, reply: &[u8]) -> (Peer, Vec<(u16, Vec<u8>)>) {
         let mut p = self.accept_raw();
         p.send(&our_preamble());
         assert_eq!(p.read_exact_vec(8), our_preamble(), "sender preamble");
         let options = parse_hello(&p.expect_frame(HELLO));
         assert!(options.contains(&(TAG_ROLE, vec![ROLE_SENDER])), "ROLE: {options:?}");
         assert!(options.contains(&(TAG_CHECKSUM, vec![SHA256])), "CHECKSUM: {options:?}");
-        p.send(&hello(ROLE_RECEIVER, SHA256));
+        p.send(reply);
         (p, options)
     }
 }

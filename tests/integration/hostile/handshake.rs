@@ -238,7 +238,7 @@ fn entries_with_unknown_or_impossible_fields_are_refused() {
         (with(|e| e.kind = 0), "unsupported entry kind 0"),
         (with(|e| e.kind = 5), "unsupported entry kind 5"),
         (with(|e| e.kind = 0xff), "unsupported entry kind 255"),
-        (with(|e| e.flags |= 0x10), "unknown entry flags"),
+        (with(|e| e.flags |= 0x20), "unknown entry flags"),
         (with(|e| e.flags |= 0x80), "unknown entry flags"),
         (
             with(|e| {

@@ -191,16 +191,27 @@ fn assert_refused(env: &TestEnv, r: &Refusal, needles: &[&str]) {
 /// the handshake against the spec: its preamble speaks exactly version 2,
 /// its HELLO carries ROLE receiver, CHECKSUM sha256 and a short SOFTWARE.
 fn handshake_with(addr: &str, preamble_and_hello: &[u8]) -> Peer {
+    handshake_expecting(addr, preamble_and_hello, false)
+}
+
+/// [`handshake_with`], where the receiver's HELLO must carry an empty
+/// NO_CLOBBER exactly when `no_clobber` (it applies the rule to the session).
+fn handshake_expecting(addr: &str, preamble_and_hello: &[u8], no_clobber: bool) -> Peer {
     let mut p = Peer::connect(addr);
     p.send(preamble_and_hello);
     assert_eq!(p.read_exact_vec(8), our_preamble(), "the receiver's preamble");
     let options = parse_hello(&p.expect_frame(HELLO));
     assert!(options.contains(&(TAG_ROLE, vec![ROLE_RECEIVER])), "ROLE: {options:?}");
     assert!(options.contains(&(TAG_CHECKSUM, vec![SHA256])), "CHECKSUM: {options:?}");
-    assert!(
-        !options.iter().any(|(tag, _)| tag & 0x7fff == TAG_NO_CLOBBER & 0x7fff),
-        "NO_CLOBBER is a sender option: {options:?}"
-    );
+    let carried: Vec<_> = options
+        .iter()
+        .filter(|(tag, _)| tag & 0x7fff == TAG_NO_CLOBBER & 0x7fff)
+        .collect();
+    if no_clobber {
+        assert_eq!(carried, [&(TAG_NO_CLOBBER, vec![])], "NO_CLOBBER in {options:?}");
+    } else {
+        assert!(carried.is_empty(), "NO_CLOBBER nobody asked for: {options:?}");
+    }
     let software = options.iter().find(|(tag, _)| *tag == TAG_SOFTWARE).expect("SOFTWARE");
     assert!(software.1.len() <= 64 && std::str::from_utf8(&software.1).is_ok());
     p
@@ -222,7 +233,7 @@ fn no_clobber_handshake(addr: &str) -> Peer {
         (TAG_CHECKSUM, &[SHA256][..]),
         (TAG_NO_CLOBBER, &[][..]),
     ]));
-    handshake_with(addr, &opening)
+    handshake_expecting(addr, &opening, true)
 }
 
 /// Sends ENTRY, raw payload and TRAILER for a sized file.
@@ -245,6 +256,17 @@ fn expect_verdict(p: &mut Peer, status: u8, received: &[u8]) -> VerdictBody {
         );
     }
     v
+}
+
+/// Sends a sized file marked LINKED (hard links may name it) with its true
+/// digest and expects it committed.
+fn commit_linked(p: &mut Peer, path: &[u8], data: &[u8]) {
+    let mut e = EntryBody::new(path);
+    (e.flags, e.size, e.mode) = (SIZE_KNOWN | HAS_MODE | LINKED, data.len() as u64, 0o644);
+    p.send(&e.frame());
+    p.send(data);
+    p.send(&trailer(data.len() as u64, &sha256(data)));
+    expect_verdict(p, COMMITTED, data);
 }
 
 /// Sends a sized file with its true digest and expects it committed.
@@ -328,7 +350,7 @@ fn the_fake_peer_encodes_version_2_as_protocol_md_says() {
     assert_eq!(hole(7), [9, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 7]);
     let v = parse_verdict(&verdict(SKIPPED, &[], "exists")[5..]);
     assert_eq!((v.status, v.digest.len(), v.text.as_str()), (3, 0, "exists"));
-    assert_eq!((SIZE_KNOWN, HAS_MODE, HAS_MTIME, SPARSE), (1, 2, 4, 8));
+    assert_eq!((SIZE_KNOWN, HAS_MODE, HAS_MTIME, SPARSE, LINKED), (1, 2, 4, 8, 16));
     assert_eq!((KIND_FILE, KIND_DIR, KIND_SYMLINK, KIND_HARDLINK), (1, 2, 3, 4));
     assert_eq!(TAG_NO_CLOBBER, 0x8004);
 }

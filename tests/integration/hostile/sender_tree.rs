@@ -82,7 +82,7 @@ fn serve(fake: &FakeReceiver, answer: impl Fn(&EntryBody) -> Option<Vec<u8>>) ->
         assert_eq!(kind, ENTRY, "expected ENTRY or DONE");
         let e = EntryBody::parse(&body);
         assert_legal_path(&e.path);
-        assert_eq!(e.flags & !0x0f, 0, "unknown flags: {e:?}");
+        assert_eq!(e.flags & !0x1f, 0, "unknown flags: {e:?}");
         assert!(e.flags & HAS_MTIME == 0 || e.nanos < 1_000_000_000, "{e:?}");
         assert!(!took.iter().any(|t| t.entry.path == e.path), "path sent twice: {e:?}");
         // Depth-first pre-order: the parent is on the stack of open directories.
@@ -104,7 +104,7 @@ fn serve(fake: &FakeReceiver, answer: impl Fn(&EntryBody) -> Option<Vec<u8>>) ->
                 take_payload(&mut p, &e)
             }
             KIND_DIR | KIND_SYMLINK | KIND_HARDLINK => {
-                assert_eq!(e.flags & (SIZE_KNOWN | SPARSE), 0, "{e:?}");
+                assert_eq!(e.flags & (SIZE_KNOWN | SPARSE | LINKED), 0, "{e:?}");
                 if e.kind == KIND_DIR {
                     assert!(e.target.is_empty(), "a directory with a target: {e:?}");
                     open.push(e.path.clone());
@@ -115,8 +115,8 @@ fn serve(fake: &FakeReceiver, answer: impl Fn(&EntryBody) -> Option<Vec<u8>>) ->
                     assert_legal_path(&e.target);
                     let to = took.iter().find(|t| t.entry.path == e.target);
                     assert!(
-                        to.is_some_and(|t| t.entry.kind == KIND_FILE),
-                        "hard link to no earlier file: {e:?}"
+                        to.is_some_and(|t| t.entry.kind == KIND_FILE && t.entry.flags & LINKED != 0),
+                        "hard link to no earlier LINKED file: {e:?}"
                     );
                 }
                 Vec::new()
@@ -239,32 +239,60 @@ fn one_failed_verdict_fails_the_sender_while_the_rest_commit() {
     let failed = |e: &EntryBody| e.path.ends_with(b"a/b/f2");
     let (out, took, _env) = send_tree(|e| failed(e).then(|| verdict(FAILED, &[], "quota \u{1b}[2J")));
     assert!(took.contains_key("a/b/f2"), "the sender never sent a/b/f2");
-    assert_failed(&out, 1, &["f2", "receiver: quota \\u{1b}[2J"]);
+    // Partial: both ends exit 4 (README, "Exit status").
+    assert_failed(&out, 4, &["f2", "receiver: quota \\u{1b}[2J"]);
 }
 
-#[test]
-fn no_clobber_is_asked_for_in_hello_and_status_3_is_then_success() {
+/// `zcp send ARGS src/f` against a fake receiver that answers the
+/// handshake with `reply`, takes the file and answers it with `answer`;
+/// returns the sender's outcome and the sender's HELLO options.
+fn send_one(args: &[&str], reply: &[u8], answer: &[u8]) -> (Finished, Vec<(u16, Vec<u8>)>) {
     let env = TestEnv::new();
     env.random_file("f", 1000, 9);
     let data = std::fs::read(env.src("f")).unwrap();
     let fake = FakeReceiver::bind();
     let mut cmd = zcp();
     cmd.current_dir(env.dir.path())
-        .args(["send", "-n", "src/f", &fake.addr()])
+        .arg("send")
+        .args(args)
+        .args(["src/f", &fake.addr()])
         .stdin(Stdio::null());
-    let sender = Running::spawn(cmd, "zcp send -n");
-    let (mut p, options) = fake.accept_with_options();
-    assert!(
-        options.contains(&(TAG_NO_CLOBBER, Vec::new())),
-        "HELLO lacks an empty NO_CLOBBER (0x8004): {options:?}"
-    );
+    let sender = Running::spawn(cmd, "zcp send");
+    let (mut p, options) = fake.accept_answering(reply);
     let e = EntryBody::parse(&p.expect_frame(ENTRY));
     assert_eq!(take_payload(&mut p, &e), data);
-    p.send(&verdict(SKIPPED, &[], "exists"));
+    p.send(answer);
     p.expect_frame(DONE);
     p.send(&frame(DONE, &[]));
     let out = sender.finish();
     drop(p);
+    (out, options)
+}
+
+fn no_clobber_hello() -> Vec<u8> {
+    hello_options(&[
+        (TAG_ROLE, &[ROLE_RECEIVER][..]),
+        (TAG_CHECKSUM, &[SHA256][..]),
+        (TAG_NO_CLOBBER, &[][..]),
+    ])
+}
+
+#[test]
+fn no_clobber_is_asked_for_in_hello_and_status_3_is_then_success() {
+    let skipped = verdict(SKIPPED, &[], "exists");
+    let (out, options) = send_one(&["-n"], &no_clobber_hello(), &skipped);
+    assert!(
+        options.contains(&(TAG_NO_CLOBBER, Vec::new())),
+        "HELLO lacks an empty NO_CLOBBER (0x8004): {options:?}"
+    );
+    out.assert_code(0);
+    assert!(out.error_lines().is_empty(), "{}", out.stderr);
+
+    // The receiver's own setting (its HELLO carries NO_CLOBBER, the sender
+    // did not ask): PROTOCOL.md's HELLO table and README say this is a
+    // skip too, and "the exit status stays 0".
+    let (out, options) = send_one(&[], &no_clobber_hello(), &skipped);
+    assert!(!options.iter().any(|(tag, _)| *tag == TAG_NO_CLOBBER), "{options:?}");
     out.assert_code(0);
     assert!(out.error_lines().is_empty(), "{}", out.stderr);
 }

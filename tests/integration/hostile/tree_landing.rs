@@ -33,19 +33,20 @@ fn with_meta(mut e: EntryBody, mode: Option<u32>, mtime: Option<i64>) -> EntryBo
 #[test]
 fn a_legal_tree_lands_with_links_stored_verbatim_and_never_followed() {
     let env = TestEnv::new();
-    plant_sentinel(&env);
-    let before = std::fs::metadata(env.path("outside/sentinel")).unwrap();
+    let mut before = None;
     let up = with_meta(
         EntryBody::symlink(b"top/up", b"../../outside/sentinel"),
         Some(0o777),
         Some(1_000_000),
     );
     let out = against_receiver(&env, &[], |addr| {
+        // run_against planted the sentinel just now.
+        before = Some(std::fs::metadata(env.path("outside/sentinel")).unwrap());
         let mut p = checked_handshake(addr);
         bare(&mut p, &with_meta(EntryBody::dir(b"top"), Some(0o755), None), COMMITTED);
-        commit(&mut p, b"top/a.txt", b"file a");
+        commit_linked(&mut p, b"top/a.txt", b"file a");
         bare(&mut p, &EntryBody::dir(b"top/sub"), COMMITTED);
-        commit(&mut p, b"top/sub/b", b"file b");
+        commit_linked(&mut p, b"top/sub/b", b"file b");
         bare(&mut p, &EntryBody::symlink(b"top/sub/self", b"../sub"), COMMITTED);
         bare(
             &mut p,
@@ -92,6 +93,7 @@ fn a_legal_tree_lands_with_links_stored_verbatim_and_never_followed() {
     let link = std::fs::symlink_metadata(env.dst("top/up")).unwrap();
     assert_eq!(link.mtime(), 1_000_000, "mtime of the link itself");
     let after = std::fs::metadata(env.path("outside/sentinel")).unwrap();
+    let before = before.unwrap();
     assert_eq!(
         (after.mode(), after.mtime(), after.mtime_nsec()),
         (before.mode(), before.mtime(), before.mtime_nsec()),
@@ -277,7 +279,7 @@ fn no_clobber_skips_whatever_exists_and_lands_the_rest() {
         p.send(&trailer(10, &sha256(b"new stream")));
         expect_verdict(&mut p, SKIPPED, b"new stream");
         bare(&mut p, &EntryBody::symlink(b"keep-link", b"new-target"), SKIPPED);
-        commit(&mut p, b"new.txt", b"new file");
+        commit_linked(&mut p, b"new.txt", b"new file");
         bare(&mut p, &EntryBody::hardlink(b"keep-hl", b"new.txt"), SKIPPED);
         bare(&mut p, &EntryBody::dir(b"fresh"), COMMITTED);
         commit(&mut p, b"fresh/x", b"in a new directory");
@@ -349,7 +351,7 @@ fn links_replace_what_is_already_there_and_sparse_files_reach_single_destination
     std::os::unix::fs::symlink("old-target", env.dst("was-link")).unwrap();
     let out = against_receiver(&env, &[], |addr| {
         let mut p = checked_handshake(addr);
-        commit(&mut p, b"f", b"the file");
+        commit_linked(&mut p, b"f", b"the file");
         bare(&mut p, &EntryBody::hardlink(b"was-file", b"f"), COMMITTED);
         bare(&mut p, &EntryBody::symlink(b"was-file2", b"f"), COMMITTED);
         bare(&mut p, &EntryBody::symlink(b"was-link", b"new-target"), COMMITTED);
@@ -384,4 +386,22 @@ fn links_replace_what_is_already_there_and_sparse_files_reach_single_destination
             assert_eq!(std::fs::read(env.dst("one")).unwrap(), content);
         }
     }
+}
+
+#[test]
+fn a_no_clobber_receiver_says_so_in_hello_and_skips_without_being_asked() {
+    let env = TestEnv::new();
+    std::fs::write(env.dst("keep.txt"), b"old").unwrap();
+    let out = against_receiver(&env, &["--no-clobber"], |addr| {
+        let mut opening = our_preamble();
+        opening.extend_from_slice(&hello(ROLE_SENDER, SHA256));
+        let mut p = handshake_expecting(addr, &opening, true);
+        send_sized(&mut p, b"keep.txt", b"new", &sha256(b"new"));
+        expect_verdict(&mut p, SKIPPED, b"new");
+        commit(&mut p, b"new.txt", b"new file");
+        end_session(p);
+    });
+    out.assert_code(0);
+    assert_dst(&env, &["keep.txt", "new.txt"]);
+    assert_eq!(std::fs::read(env.dst("keep.txt")).unwrap(), b"old");
 }
