@@ -21,6 +21,7 @@ mod handshake;
 mod landing;
 mod sender_tree;
 mod tree_landing;
+mod tree_meta;
 mod tree_refused;
 
 // ---------------------------------------------------------------------

@@ -73,6 +73,20 @@ fn an_entry_whose_parent_the_session_did_not_open_is_refused() {
     );
     refuse("a/b/c", nothing, &[dir("a")], &file("a/b/c", b"evil"), &["a/"]);
     refuse("f/x", nothing, &[file("f", b"file")], &file("f/x", b"evil"), &["f"]);
+    refuse(
+        "nodir/h",
+        nothing,
+        &[linked("f", b"f")],
+        &hardlink("nodir/h", "f"),
+        &["f"],
+    );
+    refuse(
+        "d, e, d/h",
+        nothing,
+        &[dir("d"), linked("d/f", b"f"), dir("e")],
+        &hardlink("d/h", "d/f"),
+        &["d/", "d/f", "e/"],
+    );
 }
 
 #[test]
