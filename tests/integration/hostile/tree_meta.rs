@@ -125,3 +125,58 @@ fn extensions_after_the_target_and_odd_bytes_in_components_are_legal() {
     assert_eq!(text.as_os_str().as_bytes(), b"..\x01/\xfe", "link text verbatim");
     assert_eq!(dst_names(&env), [odd.to_vec()]);
 }
+
+/// dst/d (already entered by the session) is swapped for a symbolic link
+/// to ../outside behind the receiver's back, as a local attacker could.
+fn swap_d_for_a_link(env: &TestEnv) {
+    std::fs::rename(env.dst("d"), env.dst("moved")).unwrap();
+    std::os::unix::fs::symlink("../outside", env.dst("d")).unwrap();
+}
+
+#[test]
+fn a_directory_swapped_for_a_link_mid_session_steers_nothing_outside() {
+    // PROTOCOL.md: entries are created relative to their parent's handle,
+    // so the next d/ entry lands in the directory the session entered.
+    let env = TestEnv::new();
+    let out = against_receiver(&env, &[], |addr| {
+        let mut p = checked_handshake(addr);
+        assert_eq!(send_bare(&mut p, &EntryBody::dir(b"d")).status, COMMITTED);
+        commit(&mut p, b"d/first", b"before the swap");
+        swap_d_for_a_link(&env);
+        p.send(&sized_file(b"d/sentinel", b"evil"));
+        let v = parse_verdict(&p.expect_frame(VERDICT));
+        p.send(&frame(DONE, &[]));
+        p.drain();
+        v
+    });
+    // run_against checked outside/sentinel; where d/sentinel went is free.
+    assert!(out.code() == 0 || out.code() == 4, "{}", out.stderr);
+    let tree = dst_tree(&env);
+    assert!(tree.contains(&"d -> ../outside".to_string()), "{tree:?}");
+    assert!(tree.contains(&"moved/first".to_string()), "{tree:?}");
+}
+
+#[test]
+fn a_hard_link_target_is_never_resolved_through_a_link() {
+    // d/sentinel was sent LINKED and committed; then dst/d becomes a link
+    // to ../outside. Resolving "d/sentinel" by following links would give
+    // outside/sentinel a second name inside dst/.
+    let env = TestEnv::new();
+    let out = against_receiver(&env, &[], |addr| {
+        let mut p = checked_handshake(addr);
+        assert_eq!(send_bare(&mut p, &EntryBody::dir(b"d")).status, COMMITTED);
+        commit_linked(&mut p, b"d/sentinel", b"mine");
+        swap_d_for_a_link(&env);
+        let v = send_bare(&mut p, &EntryBody::hardlink(b"l", b"d/sentinel"));
+        if v.status == COMMITTED {
+            // Only acceptable if it linked the session's own file.
+            let l = std::fs::metadata(env.dst("l")).unwrap();
+            let mine = std::fs::metadata(env.dst("moved/sentinel")).unwrap();
+            assert_eq!(l.ino(), mine.ino(), "l links something else");
+        }
+        end_session(p);
+    });
+    assert!([0, 4].contains(&out.code()), "{}", out.stderr);
+    let sentinel = std::fs::metadata(env.path("outside/sentinel")).unwrap();
+    assert_eq!(sentinel.nlink(), 1, "outside/sentinel gained a name");
+}
