@@ -215,3 +215,18 @@ fn receivers_the_sender_must_refuse_in_the_handshake() {
         assert_failed(&out, 1, &[needle]);
     }
 }
+
+#[test]
+fn a_second_verdict_for_the_only_entry_fails_the_sender() {
+    // "Every ENTRY gets exactly one VERDICT, in the order the entries were
+    // sent", and the receiver's DONE means "every verdict has been sent":
+    // a VERDICT where DONE belongs shows the pairing was off.
+    let out = against_sender(1000, |fake, data| {
+        let mut p = take_file(fake, data);
+        p.send(&verdict(0, &sha256(data), ""));
+        p.send(&verdict(0, &sha256(data), ""));
+        p.send_lossy(&frame(DONE, &[]));
+        p
+    });
+    assert_failed(&out, 1, &[]);
+}
