@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{FileExt, MetadataExt};
+use std::process::Command;
 
 use super::*;
 
@@ -295,4 +296,46 @@ fn no_clobber_is_asked_for_in_hello_and_status_3_is_then_success() {
     assert!(!options.iter().any(|(tag, _)| *tag == TAG_NO_CLOBBER), "{options:?}");
     out.assert_code(0);
     assert!(out.error_lines().is_empty(), "{}", out.stderr);
+}
+
+#[test]
+fn a_source_path_beyond_the_protocol_limit_is_never_sent() {
+    // src/deep/ nests 17 components of 250 bytes: its deepest entries have
+    // paths over 4096 bytes, which no ENTRY may carry. `serve` panics on
+    // an illegal path; the sender must fail those entries instead.
+    let env = TestEnv::new();
+    let component = "c".repeat(250);
+    let script = format!(
+        "cd src && mkdir deep && cd deep && for i in $(seq 17); do mkdir {component} && cd -P {component} || exit 9; done && echo deep > f"
+    );
+    let status = Command::new("sh")
+        .current_dir(env.dir.path())
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the deep tree");
+    std::fs::write(env.src("deep/shallow"), b"fine").unwrap();
+    let fake = FakeReceiver::bind();
+    let mut cmd = zcp();
+    cmd.current_dir(env.dir.path())
+        .args(["send", "-r", "src/deep", &fake.addr()])
+        .stdin(Stdio::null());
+    let sender = Running::spawn(cmd, "zcp send -r");
+    let (conn, took) = serve(&fake, |_| None);
+    let out = sender.finish();
+    drop(conn);
+    let _ = Command::new("rm")
+        .current_dir(env.dir.path())
+        .args(["-rf", "src/deep"])
+        .status();
+    assert!(
+        took.iter().any(|t| t.entry.path.ends_with(b"shallow")),
+        "shallow was not sent"
+    );
+    assert!(
+        !took.iter().any(|t| t.entry.path.ends_with(b"/f")),
+        "the deepest file was sent (under a legal path?)"
+    );
+    assert!([1, 4].contains(&out.code()), "exit {}: {}", out.code(), out.stderr);
+    assert!(!out.error_lines().is_empty(), "{}", out.stderr);
 }
