@@ -180,3 +180,34 @@ fn a_hard_link_target_is_never_resolved_through_a_link() {
     let sentinel = std::fs::metadata(env.path("outside/sentinel")).unwrap();
     assert_eq!(sentinel.nlink(), 1, "outside/sentinel gained a name");
 }
+
+#[test]
+fn a_single_file_destination_takes_no_directory_or_link() {
+    // "a receiver told to write a specific file ... accepts only one
+    // regular file": a directory or a link must not appear as dst/one.
+    let entries = [
+        EntryBody::dir(b"d"),
+        EntryBody::symlink(b"l", b"../outside/sentinel"),
+        EntryBody::symlink(b"l", b"/"),
+    ];
+    for e in entries {
+        let env = TestEnv::new();
+        let (out, _conn) = run_against(&env, recv_cmd(&env, &[], "dst/one"), |addr| {
+            let mut p = checked_handshake(addr);
+            p.send_lossy(&e.frame());
+            match p.read_frame() {
+                Some((ERROR, _)) => {}
+                Some((VERDICT, body)) => {
+                    let v = parse_verdict(&body);
+                    assert_ne!(v.status, COMMITTED, "{e:?} committed as dst/one");
+                    p.send_lossy(&frame(DONE, &[]));
+                }
+                other => panic!("{e:?}: {other:?}"),
+            }
+            p.drain();
+            p
+        });
+        assert_ne!(out.code(), 0, "{e:?}: {}", out.stderr);
+        assert_dst(&env, &[]);
+    }
+}
