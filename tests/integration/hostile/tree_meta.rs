@@ -211,3 +211,25 @@ fn a_single_file_destination_takes_no_directory_or_link() {
         assert_dst(&env, &[]);
     }
 }
+
+#[test]
+fn an_entered_directory_gets_the_entrys_mode_and_mtime_after_its_contents() {
+    // "Directories the session created or entered get their mode and mtime
+    // when their subtree closes".
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    std::fs::create_dir(env.dst("d")).unwrap();
+    std::fs::set_permissions(env.dst("d"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut d = EntryBody::dir(b"d");
+    (d.flags, d.mode, d.mtime) = (HAS_MODE | HAS_MTIME, 0o750, 1_111_111_111);
+    let (out, ()) = run_against(&env, recv_cmd_umask_022(&env), |addr| {
+        let mut p = checked_handshake(addr);
+        assert_eq!(send_bare(&mut p, &d).status, COMMITTED);
+        commit(&mut p, b"d/x", b"inside");
+        end_session(p);
+    });
+    out.assert_code(0);
+    let meta = std::fs::metadata(env.dst("d")).unwrap();
+    assert_eq!((meta.mode() & 0o7777, meta.mtime()), (0o750, 1_111_111_111));
+    assert_eq!(dst_tree(&env), ["d/", "d/x"]);
+}
