@@ -180,17 +180,15 @@ impl FrameReader {
         b[0] == FrameType::Data as u8 || b.len() >= FRAME_HEADER_LEN + len
     }
 
-    /// Reads exactly `n` payload bytes (n <= READ_BUFFER) into the buffer
-    /// and returns them: the path for small files, whose bytes mostly
-    /// arrived with their header already.
-    pub fn read_small(&mut self, n: usize) -> Result<&[u8]> {
-        if n == 0 {
-            return Ok(&[]);
+    /// Buffers exactly `n` payload bytes (n <= READ_BUFFER) for small files,
+    /// whose bytes mostly arrived with their header already; take them with
+    /// [`FrameReader::take_buffered`]. On failure whatever did arrive stays
+    /// buffered, so [`FrameReader::buffered`] says how far it got.
+    pub fn buffer_small(&mut self, n: usize) -> Result<()> {
+        if n == 0 || self.want(n, false)? {
+            return Ok(());
         }
-        if !self.want(n, false)? {
-            return Err(closed("connection closed by the peer"));
-        }
-        Ok(self.consume(n))
+        Err(closed("connection closed by the peer"))
     }
 
     /// Takes up to `max` already-buffered bytes (payload that arrived with

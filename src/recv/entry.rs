@@ -312,11 +312,12 @@ impl Session {
     /// A small file: read into the buffer, hashed and written from there.
     fn land_small(&mut self, file: &File, n: u64) -> Result<(Landed, Hashed)> {
         self.flush_unless_buffered(n)?;
-        let had = self.reader.buffered().min(n);
-        let data = match self.reader.read_small(n as usize) {
-            Ok(data) => data,
-            Err(e) => return Err(super::payload::short_read(e, had, Some(n))),
-        };
+        if let Err(e) = self.reader.buffer_small(n as usize) {
+            // A failed read leaves what did arrive buffered: that is how far it got.
+            let got = self.reader.buffered().min(n);
+            return Err(super::payload::short_read(e, got, Some(n)));
+        }
+        let data = self.reader.take_buffered(n);
         let digest = digest_of(self.algorithm, data);
         file.write_all_at(data, 0)?;
         self.reporter.advance(n);

@@ -223,9 +223,12 @@ impl Session {
                 None => return Err(error::interrupted_io().into()),
             }
         }
-        // The session ends with the receiver's DONE; its absence is harmless now.
-        let _ = self.replies.next(Some(REASON_GRACE));
-        Ok(())
+        // The session ends with the receiver's DONE. Its absence is harmless
+        // now, but a verdict where DONE belongs means the pairing was off.
+        match self.replies.next(Some(REASON_GRACE)) {
+            Some(reply @ (Reply::Verdict(_) | Reply::Error(_))) => self.reply(reply),
+            _ => Ok(()),
+        }
     }
 
     /// Handles one thing the receiver said.
