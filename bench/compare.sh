@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# Compare zcp with OpenBSD netcat on 127.0.0.1: throughput, CPU per GiB and
-# peak RSS of each end, every output verified by SHA-256.
+# Compare zcp with its peers on 127.0.0.1; every output is verified.
 #
-#   bench/compare.sh [--size 1G] [--runs 3] [--dir DIR] [--out FILE] [--keep]
+#   bench/compare.sh [--case big|tree|all] [--runs 3] [--dir DIR] [--out FILE] [--keep]
+#                    [--size 1G]                                        (big case)
+#                    [--files 100000] [--dirs 100] [--file-size 4K] [--no-tmpfs]  (tree case)
+#
+# Case "big" (one large file): zcp default, --checksum none, --no-zerocopy
+# and OpenBSD nc; throughput, CPU per GiB and peak RSS of each end.
+# Case "tree" (many small files into a new directory): zcp send -r, tar c|nc
+# into nc -l|tar x, and rsync -a -W to an rsync daemon; seconds, files/s and
+# CPU-seconds of both ends. As root the tree lives on a tmpfs this script
+# mounts (and unmounts); otherwise in a temp dir under --dir. The default,
+# "all", runs both.
 #
 # Builds zcp with `cargo build --release --locked` unless ZCP_BIN names a
-# binary, and installs netcat-openbsd with apt-get when needed. Everything
-# else lives in compare.py (Python 3 standard library only).
+# binary, and installs netcat-openbsd (and, for the tree case, rsync) with
+# apt-get when needed. Everything else lives in compare.py and the zcpbench
+# package beside it (Python 3 standard library only).
 set -euo pipefail
 
 if ! command -v python3 >/dev/null 2>&1; then

@@ -1,0 +1,16 @@
+"""zcpbench: the comparison benchmark behind bench/compare.sh.
+
+Modules, each owning one responsibility (Python 3 standard library only):
+
+* common    -- units, errors, logging, size parsing, machine and git facts
+* procs     -- child processes: launcher, wait4 CPU/RSS, watchdog, ports,
+               CPU of a daemon's reaped children via /proc
+* tools     -- finding, building or installing zcp, OpenBSD nc, tar, rsync;
+               the rsync daemon
+* bigfile   -- the "big" case: one large file, zcp variants against nc
+* bigreport -- the big case's markdown report and throughput targets
+* treedata  -- the "tree" case's data: tmpfs or disk workspace, the source
+               tree, its manifest and the check of every output tree
+* tree      -- the "tree" case: runs of zcp -r, tar|nc and rsync, and report
+* main      -- command line and the order of everything
+"""

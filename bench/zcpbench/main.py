@@ -1,0 +1,131 @@
+"""Command line and order of work: parse the switches, set up the tools,
+run the chosen cases (big file, many small files, or both), print and save
+the report, and clean up on every path out (children, rsync daemon, work
+directory, tmpfs mount)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import shutil
+from pathlib import Path
+
+from . import bigfile, bigreport, tree
+from .common import GiB, KiB, REPO, BenchError, log, parse_size, positive_int
+from .procs import Children, become_subreaper
+from .tools import RECURSIVE_UNSUPPORTED, build_zcp, ensure_command, ensure_openbsd_nc, zcp_sends_trees
+from .treedata import TreeShape, Workspace
+
+DEFAULT_OUT = REPO / "bench" / "results-latest.md"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/compare.sh",
+        description="Compare zcp with its peers on 127.0.0.1. Case 'big': one large file, zcp variants "
+        "vs OpenBSD nc (throughput, CPU per GiB, peak RSS). Case 'tree': many small files, "
+        "zcp send -r vs tar|nc and rsync to an rsync daemon (seconds, files/s, CPU). "
+        "Set ZCP_BIN to skip the cargo build.",
+    )
+    parser.add_argument(
+        "--case", choices=("big", "tree", "all"), default="all", help="which cases to run (default all)"
+    )
+    parser.add_argument("--runs", type=positive_int, default=3, help="measured runs per case (default 3)")
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="create the work directories here (default: $TMPDIR or /tmp)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"also write the report here (default {DEFAULT_OUT.relative_to(REPO)})",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work directories (and tmpfs mount)")
+    big = parser.add_argument_group("big case")
+    big.add_argument("--size", type=parse_size, default=GiB, help="test file size (default 1G)")
+    small = parser.add_argument_group("tree case")
+    small.add_argument("--files", type=positive_int, default=100_000, help="files in the tree (default 100000)")
+    small.add_argument("--dirs", type=positive_int, default=100, help="directories they are spread over (default 100)")
+    small.add_argument("--file-size", type=parse_size, default=4 * KiB, help="size of each file (default 4K)")
+    small.add_argument(
+        "--no-tmpfs",
+        action="store_true",
+        help="keep the tree on disk (in --dir) even when root could mount a tmpfs",
+    )
+    args = parser.parse_args(argv)
+    if args.dirs > args.files:
+        parser.error("--dirs must not exceed --files")
+    return args
+
+
+def raise_interrupt(signum, frame) -> None:
+    """SIGTERM takes the same cleanup path as Ctrl-C."""
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    children = Children()
+    workdir: Path | None = None
+    workspace: Workspace | None = None
+    tree_setup: tree.TreeSetup | None = None
+    try:
+        become_subreaper()
+        zcp = build_zcp()
+        nc = ensure_openbsd_nc()
+        sections: list[str] = []
+        all_ok = True
+        if args.case in ("big", "all"):
+            workdir = bigfile.make_workdir(args.dir)
+            source, digest = bigfile.prepare_data(args, workdir)
+            setup = bigfile.Setup(zcp, nc, workdir, source, args.size, digest, children)
+            results = bigfile.run_all(setup, args.runs)
+            text, ok = bigreport.report(setup, args.runs, results)
+            sections.append(text)
+            all_ok &= ok
+        if args.case in ("tree", "all"):
+            tar = ensure_command("tar", "tar")
+            rsync = ensure_command("rsync", "rsync")
+            zcp_trees = zcp_sends_trees(zcp)
+            if not zcp_trees:
+                log(f"{RECURSIVE_UNSUPPORTED} (`zcp send --help` does not mention --recursive): "
+                    "measuring the peers only, the zcp row will FAIL")  # fmt: skip
+            shape = TreeShape(args.files, args.dirs, args.file_size)
+            workspace = Workspace(args.dir, not args.no_tmpfs, shape, 1 + len(tree.TOOLS) * args.runs)
+            log(f"tree case file system: {workspace.describe()}")
+            if workspace.fstype == "ext4":
+                log("note: on journal-less ext4, creating many files soon after deleting many is slow")
+            tree_setup = tree.prepare(zcp, zcp_trees, nc, tar, rsync, workspace, shape, children)
+            tree_setup.daemon.start()
+            results = tree.run_all(tree_setup, args.runs)
+            text, ok = tree.tree_report(tree_setup, args.runs, results)
+            sections.append(text)
+            all_ok &= ok
+        text = "\n".join(sections)
+        print(text, end="")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        log(f"report written to {args.out}")
+        return 0 if all_ok else 1
+    except KeyboardInterrupt:
+        log("interrupted: stopping receivers and senders")
+        return 130
+    except (BenchError, subprocess.CalledProcessError) as error:
+        log(f"error: {error}")
+        return 1
+    finally:
+        # A second Ctrl-C must not cut the cleanup short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        children.stop_all()
+        if tree_setup is not None:
+            tree_setup.daemon.stop()
+        if workspace is not None:
+            workspace.close(args.keep)
+        if workdir is not None:
+            if args.keep:
+                log(f"kept the work directory {workdir}")
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
