@@ -41,6 +41,12 @@ impl Reporter {
         }
     }
 
+    /// Whether `-v` lines are shown: callers check it before computing
+    /// a detail that costs something per file.
+    pub fn verbose(&self) -> bool {
+        self.verbosity == Verbosity::Verbose
+    }
+
     /// A `-v` line.
     pub fn detail(&self, msg: impl Display) {
         if self.verbosity == Verbosity::Verbose {

@@ -171,7 +171,7 @@ impl Session {
             Ok(()) => {
                 self.verdict(VerdictStatus::Committed, Digest::None, String::new());
                 self.totals.dirs += 1;
-                self.reporter.detail(format!("received directory {}", entry.path));
+                self.reporter.detail(format_args!("received directory {}", entry.path));
                 Ok(Outcome::Committed)
             }
             Err(e) => {
@@ -208,8 +208,11 @@ impl Session {
             Ok(Placed::Committed) => {
                 self.verdict(VerdictStatus::Committed, Digest::None, String::new());
                 self.totals.links += 1;
-                self.reporter
-                    .detail(format!("received {} {}", entry.kind.describe(), display::path(&shown)));
+                self.reporter.detail(format_args!(
+                    "received {} {}",
+                    entry.kind.describe(),
+                    display::path(&shown)
+                ));
                 Ok(Outcome::Committed)
             }
             Ok(Placed::Exists) => Ok(self.skip_existing(entry, &shown)),
@@ -368,10 +371,16 @@ impl Session {
         self.totals.files += 1;
         self.totals.bytes += bytes;
         self.totals.add_report(report);
-        self.reporter
-            .detail(format!("recv {}: {}", entry.path, report.describe()));
-        if self.algorithm != crate::checksum::Algorithm::None {
-            self.reporter.detail_raw(&display::checksum_line(&digest.hex(), into));
+        if self.reporter.verbose() {
+            self.reporter
+                .detail(format_args!("recv {}: {}", entry.path, report.describe()));
+            if self.algorithm != crate::checksum::Algorithm::None {
+                self.reporter.detail_raw(&display::checksum_line(&digest.hex(), into));
+            }
+        }
+        // Only a lone file gets its own closing line.
+        if self.totals.files > 1 {
+            return;
         }
         self.last_summary = Some(format!(
             "received {} from {} into {}: {} in {seconds:.2} s ({}), {}, {}",

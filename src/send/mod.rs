@@ -313,10 +313,17 @@ impl Session {
         let (bytes, report) = (p.sent.bytes, &p.sent.report);
         self.totals.bytes += bytes;
         self.totals.add_report(report);
-        self.reporter.detail(format!("send {}: {}", p.path, report.describe()));
-        if self.algorithm != Algorithm::None {
+        if self.reporter.verbose() {
             self.reporter
-                .detail_raw(&display::checksum_line(&p.sent.digest.hex(), &p.raw));
+                .detail(format_args!("send {}: {}", p.path, report.describe()));
+            if self.algorithm != Algorithm::None {
+                self.reporter
+                    .detail_raw(&display::checksum_line(&p.sent.digest.hex(), &p.raw));
+            }
+        }
+        // Only a lone file gets its own closing line (see `summarize`).
+        if self.totals.files > 1 {
+            return;
         }
         let seconds = p.started.elapsed().as_secs_f64();
         self.last_summary = Some(format!(
