@@ -5,13 +5,17 @@
 //!   only ever used relative to that handle, and only after
 //!   [`Name`](crate::protocol::Name) validated them as single components.
 //!   When DEST names a file, the wire name is ignored altogether.
-//! * Bytes go to a staged temporary file in the destination directory,
-//!   created with O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC at mode 0600.
+//! * Bytes go to a staged file in the destination directory: an unnamed
+//!   file (O_TMPFILE) where the file system and kernel allow it, which no
+//!   one can see or open and which vanishes even if the receiver is killed;
+//!   otherwise a hidden temporary created with
+//!   O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC at mode 0600.
 //! * [`Staged::commit`] applies mode (without setuid, setgid and sticky,
-//!   masked by the umask) and mtime, then renames the file onto its final
-//!   name; rename replaces a symlink there rather than following it.
-//! * A [`Staged`] that is dropped without being committed unlinks itself,
-//!   so every error path, panic unwind and interruption removes it.
+//!   masked by the umask) and mtime, then links the unnamed file, or
+//!   renames the temporary, onto its final name; an existing entry there is
+//!   replaced by rename, never followed or written through.
+//! * A [`Staged`] that is dropped without being committed removes itself,
+//!   so every error path, panic unwind and interruption leaves nothing.
 
 use std::cell::Cell;
 use std::ffi::{OsStr, OsString};
@@ -101,12 +105,49 @@ impl Destination {
     }
 }
 
+/// How regular files are staged, decided once per session by a probe in
+/// the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staging {
+    /// Unnamed files (O_TMPFILE), linked into place.
+    Unnamed(sys::LinkUnnamed),
+    /// Hidden temporary names, renamed into place.
+    Named,
+}
+
+impl Staging {
+    /// For `-v`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Staging::Unnamed(sys::LinkUnnamed::EmptyPath) => {
+                "unnamed files (O_TMPFILE), linked into place with linkat(AT_EMPTY_PATH)"
+            }
+            Staging::Unnamed(sys::LinkUnnamed::ProcFd) => {
+                "unnamed files (O_TMPFILE), linked into place through /proc/self/fd"
+            }
+            Staging::Named => "hidden .zcp-*.part files, renamed into place",
+        }
+    }
+}
+
+/// Errors that mean "no O_TMPFILE here" rather than a real failure: the
+/// file system lacks it (EOPNOTSUPP), or the kernel predates it and takes
+/// the flag for O_DIRECTORY (EISDIR) or rejects it (EINVAL).
+fn no_unnamed_files(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL | libc::ENOSYS)
+    )
+}
+
 /// Names staged entries `.zcp-<8 random hex><8 hex counter>.part`: hidden,
 /// unique per session without a syscall per file, short enough for any file
-/// system, and never derived from a wire name.
+/// system, and never derived from a wire name. Also decides, on first use,
+/// whether regular files can be staged unnamed.
 pub struct Stager {
     prefix: String,
     counter: Cell<u32>,
+    staging: Cell<Option<Staging>>,
 }
 
 impl Stager {
@@ -116,6 +157,7 @@ impl Stager {
         Ok(Stager {
             prefix: r.iter().map(|b| format!("{b:02x}")).collect(),
             counter: Cell::new(0),
+            staging: Cell::new(None),
         })
     }
 
@@ -123,6 +165,32 @@ impl Stager {
         let n = self.counter.get();
         self.counter.set(n.wrapping_add(1));
         OsString::from(format!(".zcp-{}{n:08x}.part", self.prefix))
+    }
+
+    /// How files are staged in `dir` (probed on the first call): an unnamed
+    /// file is created, linked under a temporary name and removed again,
+    /// trying each way of linking it.
+    pub fn staging(&self, dir: &File) -> Staging {
+        if let Some(staging) = self.staging.get() {
+            return staging;
+        }
+        let staging = self.probe(dir);
+        self.staging.set(Some(staging));
+        staging
+    }
+
+    fn probe(&self, dir: &File) -> Staging {
+        let Ok(file) = sys::create_unnamed_in(dir, 0o600) else {
+            return Staging::Named;
+        };
+        for how in [sys::LinkUnnamed::EmptyPath, sys::LinkUnnamed::ProcFd] {
+            let temp = self.next_name();
+            if sys::link_unnamed_at(&file, how, dir, &temp).is_ok() {
+                let _ = sys::unlink_at(dir, &temp);
+                return Staging::Unnamed(how);
+            }
+        }
+        Staging::Named
     }
 
     /// Runs `create` with fresh temporary names until one is free.
@@ -141,10 +209,11 @@ impl Stager {
                     return Ok(Staged {
                         dir: Arc::clone(dir),
                         temp,
+                        temp_exists: true,
+                        unnamed: None,
                         final_name: OsStr::from_bytes(final_name).to_os_string(),
                         shown,
                         file,
-                        committed: false,
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_err = Some(e),
@@ -156,8 +225,30 @@ impl Stager {
             .into())
     }
 
-    /// A staged regular file, empty, mode 0600, for `final_name` in `dir`.
-    pub fn file(&self, dir: &Arc<File>, final_name: &[u8], shown: PathBuf) -> Result<Staged> {
+    /// A staged regular file, empty, for `final_name` in `dir`. An unnamed
+    /// one gets its final permission bits `mode` at once (no one can open
+    /// it); a named one is created 0600 and gets them at commit.
+    pub fn file(&self, dir: &Arc<File>, final_name: &[u8], shown: PathBuf, mode: u32) -> Result<Staged> {
+        if let Staging::Unnamed(how) = self.staging(dir) {
+            match sys::create_unnamed_in(dir, mode) {
+                Ok(file) => {
+                    return Ok(Staged {
+                        dir: Arc::clone(dir),
+                        temp: self.next_name(),
+                        temp_exists: false,
+                        unnamed: Some(how),
+                        final_name: OsStr::from_bytes(final_name).to_os_string(),
+                        shown,
+                        file: Some(file),
+                    });
+                }
+                // Another file system below DEST: a named temporary there.
+                Err(e) if no_unnamed_files(&e) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("creating a staged file for {}", display::path(&shown)));
+                }
+            }
+        }
         self.stage(dir, final_name, shown.clone(), |temp| {
             sys::create_exclusive_at(dir, temp, 0o600).map(Some)
         })
@@ -221,12 +312,17 @@ pub enum Placed {
 /// entry only through [`commit`](Staged::commit).
 pub struct Staged {
     dir: Arc<File>,
+    /// The temporary name: where a named entry is, or where an unnamed file
+    /// goes on its way to replacing an existing entry.
     temp: OsString,
+    /// Whether `temp` exists in `dir` (and must be removed unless committed).
+    temp_exists: bool,
+    /// Set for an unnamed file: how it gets a name.
+    unnamed: Option<sys::LinkUnnamed>,
     final_name: OsString,
     shown: PathBuf,
     /// The open file, for regular files.
     file: Option<File>,
-    committed: bool,
 }
 
 impl Staged {
@@ -235,14 +331,16 @@ impl Staged {
         self.file.as_ref()
     }
 
-    /// Applies metadata and atomically renames the entry onto its final
-    /// name (or, with `no_clobber`, only if that name is free).
+    /// Applies metadata and atomically puts the entry under its final name
+    /// (or, with `no_clobber`, only if that name is free).
     pub fn commit(mut self, finish: &Finish) -> Result<Placed> {
         let shown = display::path(&self.shown);
         match &self.file {
             Some(file) => {
-                sys::set_mode(file, final_mode(finish.mode, finish.umask))
-                    .with_context(|| format!("setting the mode of {shown}"))?;
+                if self.unnamed.is_none() {
+                    sys::set_mode(file, final_mode(finish.mode, finish.umask))
+                        .with_context(|| format!("setting the mode of {shown}"))?;
+                }
                 if let Some(t) = finish.mtime {
                     sys::set_mtime(file, t.seconds, t.nanos)
                         .with_context(|| format!("setting the mtime of {shown}"))?;
@@ -258,12 +356,11 @@ impl Staged {
                 }
             }
         }
-        let renamed = if finish.no_clobber {
-            sys::rename_noreplace_at(&self.dir, &self.temp, &self.final_name)
-        } else {
-            sys::rename_at(&self.dir, &self.temp, &self.final_name)
+        let placed = match (&self.file, self.unnamed) {
+            (Some(file), Some(how)) => self.link_unnamed(file, how, finish.no_clobber),
+            _ => self.rename_temp(finish.no_clobber),
         };
-        match renamed {
+        match placed {
             Ok(()) => {}
             Err(e) if finish.no_clobber && e.kind() == io::ErrorKind::AlreadyExists => return Ok(Placed::Exists),
             Err(e) => {
@@ -272,20 +369,44 @@ impl Staged {
                 } else {
                     "the new link"
                 };
-                return Err(e).with_context(|| format!("renaming {what} onto {shown}"));
+                return Err(e).with_context(|| format!("putting {what} in place as {shown}"));
             }
         }
-        self.committed = true;
+        self.temp_exists = false;
         if finish.fsync {
             sys::sync_dir(&self.dir).with_context(|| format!("syncing the directory of {shown}"))?;
         }
         Ok(Placed::Committed)
     }
+
+    /// Links an unnamed file onto a free final name; an existing entry is
+    /// replaced through a temporary name and rename.
+    fn link_unnamed(&self, file: &File, how: sys::LinkUnnamed, no_clobber: bool) -> io::Result<()> {
+        match sys::link_unnamed_at(file, how, &self.dir, &self.final_name) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !no_clobber => {
+                sys::link_unnamed_at(file, how, &self.dir, &self.temp)?;
+                let renamed = self.rename_temp(false);
+                if renamed.is_err() {
+                    let _ = sys::unlink_at(&self.dir, &self.temp);
+                }
+                renamed
+            }
+            linked => linked,
+        }
+    }
+
+    fn rename_temp(&self, no_clobber: bool) -> io::Result<()> {
+        if no_clobber {
+            sys::rename_noreplace_at(&self.dir, &self.temp, &self.final_name)
+        } else {
+            sys::rename_at(&self.dir, &self.temp, &self.final_name)
+        }
+    }
 }
 
 impl Drop for Staged {
     fn drop(&mut self) {
-        if !self.committed {
+        if self.temp_exists {
             let _ = sys::unlink_at(&self.dir, &self.temp);
         }
     }
@@ -333,24 +454,63 @@ mod tests {
         v
     }
 
+    /// Every way of staging a file this machine supports.
+    fn stagings(dir: &File) -> Vec<Staging> {
+        let mut all = vec![Staging::Named];
+        if let Staging::Unnamed(_) = Stager::new().unwrap().staging(dir) {
+            all.push(Staging::Unnamed(sys::LinkUnnamed::EmptyPath));
+            all.push(Staging::Unnamed(sys::LinkUnnamed::ProcFd));
+        }
+        all
+    }
+
+    fn stager(staging: Staging) -> Stager {
+        let stager = Stager::new().unwrap();
+        stager.staging.set(Some(staging));
+        stager
+    }
+
     #[test]
     fn a_dropped_stage_leaves_nothing_and_a_commit_leaves_one_file() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = dir_of(&Destination::resolve(tmp.path()).unwrap());
-        let stager = Stager::new().unwrap();
-        {
-            let s = stager.file(&dir, b"f", tmp.path().join("f")).unwrap();
-            std::io::Write::write_all(&mut s.file().unwrap(), b"x").unwrap();
+        for staging in stagings(&dir) {
+            let stager = stager(staging);
+            {
+                let s = stager.file(&dir, b"f", tmp.path().join("f"), 0o640).unwrap();
+                std::io::Write::write_all(&mut s.file().unwrap(), b"x").unwrap();
+            }
+            assert!(names(tmp.path()).is_empty(), "{staging:?}");
+            let s = stager.file(&dir, b"f", tmp.path().join("f"), 0o640).unwrap();
+            std::io::Write::write_all(&mut s.file().unwrap(), b"hello").unwrap();
+            assert_eq!(s.commit(&finish(false)).unwrap(), Placed::Committed);
+            assert_eq!(names(tmp.path()), vec![OsString::from("f")], "{staging:?}");
+            let meta = std::fs::metadata(tmp.path().join("f")).unwrap();
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(meta.mode() & 0o7777, 0o640, "{staging:?}");
+            assert_eq!(meta.mtime(), 1_000_000_000);
+            std::fs::remove_file(tmp.path().join("f")).unwrap();
         }
-        assert!(names(tmp.path()).is_empty());
-        let s = stager.file(&dir, b"f", tmp.path().join("f")).unwrap();
-        std::io::Write::write_all(&mut s.file().unwrap(), b"hello").unwrap();
-        assert_eq!(s.commit(&finish(false)).unwrap(), Placed::Committed);
-        assert_eq!(names(tmp.path()), vec![OsString::from("f")]);
-        let meta = std::fs::metadata(tmp.path().join("f")).unwrap();
-        use std::os::unix::fs::MetadataExt;
-        assert_eq!(meta.mode() & 0o7777, 0o640);
-        assert_eq!(meta.mtime(), 1_000_000_000);
+    }
+
+    #[test]
+    fn a_committed_file_replaces_what_was_there_or_keeps_it_with_no_clobber() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = dir_of(&Destination::resolve(tmp.path()).unwrap());
+        let f = tmp.path().join("f");
+        for staging in stagings(&dir) {
+            let stager = stager(staging);
+            std::fs::write(&f, b"old").unwrap();
+            let s = stager.file(&dir, b"f", f.clone(), 0o600).unwrap();
+            std::io::Write::write_all(&mut s.file().unwrap(), b"new").unwrap();
+            assert_eq!(s.commit(&finish(true)).unwrap(), Placed::Exists);
+            assert_eq!(std::fs::read(&f).unwrap(), b"old", "{staging:?}");
+            let s = stager.file(&dir, b"f", f.clone(), 0o600).unwrap();
+            std::io::Write::write_all(&mut s.file().unwrap(), b"new").unwrap();
+            assert_eq!(s.commit(&finish(false)).unwrap(), Placed::Committed);
+            assert_eq!(std::fs::read(&f).unwrap(), b"new", "{staging:?}");
+            assert_eq!(names(tmp.path()), vec![OsString::from("f")], "{staging:?}");
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::payload::{Landed, read_end};
 use super::tree::Parent;
 use super::{Outcome, Session};
 use crate::checksum::{Digest, FileHasher, Hashed, PipeHasher, digest_of};
-use crate::dest::{Destination, Finish, Placed, Staged};
+use crate::dest::{Destination, Finish, Placed, Staged, final_mode};
 use crate::display;
 use crate::engine::Report;
 use crate::engine::inbound::Target;
@@ -245,7 +245,8 @@ impl Session {
             self.discard_payload(entry)?;
             return Ok(self.skip_existing(entry, &shown));
         }
-        let staged = match self.stager.file(&dir, name, shown.clone()) {
+        let mode = final_mode(entry.mode, self.umask);
+        let staged = match self.stager.file(&dir, name, shown.clone(), mode) {
             Ok(s) => s,
             Err(e) => {
                 self.discard_payload(entry)?;

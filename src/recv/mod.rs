@@ -103,8 +103,17 @@ pub fn run(args: RecvArgs) -> Result<Code> {
         last_summary: None,
         link_targets: HashMap::new(),
     };
+    if let Destination::Directory { dir, .. } | Destination::File { dir, .. } = &session.dest {
+        let staging = session.stager.staging(dir);
+        session
+            .reporter
+            .detail(format_args!("staging files as {}", staging.describe()));
+    }
     let started = Instant::now();
-    match session.serve() {
+    sys::signals::wake_on_interrupt(session.sock.as_fd());
+    let served = session.serve();
+    sys::signals::wake_nothing();
+    match served {
         Ok(code) => {
             session.summarize_session(started);
             Ok(code)

@@ -7,7 +7,8 @@
 //! or `ZCP_FAULT=splice=EIO@3` (the third splice call fails with EIO).
 //! Each rule fires once. CALL is one of the wrapper names in `sys`
 //! (`sendfile`, `splice`, `tee`, `fallocate`, `rename`, `read`, `write`,
-//! and `open` for files opened during a tree walk).
+//! `open` for files opened during a tree walk, `tmpfile` and `link` for
+//! the receiver's unnamed staged files).
 //! An unparsable value is ignored with a warning; the variable is meant
 //! for tests, not for users.
 

@@ -6,7 +6,7 @@
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use nix::fcntl::{AtFlags, OFlag, RenameFlags};
@@ -32,6 +32,49 @@ pub fn create_exclusive_at(dir: &File, name: &OsStr, mode: u32) -> io::Result<Fi
     let fd =
         nix::fcntl::openat(dir, c_name(name)?.as_c_str(), flags, Mode::from_bits_truncate(mode)).map_err(nix_err)?;
     Ok(File::from(fd))
+}
+
+/// Opens an unnamed regular file for reading and writing in the file
+/// system of `dir` (O_TMPFILE) with the given permission bits: it has no
+/// name until [`link_unnamed_at`] gives it one, and it vanishes with the
+/// last descriptor if that never happens, even if the process is killed.
+pub fn create_unnamed_in(dir: &File, mode: u32) -> io::Result<File> {
+    fault::check("tmpfile")?;
+    let flags = OFlag::O_RDWR | OFlag::O_TMPFILE | OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::openat(dir, c".", flags, Mode::from_bits_truncate(mode)).map_err(nix_err)?;
+    Ok(File::from(fd))
+}
+
+/// How [`link_unnamed_at`] names an unnamed file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkUnnamed {
+    /// linkat(fd, "", ..., AT_EMPTY_PATH): needs CAP_DAC_READ_SEARCH on
+    /// kernels before 6.10 (older kernels answer ENOENT without it).
+    EmptyPath,
+    /// linkat of /proc/self/fd/N with AT_SYMLINK_FOLLOW: any user, if /proc
+    /// is mounted.
+    ProcFd,
+}
+
+/// Gives the unnamed `file` (from [`create_unnamed_in`]) the name `name` in
+/// `dir`. Fails with EEXIST instead of replacing anything there.
+pub fn link_unnamed_at(file: &File, how: LinkUnnamed, dir: &File, name: &OsStr) -> io::Result<()> {
+    fault::check("link")?;
+    let name = c_name(name)?;
+    match how {
+        LinkUnnamed::EmptyPath => nix::unistd::linkat(file, c"", dir, name.as_c_str(), AtFlags::AT_EMPTY_PATH),
+        LinkUnnamed::ProcFd => {
+            let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+            nix::unistd::linkat(
+                nix::fcntl::AT_FDCWD,
+                proc_path.as_str(),
+                dir,
+                name.as_c_str(),
+                AtFlags::AT_SYMLINK_FOLLOW,
+            )
+        }
+    }
+    .map_err(nix_err)
 }
 
 /// Opens the directory `name` inside `dir`. With `follow` false a symbolic

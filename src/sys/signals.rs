@@ -4,19 +4,48 @@
 //! signal exits at once. SIGXFSZ is ignored so that exceeding RLIMIT_FSIZE
 //! surfaces as an EFBIG error naming the file instead of killing zcp.
 //! Worker threads block both signals, so the interruption always lands on
-//! the thread doing the transfer.
+//! the thread doing the transfer. A signal that lands just before a
+//! blocking read would not interrupt it, so the handler also shuts down
+//! the read side of the connection registered with [`wake_on_interrupt`]:
+//! that read then returns at once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, pthread_sigmask, sigaction};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// The socket whose reads an interruption ends (-1: none).
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 
 extern "C" fn on_terminate(_signal: libc::c_int) {
     if INTERRUPTED.swap(true, Ordering::SeqCst) {
         // SAFETY: _exit is async-signal-safe and takes no pointers.
         unsafe { libc::_exit(130) };
     }
+    let fd = WAKE_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: shutdown is async-signal-safe and takes no pointers; at
+        // worst the descriptor is no longer a socket and it fails.
+        unsafe { libc::shutdown(fd, libc::SHUT_RD) };
+    }
+}
+
+/// Makes SIGINT/SIGTERM end any read on `sock` (it reads end of file), so
+/// a blocking read cannot miss the interruption. `sock` must stay open
+/// until [`wake_nothing`] is called.
+pub fn wake_on_interrupt(sock: BorrowedFd<'_>) {
+    WAKE_FD.store(sock.as_raw_fd(), Ordering::SeqCst);
+    if interrupted() {
+        // SAFETY: as in the handler; the descriptor is borrowed, so open.
+        unsafe { libc::shutdown(sock.as_raw_fd(), libc::SHUT_RD) };
+    }
+}
+
+/// Forgets the socket given to [`wake_on_interrupt`].
+pub fn wake_nothing() {
+    WAKE_FD.store(-1, Ordering::SeqCst);
 }
 
 /// Installs the handlers described in the module doc. Call once, early in

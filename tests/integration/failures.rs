@@ -94,10 +94,19 @@ fn checksum_settings_must_agree() {
     assert_dst(&env, &[]);
 }
 
-/// Waits until the receiver has staged a file (the transfer is under way).
-fn wait_for_staged(env: &TestEnv) {
+/// Waits until the receiver has a staged file open in dst/ (the transfer
+/// is under way): a hidden `.zcp-*` name, or an unnamed O_TMPFILE file,
+/// which only shows among the process's descriptors.
+fn wait_for_staged(env: &TestEnv, rx: &Receiver) {
+    let dst = env.dst("");
+    let fds = format!("/proc/{}/fd", rx.run.child.id());
     for _ in 0..2000 {
-        if env.list("dst").iter().any(|n| n.starts_with(".zcp-")) {
+        let open_in_dst = std::fs::read_dir(&fds)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .any(|target| target.starts_with(&dst) && target != dst);
+        if open_in_dst {
             return;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -112,7 +121,7 @@ fn sender_killed_mid_stream_leaves_nothing() {
     let rx = env.recv(&["dst/keep.bin"]);
     let (mut tx, mut pipe) = env.send_from_pipe(&[], &rx.addr);
     pipe.write_all(&vec![7u8; 3 << 20]).unwrap();
-    wait_for_staged(&env);
+    wait_for_staged(&env, &rx);
     tx.kill(9);
     drop(pipe);
     let rr = rx.finish();
@@ -129,7 +138,7 @@ fn receiver_killed_mid_transfer_fails_the_sender() {
     let addr = rx.addr.clone();
     let (tx, mut pipe) = env.send_from_pipe(&[], &addr);
     pipe.write_all(&vec![1u8; 1 << 20]).unwrap();
-    wait_for_staged(&env);
+    wait_for_staged(&env, &rx);
     let mut rx = rx;
     rx.run.kill(9);
     // Keep feeding until the sender notices; then end its input.
@@ -311,7 +320,7 @@ fn sigint_to_the_receiver_removes_the_staged_file_and_exits_130() {
     let mut rx = env.recv(&["dst"]);
     let (tx, mut pipe) = env.send_from_pipe(&[], &rx.addr);
     pipe.write_all(&vec![9u8; 1 << 20]).unwrap();
-    wait_for_staged(&env);
+    wait_for_staged(&env, &rx);
     rx.run.kill(2);
     let rr = rx.finish();
     drop(pipe);
@@ -327,7 +336,7 @@ fn sigterm_to_the_sender_exits_130() {
     let rx = env.recv(&["dst"]);
     let (mut tx, mut pipe) = env.send_from_pipe(&[], &rx.addr);
     pipe.write_all(&vec![9u8; 1 << 20]).unwrap();
-    wait_for_staged(&env);
+    wait_for_staged(&env, &rx);
     tx.kill(15);
     let out = tx.finish();
     drop(pipe);
@@ -344,7 +353,7 @@ fn receiver_gone_while_stdin_is_idle_is_noticed_without_more_input() {
     let addr = rx.addr.clone();
     let (tx, mut pipe) = env.send_from_pipe(&[], &addr);
     pipe.write_all(&vec![1u8; 1 << 20]).unwrap();
-    wait_for_staged(&env);
+    wait_for_staged(&env, &rx);
     rx.run.kill(9);
     // The pipe stays open and silent: the sender must still finish.
     let out = tx.finish();

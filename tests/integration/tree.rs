@@ -124,11 +124,27 @@ fn transfer(env: &TestEnv, send_args: &[&str], recv_args: &[&str]) -> (Finished,
 }
 
 fn roundtrip_tree(extra: &[&str]) {
+    roundtrip_tree_with(extra, None);
+}
+
+/// A full tree both ways, with `ZCP_FAULT` set to `recv_fault` on the
+/// receiver; returns the receiver's output.
+fn roundtrip_tree_with(extra: &[&str], recv_fault: Option<&str>) -> Finished {
     let env = TestEnv::new();
     let src = build_tree(&env);
     let mut args = extra.to_vec();
     args.extend(["-r", "src/tree"]);
-    let (tx, rr) = transfer(&env, &args, extra);
+    let mut rcmd = zcp();
+    rcmd.current_dir(env.dir.path())
+        .args(["recv", "-v", "-l", "127.0.0.1:0"])
+        .args(extra)
+        .arg("dst");
+    if let Some(fault) = recv_fault {
+        rcmd.env("ZCP_FAULT", fault);
+    }
+    let rx = start_receiver(rcmd);
+    let tx = env.send(&args, &rx.addr);
+    let rr = rx.finish();
     tx.assert_code(0);
     rr.assert_code(0);
     assert_eq!(scan(&env.dst("tree")), scan(&src), "the received tree differs");
@@ -143,6 +159,12 @@ fn roundtrip_tree(extra: &[&str]) {
     assert!(!env.path("outside").exists());
     tx.assert_stderr("verified (sha256)");
     rr.assert_stderr("received 9 files, 6 directories, 5 links");
+    let staged: Vec<_> = scan(&env.dst(""))
+        .into_iter()
+        .filter(|e| e.path.starts_with(b".zcp-"))
+        .collect();
+    assert!(staged.is_empty(), "staged files left: {staged:?}");
+    rr
 }
 
 #[test]
@@ -153,6 +175,40 @@ fn a_tree_arrives_exactly_with_zero_copy() {
 #[test]
 fn a_tree_arrives_exactly_with_read_write() {
     roundtrip_tree(&["--no-zerocopy"]);
+}
+
+#[test]
+fn files_are_staged_unnamed_or_under_hidden_names_when_that_is_all_there_is() {
+    // The receiver stages files unnamed (O_TMPFILE) where it can...
+    let rr = roundtrip_tree_with(&[], None);
+    rr.assert_stderr("staging files as ");
+    // ...and under hidden temporary names when the probe finds no
+    // O_TMPFILE, or when one directory's file system lacks it.
+    let rr = roundtrip_tree_with(&[], Some("tmpfile=EOPNOTSUPP"));
+    rr.assert_stderr("staging files as hidden .zcp-*.part files");
+    roundtrip_tree_with(&[], Some("tmpfile=EOPNOTSUPP@3"));
+}
+
+#[test]
+fn a_verified_file_that_cannot_be_put_in_place_fails_alone() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.src("t")).unwrap();
+    for name in ["1", "2", "3"] {
+        std::fs::write(env.src("t").join(name), name).unwrap();
+    }
+    let mut rcmd = zcp();
+    rcmd.current_dir(env.dir.path())
+        .args(["recv", "-v", "-l", "127.0.0.1:0", "dst"])
+        // The probe links once; with unnamed staging the second link is
+        // the first file's, else the rename of a named one fails.
+        .env("ZCP_FAULT", "link=EIO@2,rename=EIO");
+    let rx = start_receiver(rcmd);
+    let tx = env.send(&["-r", "src/t"], &rx.addr);
+    let rr = rx.finish();
+    tx.assert_code(4);
+    rr.assert_code(4).assert_stderr("Input/output error");
+    assert_eq!(rr.error_lines().len(), 1, "{}", rr.stderr);
+    assert_eq!(env.list("dst/t").len(), 2, "{:?}", env.list("dst/t"));
 }
 
 #[test]
