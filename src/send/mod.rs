@@ -360,8 +360,10 @@ impl Session {
     }
 }
 
+/// The receiver's ERROR or VERDICT text, escaped once (see
+/// [`display::peer_text`]: names in it are already escaped).
 fn receiver_said(message: &str) -> String {
-    format!("receiver: {}", display::escape_text(message))
+    format!("receiver: {}", display::peer_text(message))
 }
 
 /// Preamble and HELLO exchange; hands the reading half to a [`Replies`]
