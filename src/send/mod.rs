@@ -77,12 +77,14 @@ pub fn run(args: SendArgs) -> Result<Code> {
     let operands = operands::classify(&args)?;
     crate::sys::raise_open_file_limit();
     let peer = args.target.to_string();
+    // Until the first entry goes out, errors name what could not be sent.
+    let sending = || format!("sending {} to {peer}", operands::describe(&args.sources));
 
-    let (sock, addr) = net::connect(&args.target)?;
+    let (sock, addr) = net::connect(&args.target).with_context(sending)?;
     reporter.detail(format!("connected to {peer} ({})", net::show_addr(addr)));
-    sock.set_read_timeout(Some(args.common.handshake_timeout()))?;
-    let (replies, no_clobber) =
-        handshake(&sock, algorithm, args.no_clobber).with_context(|| format!("talking to {peer}"))?;
+    sock.set_read_timeout(Some(args.common.handshake_timeout()))
+        .with_context(sending)?;
+    let (replies, no_clobber) = handshake(&sock, algorithm, args.no_clobber).with_context(sending)?;
     let roots = operands
         .iter()
         .filter_map(|op| op.path().map(|p| p.to_path_buf()))

@@ -39,12 +39,25 @@ fn nothing_listening_names_the_peer() {
         .local_addr()
         .unwrap()
         .port();
-    let src = env.random_file("a", 10, 1);
-    let out = env.send(&[src.to_str().unwrap()], &format!("127.0.0.1:{port}"));
-    out.assert_code(1)
-        .assert_stderr(&format!("connecting to 127.0.0.1:{port}"))
-        .assert_stderr("refused");
-    assert_eq!(out.error_lines().len(), 1);
+    env.random_file("report.pdf", 10, 1);
+    let out = env.send(&["src/report.pdf"], &format!("127.0.0.1:{port}"));
+    out.assert_code(1);
+    assert_eq!(out.error_lines().len(), 1, "{}", out.stderr);
+    assert!(
+        out.error_lines()[0].starts_with(&format!(
+            "zcp: error: sending src/report.pdf to 127.0.0.1:{port}: connecting: "
+        )),
+        "{}",
+        out.stderr
+    );
+    out.assert_stderr("refused");
+
+    // Several sources: the first and how many more.
+    std::fs::create_dir(env.src("dir")).unwrap();
+    let out = env.send(&["-r", "src/dir", "src/report.pdf", "-"], &format!("127.0.0.1:{port}"));
+    out.assert_code(1).assert_stderr(&format!(
+        "zcp: error: sending src/dir and 2 more to 127.0.0.1:{port}: connecting: "
+    ));
 }
 
 #[test]
@@ -362,7 +375,9 @@ fn a_silent_receiver_times_out_the_handshake() {
     let addr = silent.local_addr().unwrap().to_string();
     let src = env.random_file("a", 10, 1);
     let out = env.send(&["--timeout", "1", src.to_str().unwrap()], &addr);
-    out.assert_code(1).assert_stderr(&addr).assert_stderr("timed out");
+    out.assert_code(1)
+        .assert_stderr(&format!("sending {} to {addr}: ", src.display()))
+        .assert_stderr("timed out");
     drop(silent);
 }
 
