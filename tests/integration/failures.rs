@@ -60,6 +60,13 @@ fn nothing_listening_names_the_peer() {
     ));
 }
 
+/// Runs `zcp ARGS...`, expecting it to stop at the command line.
+fn usage(args: &[&str]) -> Finished {
+    let mut c = zcp();
+    c.args(args).stdin(Stdio::null());
+    Running::spawn(c, "zcp").finish()
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let cases: &[&[&str]] = &[
@@ -73,20 +80,28 @@ fn usage_errors_exit_2() {
         &["recv", "-l", "notaport"],
         &["recv", "--bogus"],
         &["send", "-q", "-v", "file", "h:1"],
+        &["recv", "-q", "-v", "d"],
+        &["recv", "--timeout", "0"],
         &["bench", "--size", "12X"],
+        &["frob"],
     ];
     for args in cases {
-        let out = Running::spawn(
-            {
-                let mut c = zcp();
-                c.args(*args).stdin(Stdio::null());
-                c
-            },
-            "zcp",
-        )
-        .finish();
+        let out = usage(args);
         assert_eq!(out.code(), 2, "args {args:?}: {}", out.stderr);
+        // One error line and one hint: no usage block, no blank lines.
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 2, "args {args:?}: {}", out.stderr);
+        assert!(lines[0].starts_with("zcp: error: "), "args {args:?}: {}", out.stderr);
+        let help = match args.first() {
+            Some(sub @ &("send" | "recv" | "bench")) => format!("Try 'zcp {sub} --help'"),
+            _ => "Try 'zcp --help'".to_string(),
+        };
+        assert!(lines[1].starts_with(&help), "args {args:?}: {}", out.stderr);
     }
+    usage(&["recv", "-q", "-v", "d"])
+        .assert_stderr("zcp: error: the argument '--quiet' cannot be used with '--verbose'\n");
+    usage(&["send", "--nmae", "x", "f", "h:1"]).assert_stderr("a similar argument exists: '--name'");
+    usage(&["send"]).assert_stderr("not provided: <SOURCE>... <HOST:PORT>\n");
     // A --name that is not a single path component is a usage error too.
     let env = TestEnv::new();
     let src = env.random_file("a", 1, 1);
