@@ -129,8 +129,8 @@ pub struct SendArgs {
     pub target: HostPort,
 
     /// Name the receiver gives stdin (`-`) [default: stdin], or the one
-    /// file sent [default: its file name]
-    #[arg(long, value_name = "NAME")]
+    /// file sent [default: its file name]. May start with `-`
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
     pub name: Option<OsString>,
 
     /// Send directories and everything in them
