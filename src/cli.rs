@@ -23,20 +23,23 @@ Copy files between Linux machines over TCP with zero-copy I/O and end-to-end SHA
 passes through a user-space buffer. Both ends hash what they moved and compare before the \
 file appears under its final name.";
 
+/// Lines stay under 77 columns so that clap never wraps them on an
+/// 80-column terminal (a test checks).
 const EXAMPLES: &str = "\
 Examples:
-  zcp recv /srv/incoming                     receive into a directory (port 7227)
+  zcp recv /srv/incoming                     receive into a directory
   zcp send big.iso server:7227               send a file
   zcp send -r photos/ notes.txt server:7227  send a tree and a file
-  tar c dir | zcp send - server:7227         send a stream; on the other end:
+  tar c dir | zcp send - server:7227         send stdin; on the other end:
   zcp recv -l 7227 - | tar x                 ... unpack it as it arrives
-  zcp recv -l 127.0.0.1:0 out.bin            any free port, printed on stderr
+  zcp recv -l 127.0.0.1:0 out.bin            any free port, shown on stderr
   zcp bench --size 256M                      measure zcp on this machine";
 
+/// Examples and the exit statuses, one per line.
 fn after_help() -> String {
     let mut s = String::from(EXAMPLES);
     s.push_str("\n\nExit status:\n");
-    for (code, meaning) in Code::TABLE {
+    for (code, meaning) in Code::BRIEF {
         s.push_str(&format!("  {code:<5}{meaning}\n"));
     }
     s
@@ -307,6 +310,13 @@ mod tests {
     #[test]
     fn the_cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_after_help_fits_80_columns() {
+        for line in after_help().lines() {
+            assert!(line.chars().count() <= 76, "too long for --help: {line:?}");
+        }
     }
 
     #[test]

@@ -38,6 +38,29 @@ fn help_lists_both_modes_examples_and_exit_codes() {
 }
 
 #[test]
+fn help_fits_an_80_column_terminal_one_exit_status_per_line() {
+    for args in [&["--help"][..], &["send", "--help"], &["recv", "-h"]] {
+        let mut cmd = zcp();
+        cmd.args(args).env("COLUMNS", "80").stdin(Stdio::null());
+        let out = Running::spawn(cmd, "zcp").finish();
+        out.assert_code(0);
+        let text = String::from_utf8(out.stdout).unwrap();
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "{args:?}: line too long: {line:?}");
+        }
+        let (_, tail) = text.split_once("Examples:\n").unwrap();
+        let (examples, statuses) = tail.split_once("\n\nExit status:\n").unwrap();
+        // Nothing wrapped: one line per example and per exit status.
+        assert_eq!(examples.lines().count(), 7, "{args:?}:\n{examples}");
+        let codes: Vec<&str> = statuses
+            .lines()
+            .map(|l| l.split_whitespace().next().unwrap_or(""))
+            .collect();
+        assert_eq!(codes, ["0", "1", "2", "3", "4", "130"], "{args:?}:\n{statuses}");
+    }
+}
+
+#[test]
 fn version_is_the_package_version() {
     let out = output(&["--version"]);
     out.assert_code(0);
