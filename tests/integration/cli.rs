@@ -98,6 +98,27 @@ fn generated_docs_are_current() {
 }
 
 #[test]
+fn the_man_synopsis_shows_option_values() {
+    let out = output(&["generate", "man"]);
+    out.assert_code(0);
+    let man = String::from_utf8(out.stdout).unwrap();
+    let (_, rest) = man.split_once(".SH SYNOPSIS\n").unwrap();
+    let (synopsis, _) = rest.split_once(".SH ").unwrap();
+    for needle in [
+        r"[\fB\-l\fR|\fB\-\-listen\fR\ \fI[ADDR:]PORT\fR]",
+        r"[\fB\-\-checksum\fR\ \fBsha256\fR|\fBnone\fR]",
+        r"[\fB\-\-name\fR\ \fINAME\fR]",
+        r"[\fB\-\-timeout\fR\ \fISECONDS\fR]",
+        r"[\fB\-\-size\fR\ \fISIZE\fR]",
+        r"\fISOURCE\fR... \fIHOST:PORT\fR",
+        r"[\fIDEST\fR]",
+    ] {
+        assert!(synopsis.contains(needle), "SYNOPSIS lacks {needle:?}:\n{synopsis}");
+    }
+    assert!(!synopsis.contains("generate"), "{synopsis}");
+}
+
+#[test]
 fn the_bash_completion_parses() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let status = std::process::Command::new("bash")
