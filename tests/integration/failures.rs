@@ -24,6 +24,31 @@ fn missing_source_file_fails_before_connecting() {
 }
 
 #[test]
+fn a_closed_stdin_is_an_error_not_an_empty_file() {
+    let env = TestEnv::new();
+    let rx = env.recv(&["dst"]);
+    // `<&-`: zcp starts with fd 0 closed.
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(env.dir.path())
+        .args(["-c", "exec \"$0\" send - \"$1\" <&-", zcp_path(), &rx.addr])
+        .env_remove("ZCP_FAULT")
+        .stdin(Stdio::null());
+    let out = Running::spawn(cmd, "zcp send - <&-").finish();
+    out.assert_code(1);
+    assert_eq!(
+        out.error_lines(),
+        ["zcp: error: reading stdin: standard input is closed"],
+        "{}",
+        out.stderr
+    );
+    // The receiver got nothing from it: the next sender is its only one.
+    let src = env.random_file("after", 10, 1);
+    env.send(&[src.to_str().unwrap()], &rx.addr).assert_code(0);
+    rx.finish().assert_code(0);
+    assert_dst(&env, &["after"]);
+}
+
+#[test]
 fn a_directory_source_without_r_is_a_usage_error() {
     let env = TestEnv::new();
     env.send(&["src"], "127.0.0.1:9")
