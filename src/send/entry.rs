@@ -248,7 +248,13 @@ impl Link<'_> {
     /// A pipe or other unsized input as DATA frames.
     fn stream(&mut self, source: &Source) -> Result<Sent> {
         let hasher = PipeHasher::spawn(self.algorithm, self.policy.pipe_size)?;
-        let mut input = outbound::StreamSource::new(source.file.as_fd(), source.kind, hasher.input(), self.policy);
+        let mut input = outbound::StreamSource::new(
+            source.file.as_fd(),
+            source.kind,
+            &source.shown,
+            hasher.input(),
+            self.policy,
+        );
         let mut total = 0u64;
         loop {
             let n = match input.fill(MAX_DATA_LEN as usize, self.sock) {

@@ -312,6 +312,12 @@ impl FdKind {
     }
 }
 
+/// The path an open descriptor refers to, e.g. `/dev/null` or
+/// `/dev/pts/3` (readlink of /proc/self/fd/N); None without /proc.
+pub fn fd_path(fd: BorrowedFd<'_>) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
+}
+
 /// Duplicates a borrowed fd into an owned `File` (F_DUPFD_CLOEXEC).
 pub fn dup_file(fd: BorrowedFd<'_>) -> io::Result<File> {
     let owned: OwnedFd = fd.try_clone_to_owned()?;
