@@ -31,6 +31,25 @@ fn shrank(sent: u64, len: u64) -> io::Error {
     )
 }
 
+/// What [`StreamSource::fill`] fails with when the receiver hung up while
+/// the input was idle: the connection failed, not the input.
+#[derive(Debug)]
+struct HungUp;
+
+impl std::fmt::Display for HungUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the receiver closed the connection")
+    }
+}
+
+impl std::error::Error for HungUp {}
+
+/// True if `err` is [`StreamSource::fill`] noticing that the receiver
+/// hung up, rather than a failure to read the input.
+pub fn hung_up(err: &io::Error) -> bool {
+    err.get_ref().is_some_and(|e| e.is::<HungUp>())
+}
+
 /// Sends bytes `[start, start + len)` of `file` to `sock`. `progress` gets
 /// the size of every step, after the bytes were handed to the socket.
 pub fn send_file(
@@ -222,10 +241,7 @@ impl<'a> StreamSource<'a> {
                 return Err(crate::error::interrupted_io());
             }
             if !nonblock && self.wait_for_input(sock)? {
-                return Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "the receiver closed the connection",
-                ));
+                return Err(io::Error::new(io::ErrorKind::ConnectionAborted, HungUp));
             }
             let step = match self.mode {
                 StreamMode::Tee => match self.hash {

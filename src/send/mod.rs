@@ -110,10 +110,7 @@ pub fn run(args: SendArgs) -> Result<Code> {
     let mut outbox = Outbox::default();
     if let Err(local) = session.stream(&sock, &walk, &mut outbox, policy) {
         session.reporter.finish();
-        let what = match &session.current {
-            Some(path) => format!("sending {path} to {}", session.peer),
-            None => format!("sending to {}", session.peer),
-        };
+        let what = session.sending();
         // The receiver's reason (disk full, ...) beats our broken pipe.
         return Err(match session.replies.next(Some(REASON_GRACE)) {
             Some(Reply::Error(e)) => {
@@ -136,7 +133,7 @@ impl Session {
                 Ok(b) => b,
                 Err(TryRecvError::Empty) => {
                     // The walk is behind: send what is batched meanwhile.
-                    outbox.flush(sock)?;
+                    outbox.flush(sock).with_context(|| self.sending())?;
                     match walk.recv() {
                         Ok(b) => b,
                         Err(_) => break,
@@ -163,7 +160,16 @@ impl Session {
             }
         }
         outbox.push_done();
-        outbox.flush(sock)
+        outbox.flush(sock).with_context(|| self.sending())
+    }
+
+    /// What we were doing, for messages: `sending PATH to PEER` with the
+    /// entry being sent, if any.
+    fn sending(&self) -> String {
+        match &self.current {
+            Some(path) => format!("sending {path} to {}", self.peer),
+            None => format!("sending to {}", self.peer),
+        }
     }
 
     fn send_item(&mut self, sock: &TcpStream, outbox: &mut Outbox, policy: Policy, item: Item) -> Result<()> {

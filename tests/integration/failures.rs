@@ -402,9 +402,31 @@ fn receiver_gone_while_stdin_is_idle_is_noticed_without_more_input() {
     // The pipe stays open and silent: the sender must still finish.
     let out = tx.finish();
     drop(pipe);
-    out.assert_code(1)
-        .assert_stderr(&addr)
-        .assert_stderr("closed the connection");
+    out.assert_code(1).assert_stderr(&format!(
+        "zcp: error: sending stdin to {addr}: the receiver closed the connection\n"
+    ));
+    assert!(!out.stderr.contains("reading stdin"), "{}", out.stderr);
+    let _ = rx.finish();
+}
+
+#[test]
+fn receiver_gone_while_stdin_flows_names_the_connection_not_stdin() {
+    let env = TestEnv::new();
+    let mut rx = env.recv(&["dst"]);
+    let addr = rx.addr.clone();
+    let (tx, mut pipe) = env.send_from_pipe(&[], &addr);
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![3u8; 1 << 16];
+        while pipe.write_all(&chunk).is_ok() {}
+    });
+    wait_for_staged(&env);
+    rx.run.kill(9);
+    let out = tx.finish();
+    writer.join().unwrap();
+    out.assert_code(1).assert_stderr(&format!(
+        "zcp: error: sending stdin to {addr}: the receiver closed the connection"
+    ));
+    assert!(!out.stderr.contains("reading stdin"), "{}", out.stderr);
     let _ = rx.finish();
 }
 
