@@ -31,7 +31,7 @@ complete -c zcp -n "__fish_zcp_needs_command" -f -a "recv" -d 'Receive one trans
 complete -c zcp -n "__fish_zcp_needs_command" -f -a "bench" -d 'Measure zcp on loopback: default, --checksum none and --no-zerocopy'
 complete -c zcp -n "__fish_zcp_needs_command" -f -a "generate" -d 'Write the man page or a shell completion script to stdout'
 complete -c zcp -n "__fish_zcp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c zcp -n "__fish_zcp_using_subcommand send" -l name -d 'Name the receiver gives stdin (`-`) [default: stdin], or the one file sent [default: its file name]' -r
+complete -c zcp -n "__fish_zcp_using_subcommand send" -l name -d 'Name the receiver gives stdin (`-`) [default: stdin], or the one file sent [default: its file name]. May start with `-`' -r
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l checksum -d 'Verification of the payload; both ends must use the same value. `none` is for trusted links: nothing is compared and the summary says "unverified"' -r -f -a "sha256\t'SHA-256, computed on both ends and compared before commit'
 none\t'No verification (trusted links only); summaries say "unverified"'"
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l timeout -d 'Seconds to wait for the peer to answer during the handshake (after connecting), so a silent or wrong peer cannot hold zcp forever' -r

@@ -23,20 +23,23 @@ Copy files between Linux machines over TCP with zero-copy I/O and end-to-end SHA
 passes through a user-space buffer. Both ends hash what they moved and compare before the \
 file appears under its final name.";
 
+/// Lines stay under 77 columns so that clap never wraps them on an
+/// 80-column terminal (a test checks).
 const EXAMPLES: &str = "\
 Examples:
-  zcp recv /srv/incoming                     receive into a directory (port 7227)
+  zcp recv /srv/incoming                     receive into a directory
   zcp send big.iso server:7227               send a file
   zcp send -r photos/ notes.txt server:7227  send a tree and a file
-  tar c dir | zcp send - server:7227         send a stream; on the other end:
+  tar c dir | zcp send - server:7227         send stdin; on the other end:
   zcp recv -l 7227 - | tar x                 ... unpack it as it arrives
-  zcp recv -l 127.0.0.1:0 out.bin            any free port, printed on stderr
+  zcp recv -l 127.0.0.1:0 out.bin            any free port, shown on stderr
   zcp bench --size 256M                      measure zcp on this machine";
 
+/// Examples and the exit statuses, one per line.
 fn after_help() -> String {
     let mut s = String::from(EXAMPLES);
     s.push_str("\n\nExit status:\n");
-    for (code, meaning) in Code::TABLE {
+    for (code, meaning) in Code::BRIEF {
         s.push_str(&format!("  {code:<5}{meaning}\n"));
     }
     s
@@ -96,7 +99,7 @@ pub struct CommonArgs {
 
     /// Seconds to wait for the peer to answer during the handshake (after
     /// connecting), so a silent or wrong peer cannot hold zcp forever
-    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = parse_seconds)]
     pub timeout: u64,
 }
 
@@ -129,8 +132,8 @@ pub struct SendArgs {
     pub target: HostPort,
 
     /// Name the receiver gives stdin (`-`) [default: stdin], or the one
-    /// file sent [default: its file name]
-    #[arg(long, value_name = "NAME")]
+    /// file sent [default: its file name]. May start with `-`
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
     pub name: Option<OsString>,
 
     /// Send directories and everything in them
@@ -213,6 +216,67 @@ pub enum Artifact {
     Fish,
 }
 
+/// Parses the command line. Help and version go to stdout (exit 0); any
+/// usage error becomes one `zcp: error: ...` line (clap's tips appended to
+/// it) and one hint line naming the right `--help`, with exit status 2.
+pub fn parse() -> Result<Cli, Code> {
+    use clap::error::ErrorKind;
+    let err = match Cli::try_parse() {
+        Ok(cli) => return Ok(cli),
+        Err(e) => e,
+    };
+    let message = match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = err.print();
+            return Err(Code::Success);
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => "no command given: use send, recv or bench".to_string(),
+        _ => one_line(&err.render().to_string()),
+    };
+    let help = match std::env::args_os().nth(1) {
+        Some(sub) if ["send", "recv", "bench"].iter().any(|s| sub == *s) => {
+            format!("zcp {} --help", sub.to_string_lossy())
+        }
+        _ => "zcp --help".to_string(),
+    };
+    eprintln!("zcp: error: {message}\nTry '{help}' for more information.");
+    Err(Code::Usage)
+}
+
+/// Folds clap's rendered error into one line: the message (whose lines,
+/// such as a list of missing arguments, are joined) and its tips, without
+/// the usage and "for more information" paragraphs.
+fn one_line(rendered: &str) -> String {
+    let mut paragraphs = rendered.split("\n\n");
+    let mut line = paragraphs
+        .next()
+        .unwrap_or_default()
+        .split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some(rest) = line.strip_prefix("error: ") {
+        line = rest.to_string();
+    }
+    for tip in paragraphs
+        .flat_map(|p| p.lines())
+        .filter_map(|l| l.trim().strip_prefix("tip: "))
+    {
+        line.push_str("; ");
+        line.push_str(tip);
+    }
+    line
+}
+
+/// Parses a whole number of seconds, at least 1.
+fn parse_seconds(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a whole number of seconds, at least 1".into()),
+    }
+}
+
 /// Parses a byte size: a number with an optional K, M, G or T suffix
 /// (powers of 1024; `KiB`, `MB` and similar spellings are accepted).
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -246,6 +310,27 @@ mod tests {
     #[test]
     fn the_cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_after_help_fits_80_columns() {
+        for line in after_help().lines() {
+            assert!(line.chars().count() <= 76, "too long for --help: {line:?}");
+        }
+    }
+
+    #[test]
+    fn clap_errors_fold_into_one_line() {
+        let rendered = "error: the following required arguments were not provided:\n  <SOURCE>...\n  <HOST:PORT>\n\nUsage: zcp send <SOURCE>... <HOST:PORT>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(rendered),
+            "the following required arguments were not provided: <SOURCE>... <HOST:PORT>"
+        );
+        let rendered = "error: unexpected argument '-d' found\n\n  tip: to pass '-d' as a value, use '-- -d'\n\nUsage: zcp send [OPTIONS] <SOURCE>... <HOST:PORT>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(rendered),
+            "unexpected argument '-d' found; to pass '-d' as a value, use '-- -d'"
+        );
     }
 
     #[test]

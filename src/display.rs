@@ -18,11 +18,16 @@ fn needs_escape(c: char) -> bool {
 
 /// Escapes `bytes` for display on one terminal line.
 pub fn escape_bytes(bytes: &[u8]) -> String {
+    escape(bytes, true)
+}
+
+/// Escapes `bytes`; a backslash is doubled only if `backslash` is set.
+fn escape(bytes: &[u8], backslash: bool) -> String {
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
-                '\\' => out.push_str("\\\\"),
+                '\\' if backslash => out.push_str("\\\\"),
                 '\n' => out.push_str("\\n"),
                 '\t' => out.push_str("\\t"),
                 '\r' => out.push_str("\\r"),
@@ -39,9 +44,23 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
     out
 }
 
-/// Escapes a string from the peer (already UTF-8) for display.
+/// Escapes a raw string from the peer, such as its software name, for
+/// display; messages it wrote for display go through [`peer_text`].
 pub fn escape_text(s: &str) -> String {
     escape_bytes(s.as_bytes())
+}
+
+/// Makes a message the peer wrote for display (ERROR and VERDICT text)
+/// safe to show, escaping it exactly once. zcp composes such messages
+/// from names it has already escaped with [`escape_bytes`], so a
+/// backslash in them is either the peer's own escape or an escaped
+/// backslash: doubling it again would show a name holding a newline as
+/// `a\\nb`. Only what could still drive the terminal is escaped here
+/// (control characters, bidirectional and zero-width characters); a
+/// hostile peer can print backslashes and ordinary text, as it
+/// could anyway, but never a raw control byte.
+pub fn peer_text(s: &str) -> String {
+    escape(s.as_bytes(), false)
 }
 
 /// Escapes a local path for display.
@@ -101,6 +120,17 @@ mod tests {
         assert_eq!(escape_bytes("evil\u{202e}txt.exe".as_bytes()), "evil\\u{202e}txt.exe");
         assert_eq!(escape_bytes("caf\u{e9}".as_bytes()), "caf\u{e9}");
         assert_eq!(escape_bytes(b"back\\slash"), "back\\\\slash");
+    }
+
+    #[test]
+    fn peer_text_is_escaped_once() {
+        // A name the peer already escaped keeps its single backslash.
+        assert_eq!(
+            peer_text("renaming onto a\\nb: Is a directory"),
+            "renaming onto a\\nb: Is a directory"
+        );
+        assert_eq!(peer_text("quota \u{1b}[2J\nok\r"), "quota \\u{1b}[2J\\nok\\r");
+        assert_eq!(peer_text("evil\u{202e}txt"), "evil\\u{202e}txt");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Exit codes and the few typed errors that choose one. Everything else is
 //! an `anyhow::Error` with context, which exits with [`Code::Failure`].
-//! The table in README.md, the man page (generate.rs) and `--help` repeat
-//! [`Code::TABLE`]; keep them in step.
+//! The table in README.md and the man page (generate.rs) repeat
+//! [`Code::TABLE`], `--help` its short form [`Code::BRIEF`]; keep them in
+//! step.
 
 use std::fmt;
 use std::process::ExitCode;
@@ -43,6 +44,22 @@ impl Code {
         (
             4,
             "partial transfer: some entries failed (each is named on stderr), the others were committed",
+        ),
+        (130, "interrupted by SIGINT or SIGTERM; staged files were removed"),
+    ];
+
+    /// The same rows, short enough for `--help` on an 80-column terminal.
+    pub const BRIEF: [(u8, &'static str); 6] = [
+        (0, "success: verified and committed under its final name"),
+        (
+            1,
+            "failure: I/O, network or peer (no such file, refused, disk full, ...)",
+        ),
+        (2, "usage error: bad option or argument"),
+        (3, "integrity: the digests differ; nothing was committed"),
+        (
+            4,
+            "partial: some entries failed (each named on stderr), the rest arrived",
         ),
         (130, "interrupted by SIGINT or SIGTERM; staged files were removed"),
     ];
@@ -110,6 +127,12 @@ pub fn exit_code(err: &anyhow::Error) -> Code {
 mod tests {
     use super::*;
     use anyhow::Context;
+
+    #[test]
+    fn the_brief_table_has_the_same_codes() {
+        let codes = |t: &[(u8, &str)]| t.iter().map(|r| r.0).collect::<Vec<_>>();
+        assert_eq!(codes(&Code::TABLE), codes(&Code::BRIEF));
+    }
 
     #[test]
     fn the_code_survives_added_context() {

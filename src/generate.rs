@@ -63,21 +63,66 @@ fn items(out: &mut Vec<u8>, rows: &[(&str, &str)]) -> io::Result<()> {
     Ok(())
 }
 
+/// The arguments of one subcommand's SYNOPSIS line, with the value every
+/// option takes, which clap_mangen's synopsis leaves out: for `zcp recv`,
+/// `[-l|--listen [ADDR:]PORT] ... [--checksum sha256|none] ... [DEST]`.
+/// An option and its value are joined by an unbreakable space.
+fn synopsis(sub: &clap::Command) -> String {
+    let bold = |t: &str| format!("\\fB{}\\fR", roff(t));
+    let italic = |t: &str| format!("\\fI{}\\fR", roff(t));
+    let mut items = Vec::new();
+    for arg in sub.get_arguments().filter(|a| !a.is_hide_set() && !a.is_positional()) {
+        let mut names = Vec::new();
+        if let Some(c) = arg.get_short() {
+            names.push(bold(&format!("-{c}")));
+        }
+        if let Some(l) = arg.get_long() {
+            names.push(bold(&format!("--{l}")));
+        }
+        let mut item = names.join("|");
+        if arg.get_action().takes_values() {
+            let values: Vec<String> = arg
+                .get_possible_values()
+                .iter()
+                .filter(|v| !v.is_hide_set())
+                .map(|v| bold(v.get_name()))
+                .collect();
+            let value = if values.is_empty() {
+                italic(&arg.get_value_names().map(|n| n.join(" ")).unwrap_or_default())
+            } else {
+                values.join("|")
+            };
+            item = format!("{item}\\ {value}");
+        }
+        items.push(format!("[{item}]"));
+    }
+    for arg in sub.get_positionals().filter(|a| !a.is_hide_set()) {
+        let name = arg.get_value_names().map(|n| n.join(" ")).unwrap_or_default();
+        let many = arg.get_num_args().is_some_and(|n| n.max_values() > 1);
+        let item = format!("{}{}", italic(&name), if many { "..." } else { "" });
+        items.push(if arg.is_required_set() {
+            item
+        } else {
+            format!("[{item}]")
+        });
+    }
+    items.join(" ")
+}
+
 fn man_page(out: &mut Vec<u8>) -> Result<()> {
     let cmd = Cli::command();
     let man = clap_mangen::Man::new(cmd.clone());
     out.extend_from_slice(BANNER.as_bytes());
     man.render_title(out)?;
     man.render_name_section(out)?;
-    writeln!(out, ".SH SYNOPSIS")?;
+    // One hanging paragraph per subcommand, so a wrapped line is indented
+    // past the command; no hyphenation or justification inside options.
+    writeln!(out, ".SH SYNOPSIS\n.nh\n.ad l")?;
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        let mut line = Vec::new();
-        clap_mangen::Man::new(sub.clone().bin_name(format!("zcp {}", sub.get_name())))
-            .render_synopsis_section(&mut line)?;
-        // Keep the synopsis lines, drop the per-subcommand heading.
-        let text = String::from_utf8_lossy(&line).replace(".SH SYNOPSIS\n", "");
-        writeln!(out, "{}\n.br", text.trim_end())?;
+        let name = format!("\\fBzcp\\ {}\\fR", sub.get_name());
+        writeln!(out, ".TP \\w'{name}\\ 'u\n{name}\n{}", synopsis(sub))?;
     }
+    writeln!(out, ".ad\n.hy")?;
     man.render_description_section(out)?;
 
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {

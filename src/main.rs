@@ -22,13 +22,14 @@ mod tally;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use crate::cli::{Cli, Command};
+use crate::cli::Command;
 use crate::error::Code;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match cli::parse() {
+        Ok(cli) => cli,
+        Err(code) => return code.exit(),
+    };
     if let Err(e) = sys::signals::install() {
         eprintln!("zcp: warning: cannot install signal handlers: {e}");
     }

@@ -174,11 +174,14 @@ pub fn accept(listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
     }
 }
 
-/// Connects to the first address of `target` that answers.
+/// Connects to the first address of `target` that answers. Errors do not
+/// repeat `target` (the caller names it): `connecting: Connection refused`,
+/// `connecting to 10.0.0.5:7227: ...` when a name resolved, `resolving
+/// host: ...`.
 pub fn connect(target: &HostPort) -> Result<(TcpStream, SocketAddr)> {
     let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
         .to_socket_addrs()
-        .with_context(|| format!("resolving {target}"))?
+        .with_context(|| format!("resolving {}", target.host))?
         .collect();
     let mut last = None;
     for addr in addrs {
@@ -194,9 +197,9 @@ pub fn connect(target: &HostPort) -> Result<(TcpStream, SocketAddr)> {
         }
     }
     match last {
-        Some((addr, e)) if addr.to_string() == target.to_string() => Err(anyhow!("connecting to {target}: {e}")),
-        Some((addr, e)) => Err(anyhow!("connecting to {target} ({}): {e}", show_addr(addr))),
-        None => Err(anyhow!("{target} resolves to no address")),
+        Some((addr, e)) if addr.to_string() == target.to_string() => Err(anyhow!("connecting: {e}")),
+        Some((addr, e)) => Err(anyhow!("connecting to {}: {e}", show_addr(addr))),
+        None => Err(anyhow!("{} resolves to no address", target.host)),
     }
 }
 

@@ -12,13 +12,14 @@
 //!   so a receiver that gives up is noticed even if the producer is silent.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, IsTerminal};
 use std::net::TcpStream;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 
 use super::{Policy, RW_BUFFER, Report, SENDFILE_CHUNK, clamp, disabled, settle, unsupported};
 use crate::checksum;
+use crate::display;
 use crate::frames::write_all;
 use crate::sys::{self, FdKind, IoBuf, Pipe, signals};
 
@@ -28,6 +29,25 @@ fn shrank(sent: u64, len: u64) -> io::Error {
         io::ErrorKind::UnexpectedEof,
         format!("source changed while being sent: it ended after {sent} of {len} bytes"),
     )
+}
+
+/// What [`StreamSource::fill`] fails with when the receiver hung up while
+/// the input was idle: the connection failed, not the input.
+#[derive(Debug)]
+struct HungUp;
+
+impl std::fmt::Display for HungUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the receiver closed the connection")
+    }
+}
+
+impl std::error::Error for HungUp {}
+
+/// True if `err` is [`StreamSource::fill`] noticing that the receiver
+/// hung up, rather than a failure to read the input.
+pub fn hung_up(err: &io::Error) -> bool {
+    err.get_ref().is_some_and(|e| e.is::<HungUp>())
 }
 
 /// Sends bytes `[start, start + len)` of `file` to `sock`. `progress` gets
@@ -121,9 +141,43 @@ pub struct StreamSource<'a> {
     pub report: Report,
 }
 
+/// What a stream input that is not a pipe is, for `-v`: its route and the
+/// reason it moves by read/write, e.g. ("character device → socket",
+/// "stdin is the character device /dev/null, and zero-copy needs ...").
+/// `name` is how messages show the input (`stdin` or its path).
+fn not_a_pipe(name: &str, input: BorrowedFd<'_>, kind: FdKind) -> (&'static str, String) {
+    const WHY: &str = "and zero-copy needs a regular file (sendfile) or a pipe (splice)";
+    let (route, noun) = match kind {
+        FdKind::CharDevice if input.is_terminal() => ("terminal → socket", "terminal"),
+        FdKind::CharDevice => ("character device → socket", "character device"),
+        FdKind::BlockDevice => ("block device → socket", "block device"),
+        FdKind::Socket => ("socket → socket", "socket"),
+        FdKind::Regular => ("file → socket", "regular file"),
+        other => return ("input → socket", format!("{name} is {}, {WHY}", other.describe())),
+    };
+    // Name the device behind stdin: /dev/null, /dev/pts/3.
+    let device = matches!(kind, FdKind::CharDevice | FdKind::BlockDevice)
+        .then(|| sys::fd_path(input))
+        .flatten()
+        .map(|p| display::path(&p))
+        .filter(|p| p != name);
+    let why = match device {
+        Some(path) => format!("{name} is the {noun} {path}, {WHY}"),
+        None => format!("{name} is a {noun}, {WHY}"),
+    };
+    (route, why)
+}
+
 impl<'a> StreamSource<'a> {
-    /// `hash` is the write end of a [`checksum::PipeHasher`], if verifying.
-    pub fn new(input: BorrowedFd<'a>, kind: FdKind, hash: Option<&'a File>, policy: Policy) -> StreamSource<'a> {
+    /// `name` shows the input in messages (`stdin` or its path); `hash` is
+    /// the write end of a [`checksum::PipeHasher`], if verifying.
+    pub fn new(
+        input: BorrowedFd<'a>,
+        kind: FdKind,
+        name: &str,
+        hash: Option<&'a File>,
+        policy: Policy,
+    ) -> StreamSource<'a> {
         let mut report = Report {
             route: if hash.is_some() {
                 "pipe → socket, tee → hash"
@@ -132,11 +186,15 @@ impl<'a> StreamSource<'a> {
             },
             ..Report::default()
         };
+        let not_pipe = (kind != FdKind::Pipe).then(|| not_a_pipe(name, input, kind));
+        if let Some((route, _)) = &not_pipe {
+            report.route = route;
+        }
         let mode = if !policy.zerocopy {
             report.fallback = Some("--no-zerocopy was given".into());
             StreamMode::ReadWrite
-        } else if kind != FdKind::Pipe {
-            report.fallback = Some(format!("the input is {}, and splice needs a pipe", kind.describe()));
+        } else if let Some((_, why)) = not_pipe {
+            report.fallback = Some(why);
             StreamMode::ReadWrite
         } else if disabled("splice") {
             report.fallback = Some("splice was refused earlier in this process".into());
@@ -183,10 +241,7 @@ impl<'a> StreamSource<'a> {
                 return Err(crate::error::interrupted_io());
             }
             if !nonblock && self.wait_for_input(sock)? {
-                return Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "the receiver closed the connection",
-                ));
+                return Err(io::Error::new(io::ErrorKind::ConnectionAborted, HungUp));
             }
             let step = match self.mode {
                 StreamMode::Tee => match self.hash {

@@ -63,7 +63,7 @@ impl Outbox {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let result = frames::write_all(sock.as_fd(), &self.buf).context("sending");
+        let result = frames::write_all(sock.as_fd(), &self.buf).map_err(to_receiver);
         self.buf.clear();
         result
     }
@@ -154,6 +154,11 @@ impl Link<'_> {
         }
     }
 
+    /// Sends one control frame of the entry.
+    fn send_frame(&self, msg: &Message) -> Result<()> {
+        frames::send(self.sock, msg).map_err(to_receiver)
+    }
+
     fn batch_done(&mut self) -> Result<()> {
         if self.outbox.buf.len() >= BATCH {
             self.outbox.flush(self.sock)?;
@@ -172,14 +177,11 @@ impl Link<'_> {
     fn end(&mut self, sent: u64, digest: Digest, report: Report, changed: Result<()>) -> Result<Sent> {
         let aborted = changed.err().map(|e| format!("{e:#}"));
         match &aborted {
-            Some(why) => frames::send(self.sock, &Message::Abort(why.clone()))?,
-            None => frames::send(
-                self.sock,
-                &Message::Trailer(Trailer {
-                    bytes: sent,
-                    digest: digest.clone(),
-                }),
-            )?,
+            Some(why) => self.send_frame(&Message::Abort(why.clone()))?,
+            None => self.send_frame(&Message::Trailer(Trailer {
+                bytes: sent,
+                digest: digest.clone(),
+            }))?,
         }
         Ok(Sent {
             bytes: sent,
@@ -198,7 +200,8 @@ impl Link<'_> {
             done += n;
             hasher.advance(start + done);
             reporter.advance(n);
-        })?;
+        })
+        .map_err(to_receiver)?;
         let hashed = hasher.finish().with_context(|| format!("hashing {shown}"))?;
         self.end(done, hashed.digest, report, fingerprint.check(file, shown))
     }
@@ -218,7 +221,7 @@ impl Link<'_> {
                 .unwrap_or(len)
                 .min(len);
             if data > at {
-                frames::send(self.sock, &Message::Hole(data - at))?;
+                self.send_frame(&Message::Hole(data - at))?;
                 self.reporter.advance(data - at);
                 at = data;
                 hasher.advance(at);
@@ -229,14 +232,15 @@ impl Link<'_> {
                 .min(len);
             while at < hole {
                 let n = (hole - at).min(u64::from(MAX_DATA_LEN));
-                frames::send(self.sock, &Message::Data(n as u32))?;
+                self.send_frame(&Message::Data(n as u32))?;
                 let reporter = self.reporter;
                 let mut moved = 0u64;
                 let part = outbound::send_file(self.sock, file, at, n, self.policy, &mut |k| {
                     moved += k;
                     hasher.advance(at + moved);
                     reporter.advance(k);
-                })?;
+                })
+                .map_err(to_receiver)?;
                 merge(&mut report, &part);
                 at += n;
             }
@@ -248,11 +252,19 @@ impl Link<'_> {
     /// A pipe or other unsized input as DATA frames.
     fn stream(&mut self, source: &Source) -> Result<Sent> {
         let hasher = PipeHasher::spawn(self.algorithm, self.policy.pipe_size)?;
-        let mut input = outbound::StreamSource::new(source.file.as_fd(), source.kind, hasher.input(), self.policy);
+        let mut input = outbound::StreamSource::new(
+            source.file.as_fd(),
+            source.kind,
+            &source.shown,
+            hasher.input(),
+            self.policy,
+        );
         let mut total = 0u64;
         loop {
             let n = match input.fill(MAX_DATA_LEN as usize, self.sock) {
                 Ok(n) => n,
+                // The receiver went away, not the input: nobody to tell.
+                Err(e) if outbound::hung_up(&e) => return Err(e.into()),
                 Err(e) => {
                     // At a frame boundary the receiver can be told why; the
                     // session cannot go on (the input or the peer is gone).
@@ -263,8 +275,8 @@ impl Link<'_> {
             if n == 0 {
                 break;
             }
-            frames::send(self.sock, &Message::Data(u32::try_from(n)?))?;
-            input.forward(self.sock, n)?;
+            self.send_frame(&Message::Data(u32::try_from(n)?))?;
+            input.forward(self.sock, n).map_err(to_receiver)?;
             total += n as u64;
             self.reporter.advance(n as u64);
         }
@@ -279,6 +291,24 @@ impl Link<'_> {
             ));
         }
         self.end(total, hashed.digest, report, Ok(()))
+    }
+}
+
+/// An error writing to the socket (frames, `send_file`, `forward`; none
+/// of them reads anything that could fail this way but the connection): a
+/// broken pipe or a reset names the receiver, so that "sending stdin:
+/// Broken pipe" is not mistaken for a failing input pipe.
+fn to_receiver(err: impl Into<anyhow::Error>) -> anyhow::Error {
+    use std::io::ErrorKind;
+    let err = err.into();
+    let gone = err
+        .chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .find(|e| matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset))
+        .map(|e| e.to_string());
+    match gone {
+        Some(why) => anyhow!("the receiver closed the connection: {why}"),
+        None => err,
     }
 }
 

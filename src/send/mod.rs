@@ -77,12 +77,14 @@ pub fn run(args: SendArgs) -> Result<Code> {
     let operands = operands::classify(&args)?;
     crate::sys::raise_open_file_limit();
     let peer = args.target.to_string();
+    // Until the first entry goes out, errors name what could not be sent.
+    let sending = || format!("sending {} to {peer}", operands::describe(&args.sources));
 
-    let (sock, addr) = net::connect(&args.target)?;
+    let (sock, addr) = net::connect(&args.target).with_context(sending)?;
     reporter.detail(format!("connected to {peer} ({})", net::show_addr(addr)));
-    sock.set_read_timeout(Some(args.common.handshake_timeout()))?;
-    let (replies, no_clobber) =
-        handshake(&sock, algorithm, args.no_clobber).with_context(|| format!("talking to {peer}"))?;
+    sock.set_read_timeout(Some(args.common.handshake_timeout()))
+        .with_context(sending)?;
+    let (replies, no_clobber) = handshake(&sock, algorithm, args.no_clobber).with_context(sending)?;
     let roots = operands
         .iter()
         .filter_map(|op| op.path().map(|p| p.to_path_buf()))
@@ -108,10 +110,7 @@ pub fn run(args: SendArgs) -> Result<Code> {
     let mut outbox = Outbox::default();
     if let Err(local) = session.stream(&sock, &walk, &mut outbox, policy) {
         session.reporter.finish();
-        let what = match &session.current {
-            Some(path) => format!("sending {path} to {}", session.peer),
-            None => format!("sending to {}", session.peer),
-        };
+        let what = session.sending();
         // The receiver's reason (disk full, ...) beats our broken pipe.
         return Err(match session.replies.next(Some(REASON_GRACE)) {
             Some(Reply::Error(e)) => {
@@ -134,7 +133,7 @@ impl Session {
                 Ok(b) => b,
                 Err(TryRecvError::Empty) => {
                     // The walk is behind: send what is batched meanwhile.
-                    outbox.flush(sock)?;
+                    outbox.flush(sock).with_context(|| self.sending())?;
                     match walk.recv() {
                         Ok(b) => b,
                         Err(_) => break,
@@ -161,7 +160,16 @@ impl Session {
             }
         }
         outbox.push_done();
-        outbox.flush(sock)
+        outbox.flush(sock).with_context(|| self.sending())
+    }
+
+    /// What we were doing, for messages: `sending PATH to PEER` with the
+    /// entry being sent, if any.
+    fn sending(&self) -> String {
+        match &self.current {
+            Some(path) => format!("sending {path} to {}", self.peer),
+            None => format!("sending to {}", self.peer),
+        }
     }
 
     fn send_item(&mut self, sock: &TcpStream, outbox: &mut Outbox, policy: Policy, item: Item) -> Result<()> {
@@ -360,8 +368,10 @@ impl Session {
     }
 }
 
+/// The receiver's ERROR or VERDICT text, escaped once (see
+/// [`display::peer_text`]: names in it are already escaped).
 fn receiver_said(message: &str) -> String {
-    format!("receiver: {}", display::escape_text(message))
+    format!("receiver: {}", display::peer_text(message))
 }
 
 /// Preamble and HELLO exchange; hands the reading half to a [`Replies`]

@@ -89,6 +89,24 @@ fn operand(path: &Path, args: &SendArgs) -> Result<Operand> {
     Ok(Operand::Stream(source, name))
 }
 
+/// The SOURCE operands as messages name them before anything was sent:
+/// `report.pdf`, `a.txt and b.txt`, `photos and 2 more` (`-` is stdin).
+pub fn describe(sources: &[PathBuf]) -> String {
+    let show = |p: &PathBuf| {
+        if p.as_os_str() == "-" {
+            "stdin".to_string()
+        } else {
+            display::path(p)
+        }
+    };
+    match sources {
+        [] => "nothing".into(),
+        [one] => show(one),
+        [a, b] => format!("{} and {}", show(a), show(b)),
+        [first, rest @ ..] => format!("{} and {} more", show(first), rest.len()),
+    }
+}
+
 /// `prefix` names the option the name came from, if any.
 fn checked_name(bytes: &[u8], prefix: &str) -> Result<Name> {
     Name::new(bytes).map_err(|e| {
@@ -121,6 +139,15 @@ fn top_name(path: &Path) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources_are_described_by_the_first_and_a_count() {
+        let paths = |v: &[&str]| v.iter().map(PathBuf::from).collect::<Vec<_>>();
+        assert_eq!(describe(&paths(&["report.pdf"])), "report.pdf");
+        assert_eq!(describe(&paths(&["-"])), "stdin");
+        assert_eq!(describe(&paths(&["a", "b\nc"])), "a and b\\nc");
+        assert_eq!(describe(&paths(&["photos/", "a", "b"])), "photos/ and 2 more");
+    }
 
     #[test]
     fn trailing_slashes_do_not_change_the_name_and_dot_means_contents() {

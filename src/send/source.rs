@@ -77,6 +77,9 @@ impl Source {
     pub fn open(path: &Path, name: Option<&OsString>) -> Result<Source> {
         let is_stdin = path.as_os_str() == "-";
         let (file, shown) = if is_stdin {
+            if sys::stdin_was_closed() {
+                bail!("reading stdin: standard input is closed");
+            }
             let stdin = sys::dup_file(std::io::stdin().as_fd()).context("duplicating stdin")?;
             (stdin, "stdin".to_string())
         } else {

@@ -1,6 +1,6 @@
 //! The syscall boundary: every raw system call zcp makes goes through a thin,
 //! documented wrapper here, and this is the only module allowed to contain
-//! `unsafe` (in `signals`, and for `getrandom`).
+//! `unsafe` (in `signals` and `stdio`, and for `getrandom`).
 //!
 //! Wrappers return `io::Result` so callers can add context with anyhow, and
 //! classify errors with [`errno_of`]. The data-path wrappers (`sendfile`,
@@ -13,9 +13,11 @@ pub mod fault;
 mod fs;
 mod iobuf;
 pub mod signals;
+mod stdio;
 
 pub use fs::*;
 pub use iobuf::IoBuf;
+pub use stdio::stdin_was_closed;
 
 use std::fs::File;
 use std::io;
@@ -308,6 +310,12 @@ impl FdKind {
             FdKind::Unknown => "an unknown kind of file",
         }
     }
+}
+
+/// The path an open descriptor refers to, e.g. `/dev/null` or
+/// `/dev/pts/3` (readlink of /proc/self/fd/N); None without /proc.
+pub fn fd_path(fd: BorrowedFd<'_>) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
 }
 
 /// Duplicates a borrowed fd into an owned `File` (F_DUPFD_CLOEXEC).

@@ -38,6 +38,29 @@ fn help_lists_both_modes_examples_and_exit_codes() {
 }
 
 #[test]
+fn help_fits_an_80_column_terminal_one_exit_status_per_line() {
+    for args in [&["--help"][..], &["send", "--help"], &["recv", "-h"]] {
+        let mut cmd = zcp();
+        cmd.args(args).env("COLUMNS", "80").stdin(Stdio::null());
+        let out = Running::spawn(cmd, "zcp").finish();
+        out.assert_code(0);
+        let text = String::from_utf8(out.stdout).unwrap();
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "{args:?}: line too long: {line:?}");
+        }
+        let (_, tail) = text.split_once("Examples:\n").unwrap();
+        let (examples, statuses) = tail.split_once("\n\nExit status:\n").unwrap();
+        // Nothing wrapped: one line per example and per exit status.
+        assert_eq!(examples.lines().count(), 7, "{args:?}:\n{examples}");
+        let codes: Vec<&str> = statuses
+            .lines()
+            .map(|l| l.split_whitespace().next().unwrap_or(""))
+            .collect();
+        assert_eq!(codes, ["0", "1", "2", "3", "4", "130"], "{args:?}:\n{statuses}");
+    }
+}
+
+#[test]
 fn version_is_the_package_version() {
     let out = output(&["--version"]);
     out.assert_code(0);
@@ -72,6 +95,27 @@ fn generated_docs_are_current() {
         stale.is_empty(),
         "stale generated files {stale:?}: run `ZCP_BLESS=1 cargo test generated_docs` and commit them"
     );
+}
+
+#[test]
+fn the_man_synopsis_shows_option_values() {
+    let out = output(&["generate", "man"]);
+    out.assert_code(0);
+    let man = String::from_utf8(out.stdout).unwrap();
+    let (_, rest) = man.split_once(".SH SYNOPSIS\n").unwrap();
+    let (synopsis, _) = rest.split_once(".SH ").unwrap();
+    for needle in [
+        r"[\fB\-l\fR|\fB\-\-listen\fR\ \fI[ADDR:]PORT\fR]",
+        r"[\fB\-\-checksum\fR\ \fBsha256\fR|\fBnone\fR]",
+        r"[\fB\-\-name\fR\ \fINAME\fR]",
+        r"[\fB\-\-timeout\fR\ \fISECONDS\fR]",
+        r"[\fB\-\-size\fR\ \fISIZE\fR]",
+        r"\fISOURCE\fR... \fIHOST:PORT\fR",
+        r"[\fIDEST\fR]",
+    ] {
+        assert!(synopsis.contains(needle), "SYNOPSIS lacks {needle:?}:\n{synopsis}");
+    }
+    assert!(!synopsis.contains("generate"), "{synopsis}");
 }
 
 #[test]

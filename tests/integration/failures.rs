@@ -24,6 +24,31 @@ fn missing_source_file_fails_before_connecting() {
 }
 
 #[test]
+fn a_closed_stdin_is_an_error_not_an_empty_file() {
+    let env = TestEnv::new();
+    let rx = env.recv(&["dst"]);
+    // `<&-`: zcp starts with fd 0 closed.
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(env.dir.path())
+        .args(["-c", "exec \"$0\" send - \"$1\" <&-", zcp_path(), &rx.addr])
+        .env_remove("ZCP_FAULT")
+        .stdin(Stdio::null());
+    let out = Running::spawn(cmd, "zcp send - <&-").finish();
+    out.assert_code(1);
+    assert_eq!(
+        out.error_lines(),
+        ["zcp: error: reading stdin: standard input is closed"],
+        "{}",
+        out.stderr
+    );
+    // The receiver got nothing from it: the next sender is its only one.
+    let src = env.random_file("after", 10, 1);
+    env.send(&[src.to_str().unwrap()], &rx.addr).assert_code(0);
+    rx.finish().assert_code(0);
+    assert_dst(&env, &["after"]);
+}
+
+#[test]
 fn a_directory_source_without_r_is_a_usage_error() {
     let env = TestEnv::new();
     env.send(&["src"], "127.0.0.1:9")
@@ -39,12 +64,32 @@ fn nothing_listening_names_the_peer() {
         .local_addr()
         .unwrap()
         .port();
-    let src = env.random_file("a", 10, 1);
-    let out = env.send(&[src.to_str().unwrap()], &format!("127.0.0.1:{port}"));
-    out.assert_code(1)
-        .assert_stderr(&format!("connecting to 127.0.0.1:{port}"))
-        .assert_stderr("refused");
-    assert_eq!(out.error_lines().len(), 1);
+    env.random_file("report.pdf", 10, 1);
+    let out = env.send(&["src/report.pdf"], &format!("127.0.0.1:{port}"));
+    out.assert_code(1);
+    assert_eq!(out.error_lines().len(), 1, "{}", out.stderr);
+    assert!(
+        out.error_lines()[0].starts_with(&format!(
+            "zcp: error: sending src/report.pdf to 127.0.0.1:{port}: connecting: "
+        )),
+        "{}",
+        out.stderr
+    );
+    out.assert_stderr("refused");
+
+    // Several sources: the first and how many more.
+    std::fs::create_dir(env.src("dir")).unwrap();
+    let out = env.send(&["-r", "src/dir", "src/report.pdf", "-"], &format!("127.0.0.1:{port}"));
+    out.assert_code(1).assert_stderr(&format!(
+        "zcp: error: sending src/dir and 2 more to 127.0.0.1:{port}: connecting: "
+    ));
+}
+
+/// Runs `zcp ARGS...`, expecting it to stop at the command line.
+fn usage(args: &[&str]) -> Finished {
+    let mut c = zcp();
+    c.args(args).stdin(Stdio::null());
+    Running::spawn(c, "zcp").finish()
 }
 
 #[test]
@@ -60,20 +105,28 @@ fn usage_errors_exit_2() {
         &["recv", "-l", "notaport"],
         &["recv", "--bogus"],
         &["send", "-q", "-v", "file", "h:1"],
+        &["recv", "-q", "-v", "d"],
+        &["recv", "--timeout", "0"],
         &["bench", "--size", "12X"],
+        &["frob"],
     ];
     for args in cases {
-        let out = Running::spawn(
-            {
-                let mut c = zcp();
-                c.args(*args).stdin(Stdio::null());
-                c
-            },
-            "zcp",
-        )
-        .finish();
+        let out = usage(args);
         assert_eq!(out.code(), 2, "args {args:?}: {}", out.stderr);
+        // One error line and one hint: no usage block, no blank lines.
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 2, "args {args:?}: {}", out.stderr);
+        assert!(lines[0].starts_with("zcp: error: "), "args {args:?}: {}", out.stderr);
+        let help = match args.first() {
+            Some(sub @ &("send" | "recv" | "bench")) => format!("Try 'zcp {sub} --help'"),
+            _ => "Try 'zcp --help'".to_string(),
+        };
+        assert!(lines[1].starts_with(&help), "args {args:?}: {}", out.stderr);
     }
+    usage(&["recv", "-q", "-v", "d"])
+        .assert_stderr("zcp: error: the argument '--quiet' cannot be used with '--verbose'\n");
+    usage(&["send", "--nmae", "x", "f", "h:1"]).assert_stderr("a similar argument exists: '--name'");
+    usage(&["send"]).assert_stderr("not provided: <SOURCE>... <HOST:PORT>\n");
     // A --name that is not a single path component is a usage error too.
     let env = TestEnv::new();
     let src = env.random_file("a", 1, 1);
@@ -358,9 +411,31 @@ fn receiver_gone_while_stdin_is_idle_is_noticed_without_more_input() {
     // The pipe stays open and silent: the sender must still finish.
     let out = tx.finish();
     drop(pipe);
-    out.assert_code(1)
-        .assert_stderr(&addr)
-        .assert_stderr("closed the connection");
+    out.assert_code(1).assert_stderr(&format!(
+        "zcp: error: sending stdin to {addr}: the receiver closed the connection\n"
+    ));
+    assert!(!out.stderr.contains("reading stdin"), "{}", out.stderr);
+    let _ = rx.finish();
+}
+
+#[test]
+fn receiver_gone_while_stdin_flows_names_the_connection_not_stdin() {
+    let env = TestEnv::new();
+    let mut rx = env.recv(&["dst"]);
+    let addr = rx.addr.clone();
+    let (tx, mut pipe) = env.send_from_pipe(&[], &addr);
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![3u8; 1 << 16];
+        while pipe.write_all(&chunk).is_ok() {}
+    });
+    wait_for_staged(&env);
+    rx.run.kill(9);
+    let out = tx.finish();
+    writer.join().unwrap();
+    out.assert_code(1).assert_stderr(&format!(
+        "zcp: error: sending stdin to {addr}: the receiver closed the connection"
+    ));
+    assert!(!out.stderr.contains("reading stdin"), "{}", out.stderr);
     let _ = rx.finish();
 }
 
@@ -371,7 +446,9 @@ fn a_silent_receiver_times_out_the_handshake() {
     let addr = silent.local_addr().unwrap().to_string();
     let src = env.random_file("a", 10, 1);
     let out = env.send(&["--timeout", "1", src.to_str().unwrap()], &addr);
-    out.assert_code(1).assert_stderr(&addr).assert_stderr("timed out");
+    out.assert_code(1)
+        .assert_stderr(&format!("sending {} to {addr}: ", src.display()))
+        .assert_stderr("timed out");
     drop(silent);
 }
 

@@ -3,6 +3,7 @@
 //! `ZCP_FAULT` makes the kernel calls fail with chosen errnos so each
 //! fallback (and each refusal to fall back) is exercised for real.
 
+use std::io::Write;
 use std::process::Stdio;
 
 use crate::env::*;
@@ -108,6 +109,49 @@ fn verbose_names_the_zero_copy_mechanisms() {
     });
     tx.assert_stderr("splice (pipe → socket, tee → hash)");
     rr.assert_stderr("splice (socket → pipe → stdout, tee → hash)");
+}
+
+/// `zcp send -v - ADDR` with `stdin` into a fresh receiver; returns the
+/// sender's outcome and what arrived.
+fn send_verbose_stdin(stdin: Stdio) -> (Finished, Vec<u8>) {
+    let env = TestEnv::new();
+    let rx = env.recv(&["dst"]);
+    let mut cmd = zcp();
+    cmd.current_dir(env.dir.path())
+        .args(["send", "-v", "-", &rx.addr])
+        .stdin(stdin);
+    let tx = Running::spawn(cmd, "zcp send -v -").finish();
+    rx.finish().assert_code(0);
+    tx.assert_code(0);
+    let got = std::fs::read(env.dst("stdin")).unwrap();
+    (tx, got)
+}
+
+#[test]
+fn verbose_says_what_stdin_is_and_why_it_moved_as_it_did() {
+    let why = ", and zero-copy needs a regular file (sendfile) or a pipe (splice)";
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let (tx, got) = send_verbose_stdin(Stdio::from(null));
+    assert!(got.is_empty());
+    tx.assert_stderr("send stdin: read/write (character device → socket): no payload bytes")
+        .assert_stderr(&format!(
+            "read/write because stdin is the character device /dev/null{why}"
+        ));
+    assert!(!tx.stderr.contains("pipe →"), "{}", tx.stderr);
+
+    let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    ours.write_all(b"from a socket").unwrap();
+    ours.shutdown(std::net::Shutdown::Write).unwrap();
+    let (tx, got) = send_verbose_stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)));
+    assert_eq!(got, b"from a socket");
+    tx.assert_stderr("send stdin: read/write (socket → socket): read/write 13 bytes")
+        .assert_stderr(&format!("read/write because stdin is a socket{why}"));
+
+    let env = TestEnv::new();
+    let file = env.random_file("in", 1000, 9);
+    let (tx, _) = send_verbose_stdin(Stdio::from(std::fs::File::open(file).unwrap()));
+    tx.assert_stderr("send stdin: sendfile (file → socket): sendfile 1000 bytes");
+    assert!(!tx.stderr.contains("because"), "{}", tx.stderr);
 }
 
 #[test]

@@ -126,6 +126,23 @@ fn stdin_pipe_to_directory_with_and_without_zero_copy() {
 }
 
 #[test]
+fn a_name_may_start_with_a_hyphen() {
+    let env = TestEnv::new();
+    let rx = env.recv(&["dst"]);
+    let tx = send_stdin_pipe(&env, &["--name", "-dash"], &rx.addr, b"stream");
+    rx.finish().assert_code(0);
+    tx.assert_code(0);
+    assert_eq!(std::fs::read(env.dst("-dash")).unwrap(), b"stream");
+
+    let src = env.random_file("f", 100, 3);
+    let rx = env.recv(&["dst"]);
+    let tx = env.send(&["--name", "-v", src.to_str().unwrap()], &rx.addr);
+    rx.finish().assert_code(0);
+    tx.assert_code(0);
+    assert_same_file(&src, &env.dst("-v"));
+}
+
+#[test]
 fn empty_stdin_pipe_makes_an_empty_file() {
     let env = TestEnv::new();
     let rx = env.recv(&["dst"]);

@@ -320,6 +320,27 @@ fn a_receiver_side_failure_is_partial_on_both_ends() {
 }
 
 #[test]
+fn a_receiver_message_naming_an_odd_file_is_escaped_once() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.src("t")).unwrap();
+    std::fs::write(env.src("t/a\nb"), b"x").unwrap();
+    // A directory where the file should go: the receiver fails it and
+    // says so in a VERDICT that names it, escaped (`a\nb`).
+    std::fs::create_dir_all(env.dst("t/a\nb/sub")).unwrap();
+    let (tx, rr) = transfer(&env, &["-r", "src/t"], &[]);
+    rr.assert_code(4).assert_stderr("t/a\\nb");
+    tx.assert_code(4);
+    let said: Vec<&str> = tx
+        .error_lines()
+        .into_iter()
+        .filter_map(|l| l.split_once("receiver: ").map(|(_, m)| m))
+        .collect();
+    assert_eq!(said.len(), 1, "{}", tx.stderr);
+    assert!(said[0].contains("t/a\\nb"), "{}", tx.stderr);
+    assert!(!said[0].contains("\\\\"), "escaped twice: {}", tx.stderr);
+}
+
+#[test]
 fn an_existing_tree_is_updated_in_place_and_no_clobber_keeps_it() {
     let env = TestEnv::new();
     std::fs::create_dir_all(env.src("t/sub")).unwrap();

@@ -71,7 +71,7 @@ type MakeVerdict = fn(&[u8], &[u8]) -> Vec<u8>;
 #[test]
 fn the_sender_exits_0_only_on_a_committed_verdict_with_its_own_digest() {
     let other = sha256(b"other");
-    let cases: [(MakeVerdict, i32, &[&str]); 8] = [
+    let cases: [(MakeVerdict, i32, &[&str]); 9] = [
         (|d, _| verdict(0, &sha256(d), ""), 0, &[]),
         (|_, o| verdict(1, o, "digest mismatch"), 3, &["integrity check failed"]),
         (|_, o| verdict(0, o, ""), 3, &["is not ours"]),
@@ -80,6 +80,13 @@ fn the_sender_exits_0_only_on_a_committed_verdict_with_its_own_digest() {
             |_, _| verdict(2, &[], "quota \u{1b}[2J"),
             1,
             &["receiver: quota \\u{1b}[2J"],
+        ),
+        // Text is written for display: the receiver's own escapes stay as
+        // they are, raw control characters are escaped.
+        (
+            |_, _| verdict(2, &[], "onto a\\nb: \u{7}full"),
+            1,
+            &["receiver: onto a\\nb: \\u{7}full"],
         ),
         (
             |d, _| {
