@@ -428,7 +428,7 @@ fn receiver_gone_while_stdin_flows_names_the_connection_not_stdin() {
         let chunk = vec![3u8; 1 << 16];
         while pipe.write_all(&chunk).is_ok() {}
     });
-    wait_for_staged(&env);
+    wait_for_staged(&env, &rx);
     rx.run.kill(9);
     let out = tx.finish();
     writer.join().unwrap();
