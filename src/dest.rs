@@ -58,6 +58,9 @@ impl Destination {
     /// it cannot possibly work.
     pub fn resolve(arg: &Path) -> Result<Destination> {
         if arg.as_os_str() == "-" {
+            if sys::stdout_was_closed() {
+                bail!("destination -: standard output is closed");
+            }
             return Ok(Destination::Stdout);
         }
         let shown = display::path(arg);

@@ -145,7 +145,7 @@ impl Session {
                 Message::Error(e) => {
                     return Err(error::coded(
                         Code::from_peer_error(e.code),
-                        format!("sender: {}", display::escape_text(&e.message)),
+                        format!("sender: {}", display::peer_text(&e.message)),
                     ));
                 }
                 other => bail!("protocol error: unexpected {:?} between entries", other.frame_type()),

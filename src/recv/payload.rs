@@ -169,7 +169,7 @@ impl Session {
         let trailer = match end {
             PayloadEnd::Trailer(t) => t,
             PayloadEnd::Aborted(why) => {
-                let why = display::escape_text(why);
+                let why = display::peer_text(why);
                 self.reporter.error(format!(
                     "receiving {} from {}: the sender aborted it: {why}; {lost}",
                     entry.path, self.peer

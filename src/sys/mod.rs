@@ -17,7 +17,7 @@ mod stdio;
 
 pub use fs::*;
 pub use iobuf::IoBuf;
-pub use stdio::stdin_was_closed;
+pub use stdio::{stdin_was_closed, stdout_was_closed};
 
 use std::fs::File;
 use std::io;

@@ -31,3 +31,8 @@ static RECORD_CLOSED: extern "C" fn() = record_closed;
 pub fn stdin_was_closed() -> bool {
     CLOSED.load(Ordering::Relaxed) & 1 != 0
 }
+
+/// True if stdout was closed when zcp started (it now writes to /dev/null).
+pub fn stdout_was_closed() -> bool {
+    CLOSED.load(Ordering::Relaxed) & 2 != 0
+}

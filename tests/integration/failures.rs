@@ -49,6 +49,26 @@ fn a_closed_stdin_is_an_error_not_an_empty_file() {
 }
 
 #[test]
+fn a_closed_stdout_is_refused_before_listening() {
+    let env = TestEnv::new();
+    // `>&-`: payload written there would vanish while both ends report success.
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(env.dir.path())
+        .args(["-c", "exec \"$0\" recv -l 127.0.0.1:0 - >&-", zcp_path()])
+        .env_remove("ZCP_FAULT")
+        .stdin(Stdio::null());
+    let out = Running::spawn(cmd, "zcp recv - >&-").finish();
+    out.assert_code(1);
+    assert_eq!(
+        out.error_lines(),
+        ["zcp: error: destination -: standard output is closed"],
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("listening"), "{}", out.stderr);
+}
+
+#[test]
 fn a_directory_source_without_r_is_a_usage_error() {
     let env = TestEnv::new();
     env.send(&["src"], "127.0.0.1:9")
