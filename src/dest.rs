@@ -164,6 +164,13 @@ impl Stager {
         })
     }
 
+    /// A stager for another thread: its own names, the same staging.
+    pub fn sibling(&self) -> io::Result<Stager> {
+        let stager = Stager::new()?;
+        stager.staging.set(self.staging.get());
+        Ok(stager)
+    }
+
     fn next_name(&self) -> OsString {
         let n = self.counter.get();
         self.counter.set(n.wrapping_add(1));

@@ -11,14 +11,14 @@ use std::fs::File;
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use super::payload::{Landed, read_end};
+use super::payload::read_end;
+use super::placer::{FileJob, Placing, about_entry};
 use super::tree::Parent;
 use super::{Outcome, Session};
 use crate::checksum::{Digest, FileHasher, Hashed, PipeHasher, digest_of};
@@ -27,12 +27,20 @@ use crate::display;
 use crate::engine::Report;
 use crate::engine::inbound::Target;
 use crate::frames::READ_BUFFER;
-use crate::protocol::{Entry, EntryKind, Payload, VerdictStatus};
+use crate::protocol::{Entry, EntryKind, Payload, RelPath, VerdictStatus};
 use crate::sys::{self, FdKind};
 use crate::tally::verified;
 
 /// Largest file received through the read buffer instead of a pipe.
 pub const SMALL_FILE: u64 = READ_BUFFER as u64;
+
+/// The verdict text of an entry kept out by --no-clobber.
+pub const SKIPPED: &str = "exists on the receiver (--no-clobber)";
+
+/// A regular file small enough for the read buffer and the placer.
+fn is_small(entry: &Entry) -> bool {
+    entry.kind == EntryKind::File && matches!(entry.payload, Payload::Sized(n) if n <= SMALL_FILE)
+}
 
 /// Where an entry goes: a directory and a name in it, or why it cannot.
 enum Place {
@@ -46,10 +54,15 @@ enum Place {
 
 impl Session {
     /// Receives one entry, answers it with a verdict, and returns how it
-    /// ended. Errors are fatal to the connection.
-    pub fn receive(&mut self, entry: Entry) -> Result<Outcome> {
+    /// ended (None: a small file being placed, counted when it is). Errors
+    /// are fatal to the connection.
+    pub fn receive(&mut self, entry: Entry) -> Result<Option<Outcome>> {
         let started = Instant::now();
         let place = self.place(&entry)?;
+        if !(entry.kind == EntryKind::Directory || is_small(&entry) && place.is_some()) {
+            // Only small files and directories may overlap files being placed.
+            self.settle()?;
+        }
         self.reporter.current(&entry.path.to_string());
         if let Some(size) = entry.payload.size().filter(|n| *n > 0) {
             self.reporter.grow(size);
@@ -61,6 +74,11 @@ impl Session {
         let result = match (&entry.kind, place) {
             (_, None) => self.receive_stream(&entry, started),
             (_, Some(Place::Refused(why))) => self.refuse_entry(&entry, &why),
+            (EntryKind::File, Some(Place::At { dir, name, shown })) if is_small(&entry) => {
+                return self
+                    .receive_small(&entry, dir, &name, shown, started)
+                    .map_err(|e| about_entry(e, &entry.path));
+            }
             (EntryKind::File, Some(Place::At { dir, name, shown })) => {
                 self.receive_file(&entry, dir, &name, shown, started)
             }
@@ -88,7 +106,7 @@ impl Session {
                 }
             }
         };
-        result.with_context(|| format!("receiving {}", entry.path))
+        result.map(Some).map_err(|e| about_entry(e, &entry.path))
     }
 
     /// Finds where `entry` lands (None: stdout), closing directories the
@@ -119,9 +137,9 @@ impl Session {
             }
             return Ok(place);
         }
-        let mut problems = Vec::new();
-        let parent = self.tree_mut()?.parent_of(&entry.path, &mut problems);
-        self.report_problems(problems);
+        let mut closed = Vec::new();
+        let parent = self.tree_mut()?.parent_of(&entry.path, &mut closed);
+        self.close_dirs(closed)?;
         Ok(Some(match parent? {
             Parent::Open(dir) => Place::At {
                 dir,
@@ -152,17 +170,16 @@ impl Session {
     }
 
     fn skip_existing(&mut self, entry: &Entry, shown: &Path) -> Outcome {
+        self.note_skipped(&entry.path, shown);
+        self.verdict(VerdictStatus::Skipped, Digest::None, SKIPPED.into());
+        Outcome::Skipped
+    }
+
+    pub fn note_skipped(&self, path: &RelPath, shown: &Path) {
         self.reporter.note(format!(
-            "skipped {}: {} exists (--no-clobber)",
-            entry.path,
+            "skipped {path}: {} exists (--no-clobber)",
             display::path(shown)
         ));
-        self.verdict(
-            VerdictStatus::Skipped,
-            Digest::None,
-            "exists on the receiver (--no-clobber)".into(),
-        );
-        Outcome::Skipped
     }
 
     fn receive_dir(&mut self, entry: &Entry, parent: Arc<File>) -> Result<Outcome> {
@@ -258,19 +275,13 @@ impl Session {
         let Some(file) = staged.file() else {
             bail!("internal error: a staged file without a file");
         };
-        let (landed, hashed) = match entry.payload {
-            Payload::Sized(n) if n <= SMALL_FILE => self.land_small(file, n)?,
-            payload => {
-                self.prepare(file, payload, &shown_s)?;
-                let hasher = FileHasher::spawn(file.try_clone()?, self.algorithm, 0)?;
-                let target = Target::File { file, offset: 0 };
-                let landed = self
-                    .land_payload(entry, target, &|total| hasher.advance(total))
-                    .with_context(|| format!("writing {shown_s}"))?;
-                let hashed = hasher.finish().with_context(|| format!("hashing {shown_s}"))?;
-                (landed, hashed)
-            }
-        };
+        self.prepare(file, entry.payload, &shown_s)?;
+        let hasher = FileHasher::spawn(file.try_clone()?, self.algorithm, 0)?;
+        let target = Target::File { file, offset: 0 };
+        let landed = self
+            .land_payload(entry, target, &|total| hasher.advance(total))
+            .with_context(|| format!("writing {shown_s}"))?;
+        let hashed = hasher.finish().with_context(|| format!("hashing {shown_s}"))?;
         let lost = format!("nothing was written to {shown_s}");
         if let Some(outcome) = self.judge(entry, &landed.end, landed.bytes, &hashed, &lost)? {
             return Ok(outcome);
@@ -289,7 +300,8 @@ impl Session {
         if entry.linked {
             self.link_targets.insert(entry.path.clone(), true);
         }
-        self.summarize(entry, &landed, started, &hashed.digest, shown.as_os_str().as_bytes());
+        let into = shown.as_os_str().as_bytes();
+        self.summarize(&entry.path, landed.bytes, &landed.report, started, &hashed.digest, into);
         Ok(Outcome::Committed)
     }
 
@@ -313,25 +325,51 @@ impl Session {
         }
     }
 
-    /// A small file: read into the buffer, hashed and written from there.
-    fn land_small(&mut self, file: &File, n: u64) -> Result<(Landed, Hashed)> {
+    /// A small file: read through the buffer, hashed and checked against
+    /// its trailer before anything touches the disk, then handed to the
+    /// placer. Its verdict is queued when the placer is done.
+    fn receive_small(
+        &mut self,
+        entry: &Entry,
+        dir: Arc<File>,
+        name: &[u8],
+        shown: PathBuf,
+        started: Instant,
+    ) -> Result<Option<Outcome>> {
+        let n = entry.payload.size().unwrap_or(0);
         self.flush_unless_buffered(n)?;
         if let Err(e) = self.reader.buffer_small(n as usize) {
             // A failed read leaves what did arrive buffered: that is how far it got.
             let got = self.reader.buffered().min(n);
             return Err(super::payload::short_read(e, got, Some(n)));
         }
-        let data = self.reader.take_buffered(n);
-        let digest = digest_of(self.algorithm, data);
-        file.write_all_at(data, 0)?;
+        let data = self.reader.take_buffered(n).to_vec();
+        let digest = digest_of(self.algorithm, &data);
         self.reporter.advance(n);
-        let report = Report {
-            by_read_write: n,
-            route: "socket → buffer → file (small file)",
-            ..Report::default()
-        };
         let end = read_end(&mut self.reader)?;
-        Ok((Landed { end, bytes: n, report }, Hashed { digest, bytes: n }))
+        let hashed = Hashed { digest, bytes: n };
+        let lost = format!("nothing was written to {}", display::path(&shown));
+        if let Some(outcome) = self.judge(entry, &end, n, &hashed, &lost)? {
+            return Ok(Some(outcome));
+        }
+        let job = FileJob {
+            dir,
+            name: name.to_vec(),
+            shown: shown.clone(),
+            data,
+            mode: final_mode(entry.mode, self.umask),
+            finish: self.finish_for(entry),
+        };
+        let placing = Placing {
+            path: entry.path.clone(),
+            linked: entry.linked,
+            shown,
+            digest: hashed.digest,
+            bytes: n,
+            started,
+        };
+        self.place_file(job, placing)?;
+        Ok(None)
     }
 
     fn receive_stream(&mut self, entry: &Entry, started: Instant) -> Result<Outcome> {
@@ -361,20 +399,26 @@ impl Session {
             return Ok(outcome);
         }
         self.verdict(VerdictStatus::Committed, hashed.digest.clone(), String::new());
-        self.summarize(entry, &landed, started, &hashed.digest, b"-");
+        self.summarize(&entry.path, landed.bytes, &landed.report, started, &hashed.digest, b"-");
         Ok(Outcome::Committed)
     }
 
     /// `-v` details and the per-file summary; `into` is the final path.
-    fn summarize(&mut self, entry: &Entry, landed: &Landed, started: Instant, digest: &Digest, into: &[u8]) {
-        let (bytes, report) = (landed.bytes, &landed.report);
+    pub fn summarize(
+        &mut self,
+        path: &RelPath,
+        bytes: u64,
+        report: &Report,
+        started: Instant,
+        digest: &Digest,
+        into: &[u8],
+    ) {
         let seconds = started.elapsed().as_secs_f64();
         self.totals.files += 1;
         self.totals.bytes += bytes;
         self.totals.add_report(report);
         if self.reporter.verbose() {
-            self.reporter
-                .detail(format_args!("recv {}: {}", entry.path, report.describe()));
+            self.reporter.detail(format_args!("recv {path}: {}", report.describe()));
             if self.algorithm != crate::checksum::Algorithm::None {
                 self.reporter.detail_raw(&display::checksum_line(&digest.hex(), into));
             }
@@ -384,8 +428,7 @@ impl Session {
             return;
         }
         self.last_summary = Some(format!(
-            "received {} from {} into {}: {} in {seconds:.2} s ({}), {}, {}",
-            entry.path,
+            "received {path} from {} into {}: {} in {seconds:.2} s ({}), {}, {}",
             self.peer,
             display::escape_bytes(into),
             display::bytes(bytes),

@@ -12,9 +12,10 @@
 
 mod entry;
 mod payload;
+mod placer;
 mod tree;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsFd;
@@ -35,6 +36,7 @@ use crate::progress::Reporter;
 use crate::protocol::{Hello, Message, Preamble, RelPath, Role, Verdict, VerdictStatus, WireError};
 use crate::sys;
 use crate::tally::{Outcome, Totals};
+use placer::{Owed, Placer};
 use tree::Tree;
 
 /// Everything one connection needs.
@@ -57,6 +59,11 @@ pub struct Session {
     pub peer: String,
     /// Encoded verdicts not yet written.
     pub queued: Vec<u8>,
+    /// Small files being put in place on another thread, once started.
+    pub placer: Option<Placer>,
+    /// Verdicts that must wait for a file the placer has not finished:
+    /// empty, or starting with that file.
+    pub owed: VecDeque<Owed>,
     pub totals: Totals,
     /// The per-file summary of the last file, printed when it was the only
     /// entry.
@@ -65,6 +72,10 @@ pub struct Session {
     /// committed: the only files a hard-link entry may name.
     pub link_targets: HashMap<RelPath, bool>,
 }
+
+/// How often a receiver waiting for both the sender and files being placed
+/// looks at the placer.
+const PLACING_POLL: Duration = Duration::from_millis(1);
 
 pub fn run(args: RecvArgs) -> Result<Code> {
     // umask(2) can only be read by changing it: do it before any thread.
@@ -99,6 +110,8 @@ pub fn run(args: RecvArgs) -> Result<Code> {
         handshake_timeout: args.common.handshake_timeout(),
         peer: peer.clone(),
         queued: Vec::new(),
+        placer: None,
+        owed: VecDeque::new(),
         totals: Totals::default(),
         last_summary: None,
         link_targets: HashMap::new(),
@@ -133,13 +146,14 @@ impl Session {
         self.reporter.start("recv", None);
         loop {
             if !self.reader.has_frame() {
-                self.flush()?;
+                self.flush_before_read()?;
             }
             match self.reader.expect()? {
                 Message::Entry(e) => {
                     self.totals.entries += 1;
-                    let outcome = self.receive(e)?;
-                    self.totals.count(outcome);
+                    if let Some(outcome) = self.receive(e)? {
+                        self.totals.count(outcome);
+                    }
                 }
                 Message::Done => break,
                 Message::Error(e) => {
@@ -151,11 +165,12 @@ impl Session {
                 other => bail!("protocol error: unexpected {:?} between entries", other.frame_type()),
             }
         }
-        let mut problems = Vec::new();
+        let mut closed = Vec::new();
         if let Some(tree) = self.tree.as_mut() {
-            tree.close_all(&mut problems);
+            tree.close_all(&mut closed);
         }
-        self.report_problems(problems);
+        self.close_dirs(closed)?;
+        self.settle()?;
         Message::Done.encode(&mut self.queued);
         self.flush()?;
         self.reporter.finish();
@@ -188,20 +203,31 @@ impl Session {
 
     /// Queues the verdict on the current entry.
     pub fn verdict(&mut self, status: VerdictStatus, digest: Digest, message: String) {
-        Message::Verdict(Verdict {
+        let verdict = Verdict {
             status,
             digest,
             message,
-        })
-        .encode(&mut self.queued);
+        };
+        if !self.owed.is_empty() {
+            // Behind a file still being placed.
+            self.owed.push_back(Owed::Ready(verdict));
+            return;
+        }
+        Message::Verdict(verdict).encode(&mut self.queued);
         if self.queued.len() >= frames::READ_BUFFER {
-            // A long run of entries without a pause: do not hoard.
-            let _ = self.flush();
+            // A long run of entries without a pause: do not hoard. A failed
+            // write shows again at the next flush.
+            let _ = self.write_queued();
         }
     }
 
-    /// Writes the queued verdicts.
+    /// Writes the queued verdicts, with those of files placed meanwhile.
     pub fn flush(&mut self) -> Result<()> {
+        self.take_placed(false)?;
+        self.write_queued()
+    }
+
+    fn write_queued(&mut self) -> Result<()> {
         if self.queued.is_empty() {
             return Ok(());
         }
@@ -213,9 +239,27 @@ impl Session {
     /// Flushes unless the next `n` payload bytes are already buffered.
     pub fn flush_unless_buffered(&mut self, n: u64) -> Result<()> {
         if self.reader.buffered() < n {
-            self.flush()?;
+            self.flush_before_read()?;
         }
         Ok(())
+    }
+
+    /// Before a read that may block: writes the verdicts queued and, while
+    /// files are still being placed, waits for them unless the sender is
+    /// sending more. A sender may wait for a verdict before it goes on, so
+    /// the receiver must not sit in a read while that verdict is pending.
+    fn flush_before_read(&mut self) -> Result<()> {
+        loop {
+            self.flush()?;
+            if self.placer.as_ref().is_none_or(Placer::idle)
+                || sys::readable_within(self.sock.as_fd(), PLACING_POLL).context("waiting for the sender")?
+            {
+                return Ok(());
+            }
+            if sys::signals::interrupted() {
+                return Err(error::interrupted_io().into());
+            }
+        }
     }
 
     /// The closing line: the file's own summary for a single file, else

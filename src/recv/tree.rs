@@ -10,8 +10,9 @@
 //! parent is not on the stack is a protocol error.
 //!
 //! When a directory's subtree closes (an entry outside it arrives, or the
-//! session ends), its mode and mtime are applied, after its contents, so
-//! that neither writing the contents nor a read-only mode gets in the way.
+//! session ends), its mode and mtime are due ([`ClosedDir`]); they are
+//! applied after its contents, so that neither writing the contents nor a
+//! read-only mode gets in the way.
 
 use std::fs::File;
 use std::io;
@@ -37,6 +38,33 @@ struct OpenDir {
     /// Mode and mtime to apply when the subtree closes.
     mode: Option<u32>,
     mtime: Option<Mtime>,
+}
+
+/// A directory whose subtree is complete, with the metadata it gets now.
+pub struct ClosedDir {
+    dir: Arc<File>,
+    shown: PathBuf,
+    mode: Option<u32>,
+    mtime: Option<Mtime>,
+}
+
+impl ClosedDir {
+    /// Applies mode and mtime; returns what failed, for the session to report.
+    pub fn apply(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let shown = || display::path(&self.shown);
+        if let Some(mode) = self.mode
+            && let Err(e) = sys::set_mode(&self.dir, mode)
+        {
+            problems.push(format!("setting the mode of directory {}: {e}", shown()));
+        }
+        if let Some(t) = self.mtime
+            && let Err(e) = sys::set_mtime(&self.dir, t.seconds, t.nanos)
+        {
+            problems.push(format!("setting the mtime of directory {}: {e}", shown()));
+        }
+        problems
+    }
 }
 
 /// Where an entry lands: its parent directory, or why it cannot.
@@ -72,12 +100,12 @@ impl Tree {
     }
 
     /// Closes directories until `path`'s parent is on top and returns it.
-    /// Errors that closing produced (applying metadata) go to `problems`.
-    /// A parent that is not open is a protocol violation.
-    pub fn parent_of(&mut self, path: &RelPath, problems: &mut Vec<String>) -> Result<Parent> {
+    /// The directories closed go to `closed`: their metadata is still to
+    /// be applied. A parent that is not open is a protocol violation.
+    pub fn parent_of(&mut self, path: &RelPath, closed: &mut Vec<ClosedDir>) -> Result<Parent> {
         let parent = path.parent();
         while self.stack.len() > 1 && self.top().path != parent {
-            self.close_top(problems);
+            closed.extend(self.close_top());
         }
         let top = self.top();
         if top.path != parent {
@@ -98,26 +126,21 @@ impl Tree {
         &self.stack[self.stack.len() - 1]
     }
 
-    fn close_top(&mut self, problems: &mut Vec<String>) {
-        let Some(level) = self.stack.pop() else { return };
-        let Some(dir) = level.dir else { return };
-        let shown = display::path(&self.shown.join(Path::new(std::ffi::OsStr::from_bytes(&level.path))));
-        if let Some(mode) = level.mode
-            && let Err(e) = sys::set_mode(&dir, final_mode(Some(mode), self.umask))
-        {
-            problems.push(format!("setting the mode of directory {shown}: {e}"));
-        }
-        if let Some(t) = level.mtime
-            && let Err(e) = sys::set_mtime(&dir, t.seconds, t.nanos)
-        {
-            problems.push(format!("setting the mtime of directory {shown}: {e}"));
-        }
+    fn close_top(&mut self) -> Option<ClosedDir> {
+        let level = self.stack.pop()?;
+        let dir = level.dir?;
+        Some(ClosedDir {
+            dir,
+            shown: self.shown.join(Path::new(std::ffi::OsStr::from_bytes(&level.path))),
+            mode: level.mode.map(|m| final_mode(Some(m), self.umask)),
+            mtime: level.mtime,
+        })
     }
 
     /// Closes every directory but the destination (end of session).
-    pub fn close_all(&mut self, problems: &mut Vec<String>) {
+    pub fn close_all(&mut self, closed: &mut Vec<ClosedDir>) {
         while self.stack.len() > 1 {
-            self.close_top(problems);
+            closed.extend(self.close_top());
         }
     }
 

@@ -201,7 +201,21 @@ pub fn wait_input_or_hangup(input: BorrowedFd<'_>, sock: BorrowedFd<'_>) -> io::
     Ok(fds[1].revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0)
 }
 
-/// Same as [`wait_readable`], for writability.
+/// Waits up to `timeout` for `fd` to be readable (or at end of file, or
+/// in error: anything a read would return at once). EINTR counts as "not
+/// yet", so the caller's loop can look at the interruption flag.
+pub fn readable_within(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> io::Result<bool> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    match poll(&mut fds, ms) {
+        Ok(n) => Ok(n > 0),
+        Err(nix::errno::Errno::EINTR) => Ok(false),
+        Err(e) => Err(nix_err(e)),
+    }
+}
+
+/// Waits until `fd` is writable.
 pub fn wait_writable(fd: BorrowedFd<'_>) -> io::Result<()> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];

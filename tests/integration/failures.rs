@@ -349,6 +349,31 @@ fn a_full_filesystem_is_reported_and_cleaned_up() {
         rr.assert_code(1).assert_stderr("No space left on device");
         out.assert_code(1).assert_stderr("No space left on device");
         assert!(env.list("small").is_empty(), "{:?}", env.list("small"));
+
+        // A tree of small files, placed on the receiver's second thread:
+        // the file that did not fit is named, the ones before it are
+        // whole, and nothing staged is left.
+        std::fs::create_dir_all(env.src("many")).unwrap();
+        for i in 0..1500 {
+            std::fs::write(env.src("many").join(format!("f{i:04}")), vec![i as u8; 4096]).unwrap();
+        }
+        let rx = env.recv(&["small"]);
+        let tx = env.send(&["-r", "src/many"], &rx.addr);
+        let rr = rx.finish();
+        rr.assert_code(1).assert_stderr("No space left on device");
+        assert_eq!(rr.error_lines().len(), 1, "{}", rr.stderr);
+        let line = &rr.error_lines()[0];
+        // Named once: the file that failed, not also the entry being read.
+        assert_eq!(line.matches("receiving many/f").count(), 1, "{line}");
+        tx.assert_code(1).assert_stderr("No space left on device");
+        let landed = env.list("small/many");
+        assert!(!landed.is_empty() && landed.len() < 1500, "{}", landed.len());
+        for name in landed {
+            assert!(name.starts_with('f'), "left behind: {name}");
+            let i: usize = name[1..].parse().unwrap();
+            let bytes = std::fs::read(env.path("small/many").join(&name)).unwrap();
+            assert_eq!(bytes, vec![i as u8; 4096], "{name}");
+        }
     });
 }
 
