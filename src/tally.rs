@@ -72,9 +72,14 @@ impl Totals {
         }
     }
 
-    /// "9 files, 6 directories, 5 links".
+    /// "9 files, 1 directory, 5 links".
     pub fn counts(&self) -> String {
-        format!("{} files, {} directories, {} links", self.files, self.dirs, self.links)
+        format!(
+            "{}, {}, {}",
+            counted(self.files, "file", "files"),
+            counted(self.dirs, "directory", "directories"),
+            counted(self.links, "link", "links")
+        )
     }
 
     /// Bytes, time, rate, verification, and what did not arrive.
@@ -92,5 +97,26 @@ impl Totals {
             line.push_str(&format!("; {} FAILED", self.failed + self.mismatched));
         }
         line
+    }
+}
+
+/// "1 file", "2 files".
+fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_use_the_singular_for_one() {
+        let t = Totals {
+            files: 1,
+            dirs: 2,
+            links: 0,
+            ..Totals::default()
+        };
+        assert_eq!(t.counts(), "1 file, 2 directories, 0 links");
     }
 }

@@ -81,7 +81,12 @@ pub fn run(args: SendArgs) -> Result<Code> {
     let sending = || format!("sending {} to {peer}", operands::describe(&args.sources));
 
     let (sock, addr) = net::connect(&args.target).with_context(sending)?;
-    reporter.detail(format!("connected to {peer} ({})", net::show_addr(addr)));
+    let resolved = net::show_addr(addr);
+    if resolved == peer {
+        reporter.detail(format_args!("connected to {peer}"));
+    } else {
+        reporter.detail(format_args!("connected to {peer} ({resolved})"));
+    }
     sock.set_read_timeout(Some(args.common.handshake_timeout()))
         .with_context(sending)?;
     let (replies, no_clobber) = handshake(&sock, algorithm, args.no_clobber).with_context(sending)?;
@@ -176,7 +181,7 @@ impl Session {
         self.totals.entries += 1;
         self.reporter.current(&item.entry.path.to_string());
         self.walked += item.entry.payload.size().unwrap_or(0);
-        if self.reporter.has_bar() {
+        if self.reporter.has_bar() && item.entry.payload.size().is_some() {
             let counted = self.census.as_ref().map_or(0, |c| c.bytes.load(Ordering::Relaxed));
             self.reporter.set_total(counted.max(self.walked));
         }
