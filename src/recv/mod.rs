@@ -139,6 +139,14 @@ pub fn run(args: RecvArgs) -> Result<Code> {
     }
 }
 
+/// The sender's ERROR, as this end's error.
+pub fn sender_error(e: &WireError) -> anyhow::Error {
+    error::coded(
+        Code::from_peer_error(e.code),
+        format!("sender: {}", display::peer_text(&e.message)),
+    )
+}
+
 impl Session {
     /// Runs the handshake and the entry loop; returns the exit status.
     fn serve(&mut self) -> Result<Code> {
@@ -156,12 +164,7 @@ impl Session {
                     }
                 }
                 Message::Done => break,
-                Message::Error(e) => {
-                    return Err(error::coded(
-                        Code::from_peer_error(e.code),
-                        format!("sender: {}", display::peer_text(&e.message)),
-                    ));
-                }
+                Message::Error(e) => return Err(sender_error(&e)),
                 other => bail!("protocol error: unexpected {:?} between entries", other.frame_type()),
             }
         }

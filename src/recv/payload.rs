@@ -32,6 +32,7 @@ pub fn read_end(reader: &mut FrameReader) -> Result<PayloadEnd> {
     match reader.expect()? {
         Message::Trailer(t) => Ok(PayloadEnd::Trailer(t)),
         Message::Abort(m) => Ok(PayloadEnd::Aborted(m)),
+        Message::Error(e) => Err(super::sender_error(&e)),
         other => bail!("protocol error: expected TRAILER, got {:?}", other.frame_type()),
     }
 }
@@ -67,6 +68,7 @@ fn read_payload(
             }
             Message::Trailer(t) => return Ok(PayloadEnd::Trailer(t)),
             Message::Abort(m) => return Ok(PayloadEnd::Aborted(m)),
+            Message::Error(e) => return Err(super::sender_error(&e)),
             other => bail!("protocol error: unexpected {:?} inside a stream", other.frame_type()),
         };
         if len > limit - at {

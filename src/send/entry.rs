@@ -23,7 +23,7 @@ use crate::checksum::{Algorithm, Digest, FileHasher, PipeHasher};
 use crate::engine::{Policy, Report, outbound};
 use crate::frames::{self};
 use crate::progress::Reporter;
-use crate::protocol::{Entry, EntryKind, MAX_DATA_LEN, Message, Payload, RelPath, Trailer};
+use crate::protocol::{Entry, EntryKind, MAX_DATA_LEN, Message, Payload, RelPath, Trailer, WireError};
 use crate::sys;
 
 /// Batched bytes are written once they reach this size.
@@ -266,9 +266,13 @@ impl Link<'_> {
                 // The receiver went away, not the input: nobody to tell.
                 Err(e) if outbound::hung_up(&e) => return Err(e.into()),
                 Err(e) => {
-                    // At a frame boundary the receiver can be told why; the
-                    // session cannot go on (the input or the peer is gone).
-                    let _ = frames::send(self.sock, &Message::Abort(format!("reading {}: {e}", source.shown)));
+                    // The session cannot go on without its input: at a frame
+                    // boundary the receiver can be told why, in one ERROR.
+                    let why = WireError {
+                        code: 1,
+                        message: format!("reading {}: {e}", source.shown),
+                    };
+                    let _ = frames::send(self.sock, &Message::Error(why));
                     return Err(e).with_context(|| format!("reading {}", source.shown));
                 }
             };

@@ -440,7 +440,9 @@ fn sigterm_to_the_sender_exits_130() {
     drop(pipe);
     let rr = rx.finish();
     out.assert_code(130);
-    rr.assert_code(1);
+    // One line on the receiver, carrying the sender's reason.
+    rr.assert_code(1).assert_stderr("sender: reading stdin: interrupted");
+    assert_eq!(rr.error_lines().len(), 1, "{}", rr.stderr);
     assert_dst(&env, &[]);
 }
 
