@@ -232,12 +232,19 @@ impl TestEnv {
     }
 
     pub fn recv_on(&self, listen: &str, args: &[&str]) -> Receiver {
+        self.recv_with_env(listen, args, &[])
+    }
+
+    /// `zcp recv -l LISTEN ARGS...` with extra environment variables
+    /// (`ZCP_FAULT`).
+    pub fn recv_with_env(&self, listen: &str, args: &[&str], vars: &[(&str, &str)]) -> Receiver {
         let mut cmd = zcp();
         cmd.current_dir(self.dir.path())
             .arg("recv")
             .arg("-l")
             .arg(listen)
-            .args(args);
+            .args(args)
+            .envs(vars.iter().copied());
         start_receiver(cmd)
     }
 

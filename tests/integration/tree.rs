@@ -134,15 +134,11 @@ fn roundtrip_tree_with(extra: &[&str], recv_fault: Option<&str>) -> Finished {
     let src = build_tree(&env);
     let mut args = extra.to_vec();
     args.extend(["-r", "src/tree"]);
-    let mut rcmd = zcp();
-    rcmd.current_dir(env.dir.path())
-        .args(["recv", "-v", "-l", "127.0.0.1:0"])
-        .args(extra)
-        .arg("dst");
-    if let Some(fault) = recv_fault {
-        rcmd.env("ZCP_FAULT", fault);
-    }
-    let rx = start_receiver(rcmd);
+    let mut recv_args = vec!["-v"];
+    recv_args.extend(extra);
+    recv_args.push("dst");
+    let vars: Vec<_> = recv_fault.map(|f| ("ZCP_FAULT", f)).into_iter().collect();
+    let rx = env.recv_with_env("127.0.0.1:0", &recv_args, &vars);
     let tx = env.send(&args, &rx.addr);
     let rr = rx.finish();
     tx.assert_code(0);
@@ -196,13 +192,9 @@ fn a_verified_file_that_cannot_be_put_in_place_fails_alone() {
     for name in ["1", "2", "3"] {
         std::fs::write(env.src("t").join(name), name).unwrap();
     }
-    let mut rcmd = zcp();
-    rcmd.current_dir(env.dir.path())
-        .args(["recv", "-v", "-l", "127.0.0.1:0", "dst"])
-        // The probe links once; with unnamed staging the second link is
-        // the first file's, else the rename of a named one fails.
-        .env("ZCP_FAULT", "link=EIO@2,rename=EIO");
-    let rx = start_receiver(rcmd);
+    // The probe links once; with unnamed staging the second link is the
+    // first file's, else the rename of a named one fails.
+    let rx = env.recv_with_env("127.0.0.1:0", &["-v", "dst"], &[("ZCP_FAULT", "link=EIO@2,rename=EIO")]);
     let tx = env.send(&["-r", "src/t"], &rx.addr);
     let rr = rx.finish();
     tx.assert_code(4);
