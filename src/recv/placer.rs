@@ -9,7 +9,10 @@
 //! order. Results come back in the same order; the session turns each into
 //! the entry's verdict, so verdicts still follow entry order. Anything
 //! else (large files, streams, links) waits until the worker is idle
-//! ([`Placer::settle`] in the session), so no entry can overtake another.
+//! ([`Session::settle`]), so it cannot overtake a file. Directory entries
+//! do not wait: a sender that sends a file and then a directory under the
+//! same name gets one of the two, depending on timing, and the other fails
+//! with its reason; either way nothing lands outside the destination.
 
 use std::fs::File;
 use std::io;
