@@ -39,7 +39,7 @@ impl Code {
         (2, "usage error (bad option or argument)"),
         (
             3,
-            "integrity failure: the SHA-256 digests of sender and receiver differ; nothing was committed",
+            "integrity failure: the SHA-256 digests of sender and receiver differ for a file, which was not committed (in a tree, the files that matched were)",
         ),
         (
             4,
@@ -56,7 +56,7 @@ impl Code {
             "failure: I/O, network or peer (no such file, refused, disk full, ...)",
         ),
         (2, "usage error: bad option or argument"),
-        (3, "integrity: the digests differ; nothing was committed"),
+        (3, "integrity: a file's digests differ; it was not committed"),
         (
             4,
             "partial: some entries failed (each named on stderr), the rest arrived",

@@ -170,6 +170,10 @@ impl Session {
     }
 
     fn skip_existing(&mut self, entry: &Entry, shown: &Path) -> Outcome {
+        if entry.linked {
+            // Its other names link to the file kept there.
+            self.link_targets.insert(entry.path.clone(), true);
+        }
         self.note_skipped(&entry.path, shown);
         self.verdict(VerdictStatus::Skipped, Digest::None, SKIPPED.into());
         Outcome::Skipped

@@ -295,6 +295,10 @@ impl Session {
                 (VerdictStatus::Committed, String::new(), Outcome::Committed)
             }
             Done::Placed(Placed::Exists) => {
+                if p.linked {
+                    // Its other names link to the file kept there.
+                    self.link_targets.insert(p.path.clone(), true);
+                }
                 self.note_skipped(&p.path, &p.shown);
                 (VerdictStatus::Skipped, SKIPPED.to_string(), Outcome::Skipped)
             }

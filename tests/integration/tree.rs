@@ -362,6 +362,25 @@ fn an_existing_tree_is_updated_in_place_and_no_clobber_keeps_it() {
 }
 
 #[test]
+fn no_clobber_over_an_earlier_copy_with_hard_links_skips_everything() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.src("t")).unwrap();
+    std::fs::write(env.src("t/small"), b"one inode").unwrap();
+    std::fs::write(env.src("t/big"), vec![7u8; 200_000]).unwrap();
+    std::fs::hard_link(env.src("t/small"), env.src("t/small-again")).unwrap();
+    std::fs::hard_link(env.src("t/big"), env.src("t/big-again")).unwrap();
+    let (tx, rr) = transfer(&env, &["-r", "src/t"], &[]);
+    tx.assert_code(0);
+    rr.assert_code(0);
+    let (tx, rr) = transfer(&env, &["-n", "-r", "src/t"], &[]);
+    tx.assert_code(0).assert_stderr("skipped t/small-again");
+    rr.assert_code(0);
+    let ino = |p: &str| std::fs::metadata(env.dst(p)).unwrap().ino();
+    assert_eq!(ino("t/small"), ino("t/small-again"));
+    assert_eq!(ino("t/big"), ino("t/big-again"));
+}
+
+#[test]
 fn a_tree_into_a_single_file_destination_is_refused() {
     let env = TestEnv::new();
     std::fs::create_dir_all(env.src("t")).unwrap();
