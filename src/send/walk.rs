@@ -188,6 +188,21 @@ impl Walker {
         self.emit(Walked::Unreadable(rel, format!("{what} {}: {e}", display::path(shown))))
     }
 
+    /// A failure at `rel`: announced to the receiver when it has a path
+    /// there, so that both ends count it; only reported here otherwise.
+    fn fail_at(
+        &mut self,
+        rel: Option<&RelPath>,
+        shown: &Path,
+        what: &str,
+        e: impl std::fmt::Display,
+    ) -> Result<(), Gone> {
+        match rel {
+            Some(rel) => self.unreadable(rel.clone(), shown, what, e),
+            None => self.fail(shown, what, e),
+        }
+    }
+
     fn fail(&mut self, shown: &Path, what: &str, e: impl std::fmt::Display) -> Result<(), Gone> {
         self.emit(Walked::Failed(format!("{what} {}: {e}", display::path(shown))))
     }
@@ -205,7 +220,10 @@ impl Walker {
             Operand::Dir(path, name) => {
                 let dir = match File::open(&path) {
                     Ok(d) => d,
-                    Err(e) => return self.fail(&path, "opening directory", e),
+                    Err(e) => {
+                        let rel = name.as_ref().map(RelPath::from_name);
+                        return self.fail_at(rel.as_ref(), &path, "opening directory", e);
+                    }
                 };
                 let rel = match name {
                     None => None,
@@ -213,7 +231,7 @@ impl Walker {
                         let rel = RelPath::from_name(&name);
                         match dir.metadata() {
                             Ok(meta) => self.emit(Walked::Item(Box::new(dir_item(rel.clone(), &meta, &path))))?,
-                            Err(e) => return self.fail(&path, "inspecting", e),
+                            Err(e) => return self.unreadable(rel, &path, "inspecting", e),
                         }
                         Some(rel)
                     }
@@ -239,7 +257,7 @@ impl Walker {
     fn children(&mut self, dir: &File, rel: Option<&RelPath>, shown: &Path) -> Result<(), Gone> {
         let mut children = match sys::list_dir(dir) {
             Ok(c) => c,
-            Err(e) => return self.fail(shown, "reading directory", e),
+            Err(e) => return self.fail_at(rel, shown, "reading directory", e),
         };
         children.sort_by(|a, b| a.0.cmp(&b.0));
         for (name_bytes, kind) in children {
@@ -266,7 +284,7 @@ impl Walker {
                             _ => ChildType::Other,
                         },
                         Err(e) => {
-                            self.fail(&child_shown, "inspecting", e)?;
+                            self.unreadable(child_rel, &child_shown, "inspecting", e)?;
                             continue;
                         }
                     }
@@ -292,14 +310,15 @@ impl Walker {
     fn subdir(&mut self, parent: &File, name: &[u8], rel: RelPath, shown: &Path) -> Result<(), Gone> {
         let dir = match sys::open_dir_at(parent, name, self.follow) {
             Ok(d) => d,
-            Err(e) => return self.fail(shown, "opening directory", e),
+            Err(e) => return self.unreadable(rel, shown, "opening directory", e),
         };
         let meta = match dir.metadata() {
             Ok(m) => m,
-            Err(e) => return self.fail(shown, "inspecting", e),
+            Err(e) => return self.unreadable(rel, shown, "inspecting", e),
         };
         if self.ancestors.contains(&(meta.dev(), meta.ino())) {
-            return self.fail(
+            return self.unreadable(
+                rel,
                 shown,
                 "not following",
                 "the link leads back into its own parent directories",
@@ -312,8 +331,8 @@ impl Walker {
     fn symlink(&mut self, parent: &File, name: &[u8], rel: RelPath, shown: &Path) -> Result<(), Gone> {
         let text = match sys::read_link_at(parent, name).map(|t| LinkText::new(&t)) {
             Ok(Ok(t)) => t,
-            Ok(Err(e)) => return self.fail(shown, "cannot send link", e.0),
-            Err(e) => return self.fail(shown, "reading link", e),
+            Ok(Err(e)) => return self.unreadable(rel, shown, "cannot send link", e.0),
+            Err(e) => return self.unreadable(rel, shown, "reading link", e),
         };
         let mtime = sys::lstat_at(parent, name).ok().map(|st| Mtime {
             seconds: st.st_mtime,

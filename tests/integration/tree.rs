@@ -296,6 +296,27 @@ fn an_unreadable_file_is_named_and_the_others_still_arrive() {
 }
 
 #[test]
+fn what_the_sender_cannot_walk_is_failed_on_both_ends() {
+    // With -L a dangling link cannot be inspected and a link to an
+    // ancestor would loop: the receiver is told, so both ends say partial.
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.src("t/sub")).unwrap();
+    std::fs::write(env.src("t/sub/f"), b"f").unwrap();
+    symlink("nowhere", env.src("t/dangling")).unwrap();
+    symlink("..", env.src("t/sub/loop")).unwrap();
+    let (tx, rr) = transfer(&env, &["-L", "-r", "src/t"], &[]);
+    tx.assert_code(4)
+        .assert_stderr("t/dangling")
+        .assert_stderr("t/sub/loop");
+    rr.assert_code(4)
+        .assert_stderr("receiving t/dangling from")
+        .assert_stderr("receiving t/sub/loop from")
+        .assert_stderr("2 FAILED");
+    assert_eq!(std::fs::read(env.dst("t/sub/f")).unwrap(), b"f");
+    assert!(!env.dst("t/dangling").exists() && !env.dst("t/sub/loop").exists());
+}
+
+#[test]
 fn a_receiver_side_failure_is_partial_on_both_ends() {
     let env = TestEnv::new();
     std::fs::create_dir_all(env.src("t/blocked")).unwrap();
