@@ -116,13 +116,20 @@ pub fn run(args: SendArgs) -> Result<Code> {
     if let Err(local) = session.stream(&sock, &walk, &mut outbox, policy) {
         session.reporter.finish();
         let what = session.sending();
-        // The receiver's reason (disk full, ...) beats our broken pipe.
-        return Err(match session.replies.next(Some(REASON_GRACE)) {
-            Some(Reply::Error(e)) => {
-                error::coded(Code::from_peer_error(e.code), receiver_said(&e.message)).context(what)
+        // The receiver's reason (disk full, ...) beats our broken pipe; it
+        // comes after the verdicts on the entries before.
+        let deadline = Instant::now() + REASON_GRACE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match session.replies.next(Some(left)) {
+                Some(Reply::Verdict(_)) if !left.is_zero() => {}
+                Some(Reply::Error(e)) => {
+                    let reason = error::coded(Code::from_peer_error(e.code), receiver_said(&e.message));
+                    return Err(reason.context(what));
+                }
+                _ => return Err(local),
             }
-            _ => local,
-        });
+        }
     }
     session.collect()?;
     session.reporter.finish();

@@ -350,6 +350,19 @@ fn a_full_filesystem_is_reported_and_cleaned_up() {
         out.assert_code(1).assert_stderr("No space left on device");
         assert!(env.list("small").is_empty(), "{:?}", env.list("small"));
 
+        // A large file that does not fit after one that did: the sender
+        // reads past the first verdict to the receiver's reason.
+        std::fs::create_dir_all(env.src("two")).unwrap();
+        std::fs::write(env.src("two/a"), vec![1u8; 1 << 20]).unwrap();
+        std::fs::write(env.src("two/z"), vec![2u8; 8 << 20]).unwrap();
+        let rx = env.recv(&["small"]);
+        let tx = env.send(&["-r", "src/two"], &rx.addr);
+        rx.finish().assert_code(1).assert_stderr("No space left on device");
+        tx.assert_code(1)
+            .assert_stderr("receiver: receiving two/z")
+            .assert_stderr("No space left on device");
+        std::fs::remove_dir_all(env.path("small/two")).unwrap();
+
         // A tree of small files, placed on the receiver's second thread:
         // the file that did not fit is named, the ones before it are
         // whole, and nothing staged is left.
