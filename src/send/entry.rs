@@ -196,14 +196,37 @@ impl Link<'_> {
         let hasher = FileHasher::spawn(file.try_clone()?, self.algorithm, start)?;
         let mut done = 0u64;
         let reporter = self.reporter;
-        let report = outbound::send_file(self.sock, file, start, len, self.policy, &mut |n| {
+        let sent = outbound::send_file(self.sock, file, start, len, self.policy, &mut |n| {
             done += n;
             hasher.advance(start + done);
             reporter.advance(n);
-        })
-        .map_err(to_receiver)?;
+        });
+        let report = match sent {
+            Ok(report) => report,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                // The file shrank under us. The receiver expects `len` raw
+                // bytes: pad them with zeros to reach the frame boundary,
+                // then abort this file alone; the session goes on.
+                self.pad(len - done).map_err(to_receiver)?;
+                drop(hasher);
+                return self.end(done, Digest::None, Report::default(), Err(e.into()));
+            }
+            Err(e) => return Err(to_receiver(e)),
+        };
         let hashed = hasher.finish().with_context(|| format!("hashing {shown}"))?;
         self.end(done, hashed.digest, report, fingerprint.check(file, shown))
+    }
+
+    /// Writes `n` zero bytes: the rest of a raw payload whose source
+    /// ended early, which the receiver discards.
+    fn pad(&self, mut n: u64) -> std::io::Result<()> {
+        let zeros = vec![0u8; 1 << 16];
+        while n > 0 {
+            let k = n.min(zeros.len() as u64) as usize;
+            frames::write_all(self.sock.as_fd(), &zeros[..k])?;
+            n -= k as u64;
+        }
+        Ok(())
     }
 
     /// A file with holes: DATA frames for its data regions (each moved by

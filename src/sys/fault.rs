@@ -9,6 +9,8 @@
 //! (`sendfile`, `splice`, `tee`, `fallocate`, `rename`, `read`, `write`,
 //! `open` for files opened during a tree walk, `tmpfile` and `link` for
 //! the receiver's unnamed staged files).
+//! ERRNO may also be `EOF`: the call reports end of file instead of
+//! failing (for `sendfile`: a source that shrank while being sent).
 //! An unparsable value is ignored with a warning; the variable is meant
 //! for tests, not for users.
 
@@ -20,7 +22,8 @@ use nix::errno::Errno;
 
 struct Rule {
     call: String,
-    errno: Errno,
+    /// None: end of file.
+    errno: Option<Errno>,
     nth: u64,
     seen: AtomicU64,
 }
@@ -54,7 +57,11 @@ fn parse(spec: &str) -> Vec<Rule> {
             };
             Some(Rule {
                 call: call.to_string(),
-                errno: parse_errno(errno)?,
+                errno: if errno == "EOF" {
+                    None
+                } else {
+                    Some(parse_errno(errno)?)
+                },
                 nth: nth.max(1),
                 seen: AtomicU64::new(0),
             })
@@ -71,16 +78,30 @@ fn rules() -> &'static [Rule] {
     RULES.get_or_init(|| std::env::var("ZCP_FAULT").map(|s| parse(&s)).unwrap_or_default())
 }
 
+/// What a wrapper does instead of its syscall this time.
+pub enum Injected {
+    Nothing,
+    EndOfFile,
+}
+
 /// Called by each wrapper before its syscall: fails with the configured
 /// errno when this is the configured call number for `call`.
 pub fn check(call: &str) -> io::Result<()> {
+    check_or_eof(call).map(|_| ())
+}
+
+/// Like [`check`], for wrappers that can also report end of file.
+pub fn check_or_eof(call: &str) -> io::Result<Injected> {
     for rule in rules().iter().filter(|r| r.call == call) {
         let n = rule.seen.fetch_add(1, Ordering::Relaxed) + 1;
         if n == rule.nth {
-            return Err(io::Error::from_raw_os_error(rule.errno as i32));
+            return match rule.errno {
+                Some(errno) => Err(io::Error::from_raw_os_error(errno as i32)),
+                None => Ok(Injected::EndOfFile),
+            };
         }
     }
-    Ok(())
+    Ok(Injected::Nothing)
 }
 
 #[cfg(test)]
@@ -89,12 +110,13 @@ mod tests {
 
     #[test]
     fn parses_rules_and_skips_garbage() {
-        let rules = parse("sendfile=EINVAL, splice=EIO@3,bogus,tee=EWHAT");
-        assert_eq!(rules.len(), 2);
+        let rules = parse("sendfile=EINVAL, splice=EIO@3,bogus,tee=EWHAT,sendfile=EOF@2");
+        assert_eq!(rules.len(), 3);
+        assert_eq!(rules[2].errno, None);
         assert_eq!(rules[0].call, "sendfile");
-        assert_eq!(rules[0].errno, Errno::EINVAL);
+        assert_eq!(rules[0].errno, Some(Errno::EINVAL));
         assert_eq!(rules[0].nth, 1);
-        assert_eq!(rules[1].errno, Errno::EIO);
+        assert_eq!(rules[1].errno, Some(Errno::EIO));
         assert_eq!(rules[1].nth, 3);
     }
 }

@@ -50,7 +50,9 @@ pub fn errno_of(err: &io::Error) -> Option<Errno> {
 /// reads (a regular file); `out` may be any fd, here a TCP socket.
 /// Returns 0 only at end of file.
 pub fn sendfile(out: impl AsFd, file: impl AsFd, offset: &mut u64, count: usize) -> io::Result<usize> {
-    fault::check("sendfile")?;
+    if let fault::Injected::EndOfFile = fault::check_or_eof("sendfile")? {
+        return Ok(0);
+    }
     let mut off = to_off(*offset)?;
     let n = nix::sys::sendfile::sendfile64(out, file, Some(&mut off), count.min(MAX_SYSCALL_CHUNK)).map_err(nix_err)?;
     *offset = u64::try_from(off).unwrap_or(*offset);

@@ -317,6 +317,32 @@ fn what_the_sender_cannot_walk_is_failed_on_both_ends() {
 }
 
 #[test]
+fn a_file_that_shrinks_while_sent_fails_alone() {
+    // The second sendfile call meets end of file, as if the file had been
+    // truncated: the rest of its raw payload is padded and the file
+    // aborted, and the files after it still arrive.
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.src("t")).unwrap();
+    let big = env.random_file("a.bin", 20 << 20, 3);
+    std::fs::rename(big, env.src("t/a.bin")).unwrap();
+    std::fs::write(env.src("t/b"), b"after").unwrap();
+    let rx = env.recv(&["dst"]);
+    let mut cmd = zcp();
+    cmd.current_dir(env.dir.path())
+        .env("ZCP_FAULT", "sendfile=EOF@2")
+        .args(["send", "-r", "src/t", &rx.addr])
+        .stdin(std::process::Stdio::null());
+    let tx = Running::spawn(cmd, "zcp send").finish();
+    let rr = rx.finish();
+    tx.assert_code(4)
+        .assert_stderr("t/a.bin")
+        .assert_stderr("source changed");
+    rr.assert_code(4).assert_stderr("the sender aborted it");
+    assert_eq!(env.list("dst/t"), ["b"]);
+    assert_eq!(std::fs::read(env.dst("t/b")).unwrap(), b"after");
+}
+
+#[test]
 fn a_receiver_side_failure_is_partial_on_both_ends() {
     let env = TestEnv::new();
     std::fs::create_dir_all(env.src("t/blocked")).unwrap();
