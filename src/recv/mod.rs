@@ -134,6 +134,7 @@ pub fn run(args: RecvArgs) -> Result<Code> {
         Err(err) => {
             session.reporter.finish();
             session.refuse(&err);
+            session.close_after_failure();
             Err(err.context(format!("receiving from {peer}")))
         }
     }
@@ -193,6 +194,21 @@ impl Session {
         self.tree
             .as_mut()
             .context("internal error: no tree for this destination")
+    }
+
+    /// After a fatal error: stops the placer (what it had not started is
+    /// discarded) and gives the directories made so far their modes and
+    /// mtimes, so a partial tree is not left at 0700. What fails here was
+    /// already overtaken by the error being reported.
+    fn close_after_failure(&mut self) {
+        self.placer = None;
+        let mut closed = Vec::new();
+        if let Some(tree) = self.tree.as_mut() {
+            tree.close_all(&mut closed);
+        }
+        for dir in closed {
+            let _ = dir.apply();
+        }
     }
 
     /// Problems that fail no single entry (a directory's metadata): each

@@ -379,6 +379,10 @@ fn a_full_filesystem_is_reported_and_cleaned_up() {
         // Named once: the file that failed, not also the entry being read.
         assert_eq!(line.matches("receiving many/f").count(), 1, "{line}");
         tx.assert_code(1).assert_stderr("No space left on device");
+        // The directory made before the failure has its own mode, not 0700.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(env.path("small/many")), mode(env.src("many")));
         let landed = env.list("small/many");
         assert!(!landed.is_empty() && landed.len() < 1500, "{}", landed.len());
         for name in landed {
