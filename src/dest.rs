@@ -67,6 +67,8 @@ impl Destination {
         match std::fs::metadata(arg) {
             Ok(meta) if meta.is_dir() => {
                 let dir = open_dir(arg).with_context(|| format!("opening destination directory {shown}"))?;
+                sys::check_writable_dir(arg)
+                    .with_context(|| format!("destination directory {shown} is not writable"))?;
                 return Ok(Destination::Directory {
                     dir: Arc::new(dir),
                     shown: arg.to_path_buf(),
@@ -97,6 +99,12 @@ impl Destination {
         let dir = open_dir(parent).with_context(|| {
             format!(
                 "opening the directory of destination {shown} ({})",
+                display::path(parent)
+            )
+        })?;
+        sys::check_writable_dir(parent).with_context(|| {
+            format!(
+                "the directory of destination {shown} ({}) is not writable",
                 display::path(parent)
             )
         })?;

@@ -101,6 +101,19 @@ pub fn open_read_at(dir: &File, name: &[u8], follow: bool) -> io::Result<File> {
     Ok(File::from(fd))
 }
 
+/// Whether this process may create entries in the directory `path`
+/// (faccessat(2) with W_OK|X_OK and the effective ids; EROFS for a
+/// read-only mount).
+pub fn check_writable_dir(path: &std::path::Path) -> io::Result<()> {
+    nix::unistd::faccessat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+        AtFlags::AT_EACCESS,
+    )
+    .map_err(nix_err)
+}
+
 /// mkdirat(2).
 pub fn mkdir_at(dir: &File, name: &[u8], mode: u32) -> io::Result<()> {
     nix::sys::stat::mkdirat(dir, c_bytes(name)?.as_c_str(), Mode::from_bits_truncate(mode)).map_err(nix_err)

@@ -395,6 +395,51 @@ fn a_full_filesystem_is_reported_and_cleaned_up() {
 }
 
 #[test]
+fn a_read_only_destination_is_refused_before_listening() {
+    if !is_root() {
+        return skip(
+            "a_read_only_destination_is_refused_before_listening",
+            "needs root to mount a tmpfs",
+        );
+    }
+    let env = TestEnv::new();
+    let ro = env.path("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=1m", "zcp-test", ro.to_str().unwrap()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        return skip(
+            "a_read_only_destination_is_refused_before_listening",
+            "mounting a tmpfs failed",
+        );
+    }
+    let runs = [
+        ("ro", "destination directory ro is not writable"),
+        ("ro/f", "(ro) is not writable"),
+    ];
+    let outs: Vec<_> = runs
+        .iter()
+        .map(|(dest, _)| {
+            let mut cmd = zcp();
+            cmd.current_dir(env.dir.path())
+                .args(["recv", "-l", "127.0.0.1:0", dest])
+                .stdin(Stdio::null());
+            Running::spawn(cmd, "zcp recv").finish()
+        })
+        .collect();
+    let _ = Command::new("umount").arg(&ro).status();
+    for ((_, needle), out) in runs.iter().zip(outs) {
+        out.assert_code(1)
+            .assert_stderr(needle)
+            .assert_stderr("Read-only file system");
+        assert!(!out.stderr.contains("listening"), "{}", out.stderr);
+    }
+}
+
+#[test]
 fn unusable_destinations_are_refused_before_listening() {
     let env = TestEnv::new();
     let fifo = env.path("fifo");
