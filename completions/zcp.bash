@@ -19,9 +19,6 @@ _zcp() {
             zcp,bench)
                 cmd="zcp__subcmd__bench"
                 ;;
-            zcp,generate)
-                cmd="zcp__subcmd__generate"
-                ;;
             zcp,help)
                 cmd="zcp__subcmd__help"
                 ;;
@@ -33,9 +30,6 @@ _zcp() {
                 ;;
             zcp__subcmd__help,bench)
                 cmd="zcp__subcmd__help__subcmd__bench"
-                ;;
-            zcp__subcmd__help,generate)
-                cmd="zcp__subcmd__help__subcmd__generate"
                 ;;
             zcp__subcmd__help,help)
                 cmd="zcp__subcmd__help__subcmd__help"
@@ -53,7 +47,7 @@ _zcp() {
 
     case "${cmd}" in
         zcp)
-            opts="-h -V --help --version send recv bench generate help"
+            opts="-h -V --help --version send recv bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -67,7 +61,7 @@ _zcp() {
             return 0
             ;;
         zcp__subcmd__bench)
-            opts="-h -V --size --runs --dir --help --version"
+            opts="-h --size --runs --dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -92,22 +86,8 @@ _zcp() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        zcp__subcmd__generate)
-            opts="-h -V --help --version man bash zsh fish"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         zcp__subcmd__help)
-            opts="send recv bench generate help"
+            opts="send recv bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -121,20 +101,6 @@ _zcp() {
             return 0
             ;;
         zcp__subcmd__help__subcmd__bench)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        zcp__subcmd__help__subcmd__generate)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -191,7 +157,7 @@ _zcp() {
             return 0
             ;;
         zcp__subcmd__recv)
-            opts="-l -n -q -v -h -V --listen --fsync --no-clobber --quiet --verbose --no-zerocopy --checksum --timeout --help --version"
+            opts="-l -n -q -v -h --listen --fsync --no-clobber --quiet --verbose --no-zerocopy --checksum --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -221,7 +187,7 @@ _zcp() {
             return 0
             ;;
         zcp__subcmd__send)
-            opts="-r -L -n -q -v -h -V --name --recursive --dereference --no-clobber --quiet --verbose --no-zerocopy --checksum --timeout --help --version"
+            opts="-r -L -n -q -v -h --name --recursive --dereference --no-clobber --quiet --verbose --no-zerocopy --checksum --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

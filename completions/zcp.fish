@@ -24,12 +24,11 @@ function __fish_zcp_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c zcp -n "__fish_zcp_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c zcp -n "__fish_zcp_needs_command" -s h -l help -d 'Print help'
 complete -c zcp -n "__fish_zcp_needs_command" -s V -l version -d 'Print version'
 complete -c zcp -n "__fish_zcp_needs_command" -f -a "send" -d 'Send files, directory trees (-r) or stdin to a listening `zcp recv`'
 complete -c zcp -n "__fish_zcp_needs_command" -f -a "recv" -d 'Receive one transfer into a directory, a file or stdout'
 complete -c zcp -n "__fish_zcp_needs_command" -f -a "bench" -d 'Measure zcp on loopback: default, --checksum none and --no-zerocopy'
-complete -c zcp -n "__fish_zcp_needs_command" -f -a "generate" -d 'Write the man page or a shell completion script to stdout'
 complete -c zcp -n "__fish_zcp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l name -d 'Name the receiver gives stdin (`-`) [default: stdin], or the one file sent [default: its file name]. May start with `-`' -r
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l checksum -d 'Verification of the payload; both ends must use the same value. `none` is for trusted links: nothing is compared and the summary says "unverified"' -r -f -a "sha256\t'SHA-256, computed on both ends and compared before commit'
@@ -42,7 +41,6 @@ complete -c zcp -n "__fish_zcp_using_subcommand send" -s q -l quiet -d 'Print on
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s v -l verbose -d 'Name the mechanism that moved the bytes (sendfile, splice or read/write) and why, and print the digest in sha256sum format'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l no-zerocopy -d 'Use plain read/write instead of sendfile/splice'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c zcp -n "__fish_zcp_using_subcommand send" -s V -l version -d 'Print version'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s l -l listen -d 'Address and port to listen on; without an address, all interfaces (IPv6 and IPv4). Port 0 picks a free port; the bound address is printed on stderr as `zcp: listening on ADDR:PORT`' -r
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l checksum -d 'Verification of the payload; both ends must use the same value. `none` is for trusted links: nothing is compared and the summary says "unverified"' -r -f -a "sha256\t'SHA-256, computed on both ends and compared before commit'
 none\t'No verification (trusted links only); summaries say "unverified"'"
@@ -53,16 +51,11 @@ complete -c zcp -n "__fish_zcp_using_subcommand recv" -s q -l quiet -d 'Print on
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s v -l verbose -d 'Name the mechanism that moved the bytes (sendfile, splice or read/write) and why, and print the digest in sha256sum format'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l no-zerocopy -d 'Use plain read/write instead of sendfile/splice'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c zcp -n "__fish_zcp_using_subcommand recv" -s V -l version -d 'Print version'
 complete -c zcp -n "__fish_zcp_using_subcommand bench" -l size -d 'Size of the generated test file, e.g. 256M or 1G (binary units)' -r
 complete -c zcp -n "__fish_zcp_using_subcommand bench" -l runs -d 'Measured runs per case, after one warm-up; the median is reported' -r
 complete -c zcp -n "__fish_zcp_using_subcommand bench" -l dir -d 'Directory for the test files [default: $TMPDIR or /tmp]' -r -F
 complete -c zcp -n "__fish_zcp_using_subcommand bench" -s h -l help -d 'Print help'
-complete -c zcp -n "__fish_zcp_using_subcommand bench" -s V -l version -d 'Print version'
-complete -c zcp -n "__fish_zcp_using_subcommand generate" -s h -l help -d 'Print help'
-complete -c zcp -n "__fish_zcp_using_subcommand generate" -s V -l version -d 'Print version'
-complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench generate help" -f -a "send" -d 'Send files, directory trees (-r) or stdin to a listening `zcp recv`'
-complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench generate help" -f -a "recv" -d 'Receive one transfer into a directory, a file or stdout'
-complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench generate help" -f -a "bench" -d 'Measure zcp on loopback: default, --checksum none and --no-zerocopy'
-complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench generate help" -f -a "generate" -d 'Write the man page or a shell completion script to stdout'
-complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench help" -f -a "send" -d 'Send files, directory trees (-r) or stdin to a listening `zcp recv`'
+complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench help" -f -a "recv" -d 'Receive one transfer into a directory, a file or stdout'
+complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench help" -f -a "bench" -d 'Measure zcp on loopback: default, --checksum none and --no-zerocopy'
+complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

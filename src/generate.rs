@@ -23,7 +23,7 @@ pub fn run(what: Artifact) -> Result<()> {
 
 /// Renders an artifact into memory (also used by the drift test).
 pub fn render(what: Artifact) -> Result<Vec<u8>> {
-    let mut cmd = Cli::command();
+    let mut cmd = public_command();
     let mut out = Vec::new();
     match what {
         Artifact::Man => man_page(&mut out)?,
@@ -32,6 +32,16 @@ pub fn render(what: Artifact) -> Result<Vec<u8>> {
         Artifact::Fish => clap_complete::generate(Shell::Fish, &mut cmd, "zcp", &mut out),
     }
     Ok(out)
+}
+
+/// The command line users see: without hidden subcommands (`generate`),
+/// which clap_complete would otherwise offer.
+fn public_command() -> clap::Command {
+    let full = Cli::command();
+    clap::Command::new("zcp")
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(full.get_arguments().cloned())
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
 }
 
 /// Escapes text for roff: backslashes, and a leading `.` or `'`.

@@ -84,6 +84,15 @@ fn generated_docs_are_current() {
         let out = output(&["generate", what]);
         out.assert_code(0);
         assert!(!out.stdout.is_empty(), "empty {what} output");
+        if what != "man" {
+            // The internal command is not offered to users.
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                !text.contains("subcmd__generate") && !text.contains("shell completion script"),
+                "{what}"
+            );
+            assert!(text.contains("send") && text.contains("recv"), "{what}");
+        }
         let path = root.join(rel);
         if bless {
             std::fs::write(&path, &out.stdout).unwrap();
