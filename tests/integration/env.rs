@@ -250,11 +250,17 @@ impl TestEnv {
 
     /// `zcp send ARGS... ADDR` with stdin from /dev/null.
     pub fn send(&self, args: &[&str], addr: &str) -> Finished {
+        self.send_with_env(args, addr, &[])
+    }
+
+    /// [`TestEnv::send`] with extra environment variables (`ZCP_FAULT`).
+    pub fn send_with_env(&self, args: &[&str], addr: &str, vars: &[(&str, &str)]) -> Finished {
         let mut cmd = zcp();
         cmd.current_dir(self.dir.path())
             .arg("send")
             .args(args)
             .arg(addr)
+            .envs(vars.iter().copied())
             .stdin(Stdio::null());
         Running::spawn(cmd, "zcp send").finish()
     }

@@ -277,12 +277,7 @@ fn an_unreadable_file_is_named_and_the_others_still_arrive() {
         std::fs::write(env.src("t").join(name), name).unwrap();
     }
     let rx = env.recv(&["dst"]);
-    let mut cmd = zcp();
-    cmd.current_dir(env.dir.path())
-        .env("ZCP_FAULT", "open=EACCES@2")
-        .args(["send", "-r", "src/t", &rx.addr])
-        .stdin(std::process::Stdio::null());
-    let tx = Running::spawn(cmd, "zcp send").finish();
+    let tx = env.send_with_env(&["-r", "src/t"], &rx.addr, &[("ZCP_FAULT", "open=EACCES@2")]);
     let rr = rx.finish();
     tx.assert_code(4)
         .assert_stderr("src/t/2")
@@ -327,12 +322,7 @@ fn a_file_that_shrinks_while_sent_fails_alone() {
     std::fs::rename(big, env.src("t/a.bin")).unwrap();
     std::fs::write(env.src("t/b"), b"after").unwrap();
     let rx = env.recv(&["dst"]);
-    let mut cmd = zcp();
-    cmd.current_dir(env.dir.path())
-        .env("ZCP_FAULT", "sendfile=EOF@2")
-        .args(["send", "-r", "src/t", &rx.addr])
-        .stdin(std::process::Stdio::null());
-    let tx = Running::spawn(cmd, "zcp send").finish();
+    let tx = env.send_with_env(&["-r", "src/t"], &rx.addr, &[("ZCP_FAULT", "sendfile=EOF@2")]);
     let rr = rx.finish();
     tx.assert_code(4)
         .assert_stderr("t/a.bin")
