@@ -286,7 +286,7 @@ impl Session {
             .land_payload(entry, target, &|total| hasher.advance(total))
             .with_context(|| format!("writing {shown_s}"))?;
         let hashed = hasher.finish().with_context(|| format!("hashing {shown_s}"))?;
-        let lost = format!("nothing was written to {shown_s}");
+        let lost = || format!("nothing was written to {shown_s}");
         if let Some(outcome) = self.judge(entry, &landed.end, landed.bytes, &hashed, &lost)? {
             return Ok(outcome);
         }
@@ -352,7 +352,8 @@ impl Session {
         self.reporter.advance(n);
         let end = read_end(&mut self.reader)?;
         let hashed = Hashed { digest, bytes: n };
-        let lost = format!("nothing was written to {}", display::path(&shown));
+        // Formatted only if the file fails: this runs for every small file.
+        let lost = || format!("nothing was written to {}", display::path(&shown));
         if let Some(outcome) = self.judge(entry, &end, n, &hashed, &lost)? {
             return Ok(Some(outcome));
         }
@@ -398,7 +399,7 @@ impl Session {
         };
         let landed = self.land_payload(entry, target, &|_| {}).context("writing to stdout")?;
         let hashed = hasher.finish().context("hashing stdout")?;
-        let lost = format!("the {} bytes already written to stdout must be discarded", landed.bytes);
+        let lost = || format!("the {} bytes already written to stdout must be discarded", landed.bytes);
         if let Some(outcome) = self.judge(entry, &landed.end, landed.bytes, &hashed, &lost)? {
             return Ok(outcome);
         }

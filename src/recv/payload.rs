@@ -166,11 +166,12 @@ impl Session {
         end: &PayloadEnd,
         bytes: u64,
         hashed: &Hashed,
-        lost: &str,
+        lost: &dyn Fn() -> String,
     ) -> Result<Option<Outcome>> {
         let trailer = match end {
             PayloadEnd::Trailer(t) => t,
             PayloadEnd::Aborted(why) => {
+                let lost = lost();
                 let why = display::peer_text(why);
                 self.reporter.error(format!(
                     "receiving {} from {}: the sender aborted it: {why}; {lost}",
@@ -187,6 +188,7 @@ impl Session {
         if self.check(trailer, bytes, &hashed.digest)? {
             return Ok(None);
         }
+        let lost = lost();
         self.reporter.error(format!(
             "receiving {} from {}: integrity check failed: the {} of the {bytes} bytes received is {}, the sender's is {}; {lost}",
             entry.path,
