@@ -21,13 +21,19 @@ pub enum Code {
     Integrity = 3,
     /// Some entries failed, the others arrived.
     Partial = 4,
+    #[allow(dead_code)] // chosen by the authentication handshake
+    /// The peer could not prove it knows the shared key (or refused ours).
+    Auth = 5,
+    #[allow(dead_code)] // chosen by the sender's change check
+    /// A source file changed while it was being sent; it was not committed.
+    SourceChanged = 6,
     /// SIGINT or SIGTERM.
     Interrupted = 130,
 }
 
 impl Code {
     /// (code, meaning) rows for documentation.
-    pub const TABLE: [(u8, &'static str); 6] = [
+    pub const TABLE: [(u8, &'static str); 8] = [
         (
             0,
             "success: the receiver verified the data and committed it under its final name",
@@ -45,11 +51,19 @@ impl Code {
             4,
             "partial transfer: some entries failed (each is named on stderr), the others were committed",
         ),
+        (
+            5,
+            "authentication failed: the peer does not know the shared key (ZCP_KEY, --key-file or the receiver's one-time key), or one end runs with --no-auth and the other does not",
+        ),
+        (
+            6,
+            "a source file changed while it was being sent; it was not committed (re-run to copy a consistent version)",
+        ),
         (130, "interrupted by SIGINT or SIGTERM; staged files were removed"),
     ];
 
     /// The same rows, short enough for `--help` on an 80-column terminal.
-    pub const BRIEF: [(u8, &'static str); 6] = [
+    pub const BRIEF: [(u8, &'static str); 8] = [
         (0, "success: verified and committed under its final name"),
         (
             1,
@@ -61,6 +75,8 @@ impl Code {
             4,
             "partial: some entries failed (each named on stderr), the rest arrived",
         ),
+        (5, "authentication failed: wrong or missing key"),
+        (6, "a source changed while being sent; it was not committed"),
         (130, "interrupted by SIGINT or SIGTERM; staged files were removed"),
     ];
 
