@@ -157,7 +157,7 @@ _zcp() {
             return 0
             ;;
         zcp__subcmd__recv)
-            opts="-l -n -q -v -h --listen --fsync --no-clobber --quiet --verbose --no-zerocopy --checksum --timeout --help"
+            opts="-l -n -k -q -v -h --listen --fsync --no-clobber --keep-open --max-connections --idle-timeout --quiet --verbose --no-zerocopy --checksum --timeout --key-file --no-auth --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -171,11 +171,23 @@ _zcp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --checksum)
                     COMPREPLY=($(compgen -W "sha256 none" -- "${cur}"))
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -187,7 +199,7 @@ _zcp() {
             return 0
             ;;
         zcp__subcmd__send)
-            opts="-r -L -n -q -v -h --name --recursive --dereference --no-clobber --quiet --verbose --no-zerocopy --checksum --timeout --help"
+            opts="-r -L -n -q -v -h --name --recursive --dereference --no-clobber --quiet --verbose --no-zerocopy --checksum --timeout --key-file --no-auth --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -202,6 +214,10 @@ _zcp() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

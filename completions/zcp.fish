@@ -34,22 +34,29 @@ complete -c zcp -n "__fish_zcp_using_subcommand send" -l name -d 'Name the recei
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l checksum -d 'Verification of the payload; both ends must use the same value. `none` is for trusted links: nothing is compared and the summary says "unverified"' -r -f -a "sha256\t'SHA-256, computed on both ends and compared before commit'
 none\t'No verification (trusted links only); summaries say "unverified"'"
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l timeout -d 'Seconds to wait for the peer to answer during the handshake (after connecting), so a silent or wrong peer cannot hold zcp forever' -r
+complete -c zcp -n "__fish_zcp_using_subcommand send" -l key-file -d 'Read the shared key from FILE (its bytes, without a final newline) instead of the ZCP_KEY environment variable. FILE must not be readable by everyone' -r -F
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s r -l recursive -d 'Send directories and everything in them'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s L -l dereference -d 'Follow symbolic links found inside directories and send what they point to (links named on the command line are always followed)'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s n -l no-clobber -d 'Ask the receiver not to replace anything that already exists there'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s q -l quiet -d 'Print only errors (and, for recv, the `listening on` line)'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s v -l verbose -d 'Name the mechanism that moved the bytes (sendfile, splice or read/write) and why, and print the digest in sha256sum format'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l no-zerocopy -d 'Use plain read/write instead of sendfile/splice'
+complete -c zcp -n "__fish_zcp_using_subcommand send" -l no-auth -d 'Do not authenticate: for trusted links only. A receiver then accepts anyone who can reach its port; both ends must use it'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s l -l listen -d 'Address and port to listen on; without an address, all interfaces (IPv6 and IPv4). Port 0 picks a free port; the bound address is printed on stderr as `zcp: listening on ADDR:PORT`' -r
+complete -c zcp -n "__fish_zcp_using_subcommand recv" -l max-connections -d 'With --keep-open: how many connections are served at once; one more is told the receiver is busy' -r
+complete -c zcp -n "__fish_zcp_using_subcommand recv" -l idle-timeout -d 'Seconds the sender may stay silent during a transfer before the receiver gives up on it (the sender keeps an idle session alive on its own, so only a stuck or vanished sender hits this)' -r
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l checksum -d 'Verification of the payload; both ends must use the same value. `none` is for trusted links: nothing is compared and the summary says "unverified"' -r -f -a "sha256\t'SHA-256, computed on both ends and compared before commit'
 none\t'No verification (trusted links only); summaries say "unverified"'"
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l timeout -d 'Seconds to wait for the peer to answer during the handshake (after connecting), so a silent or wrong peer cannot hold zcp forever' -r
+complete -c zcp -n "__fish_zcp_using_subcommand recv" -l key-file -d 'Read the shared key from FILE (its bytes, without a final newline) instead of the ZCP_KEY environment variable. FILE must not be readable by everyone' -r -F
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l fsync -d 'Flush each file and its directory to disk before reporting success'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s n -l no-clobber -d 'Never replace an existing file, link or directory entry in DEST: such entries are skipped (their bytes are still read off the connection) and reported; existing directories are still entered'
+complete -c zcp -n "__fish_zcp_using_subcommand recv" -s k -l keep-open -d 'Keep listening after a transfer and serve several senders at once (each transfer is reported on its own; stop with Ctrl-C)'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s q -l quiet -d 'Print only errors (and, for recv, the `listening on` line)'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s v -l verbose -d 'Name the mechanism that moved the bytes (sendfile, splice or read/write) and why, and print the digest in sha256sum format'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l no-zerocopy -d 'Use plain read/write instead of sendfile/splice'
+complete -c zcp -n "__fish_zcp_using_subcommand recv" -l no-auth -d 'Do not authenticate: for trusted links only. A receiver then accepts anyone who can reach its port; both ends must use it'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zcp -n "__fish_zcp_using_subcommand bench" -l size -d 'Size of the generated test file, e.g. 256M or 1G (binary units)' -r
 complete -c zcp -n "__fish_zcp_using_subcommand bench" -l runs -d 'Measured runs per case, after one warm-up; the median is reported' -r

@@ -101,6 +101,25 @@ pub struct CommonArgs {
     /// connecting), so a silent or wrong peer cannot hold zcp forever
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = parse_seconds)]
     pub timeout: u64,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// How an end proves it knows the shared key. The key itself is never an
+/// argument, so it cannot show in `ps`.
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// Read the shared key from FILE (its bytes, without a final newline)
+    /// instead of the ZCP_KEY environment variable. FILE must not be
+    /// readable by everyone
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+
+    /// Do not authenticate: for trusted links only. A receiver then
+    /// accepts anyone who can reach its port; both ends must use it
+    #[arg(long, conflicts_with = "key_file")]
+    pub no_auth: bool,
 }
 
 impl CommonArgs {
@@ -181,6 +200,23 @@ pub struct RecvArgs {
     /// connection) and reported; existing directories are still entered
     #[arg(short = 'n', long)]
     pub no_clobber: bool,
+
+    /// Keep listening after a transfer and serve several senders at once
+    /// (each transfer is reported on its own; stop with Ctrl-C)
+    #[arg(short = 'k', long)]
+    pub keep_open: bool,
+
+    /// With --keep-open: how many connections are served at once; one more
+    /// is told the receiver is busy
+    #[arg(long, value_name = "N", default_value_t = 16, requires = "keep_open",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_connections: u16,
+
+    /// Seconds the sender may stay silent during a transfer before the
+    /// receiver gives up on it (the sender keeps an idle session alive on
+    /// its own, so only a stuck or vanished sender hits this)
+    #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = parse_seconds)]
+    pub idle_timeout: u64,
 
     #[command(flatten)]
     pub common: CommonArgs,

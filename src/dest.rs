@@ -33,6 +33,7 @@ use crate::protocol::Mtime;
 use crate::sys::{self, FdKind};
 
 /// The resolved DEST argument of `zcp recv`.
+#[derive(Clone)]
 pub enum Destination {
     /// Files land inside this directory under their wire names.
     Directory { dir: Arc<File>, shown: PathBuf },

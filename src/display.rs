@@ -107,6 +107,12 @@ pub fn checksum_line(hex: &str, name: &[u8]) -> String {
     }
 }
 
+/// Error chains are printed on one line; any newline that slipped into a
+/// message (from the OS or a library) is escaped.
+pub fn one_line(s: &str) -> String {
+    s.replace('\n', "\\n").replace('\r', "\\r")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

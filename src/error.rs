@@ -21,7 +21,6 @@ pub enum Code {
     Integrity = 3,
     /// Some entries failed, the others arrived.
     Partial = 4,
-    #[allow(dead_code)] // chosen by the authentication handshake
     /// The peer could not prove it knows the shared key (or refused ours).
     Auth = 5,
     #[allow(dead_code)] // chosen by the sender's change check
@@ -83,10 +82,13 @@ impl Code {
     /// The local exit code for a peer's ERROR frame. An ERROR is always a
     /// failure here: only an integrity failure keeps its own code, so a
     /// peer can never make this side report success, a usage error or an
-    /// interruption it did not have.
+    /// interruption it did not have. An authentication failure keeps its
+    /// code too.
     pub fn from_peer_error(code: u8) -> Code {
         if code == Code::Integrity as u8 {
             Code::Integrity
+        } else if code == Code::Auth as u8 {
+            Code::Auth
         } else {
             Code::Failure
         }

@@ -10,6 +10,10 @@
 //! payload follows almost every header, [`FrameReader::expect_exact`]
 //! reads no byte beyond the frame it returns.
 //!
+//! Once both ends have authenticated, every frame but DATA is sealed:
+//! [`Encoder`] appends the tags as it encodes, [`FrameReader`] checks and
+//! strips them before decoding.
+//!
 //! Every loop here notices SIGINT/SIGTERM (EINTR with the flag set) and
 //! returns `ErrorKind::Interrupted` instead of retrying.
 
@@ -19,7 +23,8 @@ use std::os::fd::AsFd;
 
 use anyhow::{Context, Result};
 
-use crate::error::interrupted_io;
+use crate::error::{self, Code, interrupted_io};
+use crate::protocol::auth::{Opener, Sealer};
 use crate::protocol::{FRAME_HEADER_LEN, FrameHeader, FrameType, Message, PREAMBLE_LEN, Preamble};
 use crate::sys::{self, IoBuf, signals};
 
@@ -59,6 +64,10 @@ pub struct FrameReader {
     buf: IoBuf,
     start: usize,
     end: usize,
+    /// Set once the session is authenticated: frames must carry tags.
+    opener: Option<Opener>,
+    /// The body of the last HELLO read, for the transcript.
+    hello_body: Vec<u8>,
 }
 
 impl FrameReader {
@@ -68,7 +77,19 @@ impl FrameReader {
             buf: IoBuf::new(READ_BUFFER),
             start: 0,
             end: 0,
+            opener: None,
+            hello_body: Vec::new(),
         }
+    }
+
+    /// From now on every frame but DATA must carry a valid tag.
+    pub fn require_seals(&mut self, opener: Opener) {
+        self.opener = Some(opener);
+    }
+
+    /// The body of the last HELLO read, exactly as it arrived.
+    pub fn hello_body(&self) -> &[u8] {
+        &self.hello_body
     }
 
     pub fn socket(&self) -> &TcpStream {
@@ -142,7 +163,7 @@ impl FrameReader {
             return Ok(None);
         }
         let hdr: [u8; FRAME_HEADER_LEN] = self.consume(FRAME_HEADER_LEN).try_into()?;
-        let header = FrameHeader::decode(&hdr)?;
+        let header = FrameHeader::decode_in(&hdr, self.opener.is_some())?;
         if header.kind == FrameType::Data {
             return Ok(Some(Message::Data(header.len)));
         }
@@ -153,7 +174,20 @@ impl FrameReader {
                 header.kind
             )));
         }
-        let body = self.consume(len);
+        let at = self.start;
+        self.start += len;
+        let mut body = &self.buf[at..at + len];
+        if let Some(opener) = self.opener.as_mut() {
+            body = opener
+                .open(header.kind, body)
+                .map_err(|e| error::coded(Code::Auth, e.to_string()))?;
+        } else if header.kind == FrameType::Hello {
+            self.hello_body = body.to_vec();
+        }
+        let header = FrameHeader {
+            kind: header.kind,
+            len: body.len() as u32,
+        };
         Ok(Some(Message::decode(header, body)?))
     }
 
@@ -211,11 +245,34 @@ pub fn write_all(fd: std::os::fd::BorrowedFd<'_>, mut bytes: &[u8]) -> io::Resul
     Ok(())
 }
 
-/// Sends one whole control message.
-pub fn send(sock: &TcpStream, msg: &Message) -> Result<()> {
-    let mut buf = Vec::with_capacity(64);
-    msg.encode(&mut buf);
-    write_all(sock.as_fd(), &buf).with_context(|| format!("sending {:?}", msg.frame_type()))
+/// Encodes the frames one end writes, sealing them once the session is
+/// authenticated.
+#[derive(Default)]
+pub struct Encoder {
+    sealer: Option<Sealer>,
+}
+
+impl Encoder {
+    /// From now on every frame but DATA is sealed.
+    pub fn seal_with(&mut self, sealer: Sealer) {
+        self.sealer = Some(sealer);
+    }
+
+    /// Appends `msg` as a whole frame (for DATA, only its header) to `out`.
+    pub fn push(&mut self, msg: &Message, out: &mut Vec<u8>) {
+        let start = out.len();
+        msg.encode(out);
+        if let Some(sealer) = self.sealer.as_mut() {
+            sealer.seal(out, start);
+        }
+    }
+
+    /// Sends one whole control message at once.
+    pub fn send(&mut self, sock: &TcpStream, msg: &Message) -> Result<()> {
+        let mut buf = Vec::with_capacity(64);
+        self.push(msg, &mut buf);
+        write_all(sock.as_fd(), &buf).with_context(|| format!("sending {:?}", msg.frame_type()))
+    }
 }
 
 /// Sends our preamble.

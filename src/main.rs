@@ -12,6 +12,7 @@ mod engine;
 mod error;
 mod frames;
 mod generate;
+mod key;
 mod net;
 mod progress;
 mod protocol;
@@ -43,14 +44,8 @@ fn main() -> ExitCode {
         Ok(code) => code.exit(),
         Err(err) => {
             let code = error::exit_code(&err);
-            eprintln!("zcp: error: {}", one_line(&format!("{err:#}")));
+            eprintln!("zcp: error: {}", display::one_line(&format!("{err:#}")));
             code.exit()
         }
     }
-}
-
-/// Error chains are printed on one line; any newline that slipped into a
-/// message (from the OS or a library) is escaped.
-fn one_line(s: &str) -> String {
-    s.replace('\n', "\\n").replace('\r', "\\r")
 }

@@ -24,6 +24,8 @@ pub enum Verbosity {
 pub struct Reporter {
     verbosity: Verbosity,
     bar: Option<ProgressBar>,
+    /// False where several transfers share the terminal (recv -k).
+    bars: bool,
 }
 
 const KNOWN_TEMPLATE: &str = "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {wide_msg}";
@@ -31,7 +33,20 @@ const STREAM_TEMPLATE: &str = "{prefix} {spinner} {bytes} {binary_bytes_per_sec}
 
 impl Reporter {
     pub fn new(verbosity: Verbosity) -> Reporter {
-        Reporter { verbosity, bar: None }
+        Reporter {
+            verbosity,
+            bar: None,
+            bars: true,
+        }
+    }
+
+    /// A reporter that prints lines but never draws a bar.
+    pub fn without_bar(verbosity: Verbosity) -> Reporter {
+        Reporter {
+            verbosity,
+            bar: None,
+            bars: false,
+        }
     }
 
     fn print(&self, line: &str) {
@@ -83,7 +98,7 @@ impl Reporter {
 
     /// Starts a bar for `label`; `total` is None for a stream.
     pub fn start(&mut self, label: &str, total: Option<u64>) {
-        if self.verbosity == Verbosity::Quiet || !std::io::stderr().is_terminal() {
+        if !self.bars || self.verbosity == Verbosity::Quiet || !std::io::stderr().is_terminal() {
             return;
         }
         let (bar, template) = match total {

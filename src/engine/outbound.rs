@@ -139,6 +139,9 @@ pub struct StreamSource<'a> {
     chunk: usize,
     buf: Option<IoBuf>,
     pub report: Report,
+    /// How long to wait for input before `fill` returns TimedOut, so the
+    /// caller can tell the receiver the session is alive.
+    pub idle: Option<std::time::Duration>,
 }
 
 /// What a stream input that is not a pipe is, for `-v`: its route and the
@@ -217,6 +220,7 @@ impl<'a> StreamSource<'a> {
             chunk,
             buf: None,
             report,
+            idle: None,
         }
     }
 
@@ -291,7 +295,7 @@ impl<'a> StreamSource<'a> {
     /// Waits until the input is readable; true if the peer hung up first.
     fn wait_for_input(&self, sock: &TcpStream) -> io::Result<bool> {
         loop {
-            match settle(sys::wait_input_or_hangup(self.input, sock.as_fd()))? {
+            match settle(sys::wait_input_or_hangup(self.input, sock.as_fd(), self.idle))? {
                 Some(hung) => return Ok(hung),
                 None => continue,
             }

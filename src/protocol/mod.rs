@@ -1,4 +1,4 @@
-//! The zcp wire format, version 1: the preamble, frame headers and every
+//! The zcp wire format, version 3: the preamble, frame headers and every
 //! control message, with encoding, decoding and hard limits. It never
 //! touches a socket or payload bytes; `frames` does the I/O.
 //!
@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+pub mod auth;
 mod cursor;
 mod entry;
 mod path;
@@ -23,9 +24,9 @@ pub use path::{LinkText, Name, RelPath};
 /// 7-bit channels and text protocols, as in PNG.
 pub const MAGIC: [u8; 4] = [0x89, b'Z', b'C', b'P'];
 /// The newest protocol version this zcp speaks.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// The oldest protocol version this zcp speaks.
-pub const MIN_VERSION: u16 = 2;
+pub const MIN_VERSION: u16 = 3;
 pub const PREAMBLE_LEN: usize = 8;
 pub const FRAME_HEADER_LEN: usize = 5;
 
@@ -41,6 +42,14 @@ pub const MAX_PATH_LEN: usize = 4096;
 pub const MAX_LINK_LEN: usize = 4095;
 /// Largest human-readable message in ABORT, VERDICT and ERROR.
 pub const MAX_MESSAGE_LEN: usize = 1024;
+/// Bytes of fresh randomness each end puts in its HELLO when it
+/// authenticates.
+pub const NONCE_LEN: usize = 32;
+/// Length of the proof in an AUTH frame (a full HMAC-SHA256).
+pub const PROOF_LEN: usize = 32;
+/// Length of the tag that ends every sealed frame (HMAC-SHA256 cut to 128
+/// bits).
+pub const TAG_LEN: usize = 16;
 
 /// Why a byte string is not a valid message. Carries no peer bytes except
 /// through the escaped display of names.
@@ -131,6 +140,8 @@ pub enum FrameType {
     Done = 7,
     Error = 8,
     Hole = 9,
+    Auth = 10,
+    Ping = 11,
 }
 
 impl FrameType {
@@ -145,6 +156,8 @@ impl FrameType {
             7 => FrameType::Done,
             8 => FrameType::Error,
             9 => FrameType::Hole,
+            10 => FrameType::Auth,
+            11 => FrameType::Ping,
             _ => return None,
         })
     }
@@ -152,8 +165,9 @@ impl FrameType {
     fn max_len(self) -> u32 {
         match self {
             FrameType::Data => MAX_DATA_LEN,
-            FrameType::Done => 0,
+            FrameType::Done | FrameType::Ping => 0,
             FrameType::Hole => 8,
+            FrameType::Auth => PROOF_LEN as u32,
             _ => MAX_CONTROL_LEN,
         }
     }
@@ -172,16 +186,26 @@ impl FrameHeader {
         [kind as u8, l[0], l[1], l[2], l[3]]
     }
 
+    /// Decodes a header of an unsealed frame.
+    #[cfg(test)]
     pub fn decode(bytes: &[u8; FRAME_HEADER_LEN]) -> Result<FrameHeader, ProtocolError> {
+        FrameHeader::decode_in(bytes, false)
+    }
+
+    /// Decodes a header; in a sealed session every frame but DATA also
+    /// carries its tag, which `len` counts.
+    pub fn decode_in(bytes: &[u8; FRAME_HEADER_LEN], sealed: bool) -> Result<FrameHeader, ProtocolError> {
         let Some(kind) = FrameType::from_byte(bytes[0]) else {
             return bad(format!("unknown frame type {}", bytes[0]));
         };
         let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
-        if len > kind.max_len() {
-            return bad(format!(
-                "{kind:?} frame of {len} bytes exceeds the limit of {}",
-                kind.max_len()
-            ));
+        let max = if sealed && kind != FrameType::Data {
+            kind.max_len() + TAG_LEN as u32
+        } else {
+            kind.max_len()
+        };
+        if len > max {
+            return bad(format!("{kind:?} frame of {len} bytes exceeds the limit of {max}"));
         }
         if kind == FrameType::Data && len == 0 {
             return bad("empty DATA frame");
@@ -203,6 +227,8 @@ mod tag {
     pub const ROLE: u16 = 2;
     pub const CHECKSUM: u16 = 3;
     pub const NO_CLOBBER: u16 = 4;
+    pub const AUTH: u16 = 5;
+    pub const IDLE_TIMEOUT: u16 = 6;
     pub const CRITICAL: u16 = 0x8000;
 }
 
@@ -215,6 +241,12 @@ pub struct Hello {
     pub software: String,
     /// Sender only: the receiver must not replace anything that exists.
     pub no_clobber: bool,
+    /// Present when this end authenticates with the shared key: its fresh
+    /// nonce. Both ends must agree (both present or both absent).
+    pub auth: Option<[u8; NONCE_LEN]>,
+    /// Receiver only: the longest silence it tolerates from the sender
+    /// during the session, in seconds (the sender sends PING when idle).
+    pub idle_timeout: Option<u32>,
 }
 
 /// Ends an entry's payload with the sender's count and digest.
@@ -268,6 +300,10 @@ pub enum Message {
     Verdict(Verdict),
     Done,
     Error(WireError),
+    /// Proof of knowing the shared key (see docs/PROTOCOL.md).
+    Auth([u8; PROOF_LEN]),
+    /// Nothing to say yet: keeps an idle session alive.
+    Ping,
 }
 
 impl Message {
@@ -283,6 +319,8 @@ impl Message {
             Message::Verdict(_) => FrameType::Verdict,
             Message::Done => FrameType::Done,
             Message::Error(_) => FrameType::Error,
+            Message::Auth(_) => FrameType::Auth,
+            Message::Ping => FrameType::Ping,
         }
     }
 
@@ -294,7 +332,8 @@ impl Message {
         match self {
             Message::Hello(h) => encode_hello(h, out),
             Message::Entry(e) => entry::encode(e, out),
-            Message::Data(_) | Message::Done => {}
+            Message::Data(_) | Message::Done | Message::Ping => {}
+            Message::Auth(proof) => out.extend_from_slice(proof),
             Message::Hole(n) => out.extend_from_slice(&n.to_be_bytes()),
             Message::Trailer(t) => {
                 out.extend_from_slice(&t.bytes.to_be_bytes());
@@ -366,6 +405,14 @@ impl Message {
                 })
             }
             FrameType::Done => Message::Done,
+            FrameType::Ping => Message::Ping,
+            FrameType::Auth => {
+                let proof = r.bytes(PROOF_LEN, "proof")?;
+                r.finish("AUTH")?;
+                let mut out = [0u8; PROOF_LEN];
+                out.copy_from_slice(proof);
+                Message::Auth(out)
+            }
             FrameType::Error => {
                 let code = r.u8("error code")?;
                 let message = take_text(&mut r)?;
@@ -385,13 +432,28 @@ fn encode_hello(h: &Hello, out: &mut Vec<u8>) {
     if h.no_clobber {
         put_option(out, tag::NO_CLOBBER | tag::CRITICAL, &[]);
     }
+    if let Some(nonce) = &h.auth {
+        let mut value = Vec::with_capacity(1 + NONCE_LEN);
+        value.push(AUTH_HMAC_SHA256);
+        value.extend_from_slice(nonce);
+        put_option(out, tag::AUTH | tag::CRITICAL, &value);
+    }
+    if let Some(seconds) = h.idle_timeout {
+        put_option(out, tag::IDLE_TIMEOUT, &seconds.to_be_bytes());
+    }
 }
+
+/// The AUTH option's method byte: challenge-response and sealing with
+/// HMAC-SHA256 over a shared key.
+const AUTH_HMAC_SHA256: u8 = 1;
 
 fn decode_hello(r: &mut Reader<'_>) -> Result<Hello, ProtocolError> {
     let mut role = None;
     let mut checksum = None;
     let mut software = String::new();
     let mut no_clobber = false;
+    let mut auth = None;
+    let mut idle_timeout = None;
     while !r.is_empty() {
         let raw_tag = r.u16("option tag")?;
         let len = r.u16("option length")?;
@@ -420,6 +482,22 @@ fn decode_hello(r: &mut Reader<'_>) -> Result<Hello, ProtocolError> {
             }
             tag::NO_CLOBBER if value.is_empty() => no_clobber = true,
             tag::NO_CLOBBER => return bad("HELLO option NO_CLOBBER must be empty"),
+            tag::AUTH => match value.split_first() {
+                Some((&AUTH_HMAC_SHA256, nonce)) if nonce.len() == NONCE_LEN => {
+                    let mut n = [0u8; NONCE_LEN];
+                    n.copy_from_slice(nonce);
+                    auth = Some(n);
+                }
+                Some((&AUTH_HMAC_SHA256, _)) => {
+                    return bad(format!("HELLO option AUTH must carry a {NONCE_LEN}-byte nonce"));
+                }
+                Some((method, _)) => return bad(format!("unknown authentication method {method}")),
+                None => return bad("empty HELLO option AUTH"),
+            },
+            tag::IDLE_TIMEOUT => match <[u8; 4]>::try_from(value) {
+                Ok(b) if u32::from_be_bytes(b) > 0 => idle_timeout = Some(u32::from_be_bytes(b)),
+                _ => return bad("HELLO option IDLE_TIMEOUT must be 4 bytes, at least 1 second"),
+            },
             unknown if raw_tag & tag::CRITICAL != 0 => {
                 return bad(format!(
                     "peer requires option {unknown}, which this zcp does not understand"
@@ -433,6 +511,8 @@ fn decode_hello(r: &mut Reader<'_>) -> Result<Hello, ProtocolError> {
         checksum: checksum.ok_or_else(|| ProtocolError("HELLO without a checksum algorithm".into()))?,
         software,
         no_clobber,
+        auth,
+        idle_timeout,
     })
 }
 

@@ -34,7 +34,19 @@ fn every_message_roundtrips() {
         checksum: Algorithm::Sha256,
         software: "zcp 0.1.0".into(),
         no_clobber: true,
+        auth: None,
+        idle_timeout: None,
     }));
+    roundtrip(Message::Hello(Hello {
+        role: Role::Receiver,
+        checksum: Algorithm::Sha256,
+        software: String::new(),
+        no_clobber: false,
+        auth: Some([7; NONCE_LEN]),
+        idle_timeout: Some(300),
+    }));
+    roundtrip(Message::Auth([9; PROOF_LEN]));
+    roundtrip(Message::Ping);
     roundtrip(Message::Entry(entry()));
     roundtrip(Message::Entry(Entry {
         payload: Payload::Stream,

@@ -1,6 +1,7 @@
-//! `zcp recv`: resolve DEST, listen, accept one sender, agree on version
-//! and checksum, receive its entries (one file, or a whole tree), answer
-//! each with a verdict, and exit with the transfer's status.
+//! `zcp recv`: one session with one sender (listen.rs accepts it, and
+//! handshake.rs authenticates it): receive its entries (one file, or a
+//! whole tree), answer each with a verdict, and return the transfer's
+//! status.
 //!
 //! Verdicts are queued and written when the next read would block, so a
 //! stream of small files costs one write for many verdicts, never a round
@@ -11,9 +12,14 @@
 //! before the connection closes, so both ends print the same reason.
 
 mod entry;
+mod handshake;
+mod listen;
 mod payload;
 mod placer;
 mod tree;
+mod watchdog;
+
+pub use listen::run;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
@@ -24,20 +30,19 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::checksum::{Algorithm, Digest};
-use crate::cli::RecvArgs;
 use crate::dest::{Destination, Stager};
 use crate::display;
-use crate::engine::Policy;
 use crate::engine::inbound::Lander;
 use crate::error::{self, Code};
-use crate::frames::{self, FrameReader};
-use crate::net;
+use crate::frames::{self, Encoder, FrameReader};
 use crate::progress::Reporter;
-use crate::protocol::{Hello, Message, Preamble, RelPath, Role, Verdict, VerdictStatus, WireError};
+use crate::protocol::{Message, RelPath, Verdict, VerdictStatus, WireError};
 use crate::sys;
 use crate::tally::{Outcome, Totals};
+use listen::Setup;
 use placer::{Owed, Placer};
 use tree::Tree;
+use watchdog::Watchdog;
 
 /// Everything one connection needs.
 pub struct Session {
@@ -53,8 +58,10 @@ pub struct Session {
     pub umask: u32,
     pub fsync: bool,
     pub no_clobber: bool,
-    /// How long the sender may take to complete the handshake.
-    pub handshake_timeout: Duration,
+    /// The longest silence tolerated from the sender (told in HELLO).
+    pub idle_timeout: Duration,
+    /// Encodes (and, once authenticated, seals) what we write.
+    pub encoder: Encoder,
     /// The sender's address, for messages.
     pub peer: String,
     /// Encoded verdicts not yet written.
@@ -77,69 +84,6 @@ pub struct Session {
 /// looks at the placer.
 const PLACING_POLL: Duration = Duration::from_millis(1);
 
-pub fn run(args: RecvArgs) -> Result<Code> {
-    // umask(2) can only be read by changing it: do it before any thread.
-    let umask = sys::read_umask();
-    let dest = Destination::resolve(&args.dest)?;
-    sys::raise_open_file_limit();
-    let listener = net::listen(&args.listen)?;
-    let local = listener.local_addr().context("reading the bound address")?;
-    eprintln!("zcp: listening on {}", net::show_addr(local));
-
-    let (sock, peer_addr) = net::accept(&listener).context("waiting for a sender")?;
-    drop(listener);
-    let peer = net::show_addr(peer_addr);
-    let reporter = Reporter::new(args.common.verbosity());
-    reporter.detail(format!("connection from {peer}"));
-    let tree = match &dest {
-        Destination::Directory { dir, shown } => Some(Tree::new(dir.clone(), shown.clone(), umask)),
-        _ => None,
-    };
-    let mut session = Session {
-        reader: FrameReader::new(sock.try_clone().context("duplicating the socket")?),
-        sock,
-        dest,
-        tree,
-        stager: Stager::new().context("seeding temporary names")?,
-        lander: Lander::new(Policy::new(!args.common.no_zerocopy)),
-        reporter,
-        algorithm: args.common.checksum,
-        umask,
-        fsync: args.fsync,
-        no_clobber: args.no_clobber,
-        handshake_timeout: args.common.handshake_timeout(),
-        peer: peer.clone(),
-        queued: Vec::new(),
-        placer: None,
-        owed: VecDeque::new(),
-        totals: Totals::default(),
-        last_summary: None,
-        link_targets: HashMap::new(),
-    };
-    if let Destination::Directory { dir, .. } | Destination::File { dir, .. } = &session.dest {
-        let staging = session.stager.staging(dir);
-        session
-            .reporter
-            .detail(format_args!("staging files as {}", staging.describe()));
-    }
-    let started = Instant::now();
-    sys::signals::wake_on_interrupt(session.sock.as_fd());
-    let served = session.serve();
-    sys::signals::wake_nothing();
-    match served {
-        Ok(code) => {
-            session.summarize_session(started);
-            Ok(code)
-        }
-        Err(err) => {
-            session.reporter.finish();
-            session.refuse(&err);
-            session.close_after_failure();
-            Err(err.context(format!("receiving from {peer}")))
-        }
-    }
-}
-
 /// The sender's ERROR, as this end's error.
 pub fn sender_error(e: &WireError) -> anyhow::Error {
     error::coded(
@@ -149,9 +93,50 @@ pub fn sender_error(e: &WireError) -> anyhow::Error {
 }
 
 impl Session {
-    /// Runs the handshake and the entry loop; returns the exit status.
-    fn serve(&mut self) -> Result<Code> {
-        self.handshake()?;
+    /// A session on an accepted connection, before its handshake.
+    fn new(setup: &Setup, sock: TcpStream, peer: String) -> Result<Session> {
+        let tree = match &setup.dest {
+            Destination::Directory { dir, shown } => Some(Tree::new(dir.clone(), shown.clone(), setup.umask)),
+            _ => None,
+        };
+        let reporter = if setup.bars {
+            Reporter::new(setup.verbosity)
+        } else {
+            Reporter::without_bar(setup.verbosity)
+        };
+        let session = Session {
+            reader: FrameReader::new(sock.try_clone().context("duplicating the socket")?),
+            sock,
+            dest: setup.dest.clone(),
+            tree,
+            stager: Stager::new().context("seeding temporary names")?,
+            lander: Lander::new(setup.policy),
+            reporter,
+            algorithm: setup.algorithm,
+            umask: setup.umask,
+            fsync: setup.fsync,
+            no_clobber: setup.no_clobber,
+            idle_timeout: setup.idle_timeout,
+            encoder: Encoder::default(),
+            peer,
+            queued: Vec::new(),
+            placer: None,
+            owed: VecDeque::new(),
+            totals: Totals::default(),
+            last_summary: None,
+            link_targets: HashMap::new(),
+        };
+        if let Destination::Directory { dir, .. } | Destination::File { dir, .. } = &session.dest {
+            let staging = session.stager.staging(dir);
+            session
+                .reporter
+                .detail(format_args!("staging files as {}", staging.describe()));
+        }
+        Ok(session)
+    }
+
+    /// Runs the entry loop after the handshake; returns the exit status.
+    fn serve(&mut self, watchdog: &Watchdog) -> Result<Code> {
         self.reporter.start("recv", None);
         loop {
             if !self.reader.has_frame() {
@@ -165,17 +150,19 @@ impl Session {
                     }
                 }
                 Message::Done => break,
+                Message::Ping => {}
                 Message::Error(e) => return Err(sender_error(&e)),
                 other => bail!("protocol error: unexpected {:?} between entries", other.frame_type()),
             }
         }
+        watchdog.stand_down();
         let mut closed = Vec::new();
         if let Some(tree) = self.tree.as_mut() {
             tree.close_all(&mut closed);
         }
         self.close_dirs(closed)?;
         self.settle()?;
-        Message::Done.encode(&mut self.queued);
+        self.encoder.push(&Message::Done, &mut self.queued);
         self.flush()?;
         self.reporter.finish();
         if self.totals.entries == 0 {
@@ -232,7 +219,7 @@ impl Session {
             self.owed.push_back(Owed::Ready(verdict));
             return;
         }
-        Message::Verdict(verdict).encode(&mut self.queued);
+        self.encoder.push(&Message::Verdict(verdict), &mut self.queued);
         if self.queued.len() >= frames::READ_BUFFER {
             // A long run of entries without a pause: do not hoard. A failed
             // write shows again at the next flush.
@@ -306,58 +293,18 @@ impl Session {
         self.reporter.note(line);
     }
 
-    fn handshake(&mut self) -> Result<()> {
-        self.sock.set_read_timeout(Some(self.handshake_timeout))?;
-        frames::send_preamble(&self.sock)?;
-        let theirs = self.reader.read_preamble()?;
-        Preamble::ours().negotiate(&theirs)?;
-        let hello = match self.reader.expect()? {
-            Message::Hello(h) => h,
-            other => bail!("protocol error: expected HELLO, got {:?}", other.frame_type()),
-        };
-        if hello.role != Role::Sender {
-            bail!("the peer is not a zcp sender");
-        }
-        if hello.no_clobber && !self.no_clobber {
-            self.no_clobber = true;
-            self.reporter.detail("the sender asked for --no-clobber");
-        }
-        if hello.checksum != self.algorithm {
-            bail!(
-                "the sender uses --checksum {} but this receiver uses --checksum {}; use the same on both ends",
-                hello.checksum.name(),
-                self.algorithm.name()
-            );
-        }
-        self.reporter.detail(format!(
-            "peer {} ({}), protocol {}",
-            self.peer,
-            display::escape_text(&hello.software),
-            crate::protocol::VERSION
-        ));
-        frames::send(
-            &self.sock,
-            &Message::Hello(Hello {
-                role: Role::Receiver,
-                checksum: self.algorithm,
-                software: format!("zcp {}", env!("CARGO_PKG_VERSION")),
-                // Tells the sender that status 3 (skipped) may come.
-                no_clobber: self.no_clobber,
-            }),
-        )?;
-        self.sock.set_read_timeout(None)?;
-        Ok(())
-    }
-
     /// Tells the sender why we are giving up, then closes gently: our FIN
     /// goes out after the ERROR, and we drain what is in flight for a
     /// moment so that closing does not reset the connection before the
     /// sender has read the reason.
     fn refuse(&mut self, err: &anyhow::Error) {
-        // Verdicts already decided go out before the reason.
-        let _ = self.flush();
+        // Verdicts already decided go out before the reason, also when
+        // taking the placer's results fails: each queued frame is sealed
+        // with its place in the sequence, so none may be left out.
+        let _ = self.take_placed(false);
+        let _ = self.write_queued();
         let code = match error::exit_code(err) {
-            Code::Integrity => Code::Integrity,
+            code @ (Code::Integrity | Code::Auth) => code,
             _ => Code::Failure,
         };
         let message = if sys::signals::interrupted() {
@@ -365,7 +312,7 @@ impl Session {
         } else {
             format!("{err:#}")
         };
-        let _ = frames::send(
+        let _ = self.encoder.send(
             &self.sock,
             &Message::Error(WireError {
                 code: code as u8,

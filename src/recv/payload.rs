@@ -61,6 +61,8 @@ fn read_payload(
         let msg = reader.expect_exact()?;
         let len = match msg {
             Message::Data(n) => u64::from(n),
+            // The sender's input is idle; it is still there.
+            Message::Ping if !sparse => continue,
             Message::Hole(n) if sparse => n,
             Message::Trailer(t) if sparse && at != limit => {
                 let _ = t;

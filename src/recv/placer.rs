@@ -262,10 +262,10 @@ impl Session {
                 bail!("internal error: a placed file nobody was waiting for");
             };
             let verdict = self.placed(placing, done)?;
-            Message::Verdict(verdict).encode(&mut self.queued);
+            self.encoder.push(&Message::Verdict(verdict), &mut self.queued);
             while let Some(Owed::Ready(_)) = self.owed.front() {
                 if let Some(Owed::Ready(verdict)) = self.owed.pop_front() {
-                    Message::Verdict(verdict).encode(&mut self.queued);
+                    self.encoder.push(&Message::Verdict(verdict), &mut self.queued);
                 }
             }
         }

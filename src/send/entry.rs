@@ -21,7 +21,7 @@ use super::source::{Fingerprint, Source};
 use super::walk::{Body, Item};
 use crate::checksum::{Algorithm, Digest, FileHasher, PipeHasher};
 use crate::engine::{Policy, Report, outbound};
-use crate::frames::{self};
+use crate::frames::{self, Encoder};
 use crate::progress::Reporter;
 use crate::protocol::{Entry, EntryKind, MAX_DATA_LEN, Message, Payload, RelPath, Trailer, WireError};
 use crate::sys;
@@ -30,14 +30,28 @@ use crate::sys;
 const BATCH: usize = 256 * 1024;
 
 /// Control frames and small payloads waiting to be written together.
-#[derive(Default)]
 pub struct Outbox {
     buf: Vec<u8>,
+    /// Encodes (and, in an authenticated session, seals) every frame.
+    encoder: Encoder,
 }
 
 impl Outbox {
+    pub fn new(encoder: Encoder) -> Outbox {
+        Outbox {
+            buf: Vec::new(),
+            encoder,
+        }
+    }
+
     fn push(&mut self, msg: &Message) {
-        msg.encode(&mut self.buf);
+        self.encoder.push(msg, &mut self.buf);
+    }
+
+    /// Sends PING at once: the walk is slow, the session is alive.
+    pub fn ping(&mut self, sock: &TcpStream) -> Result<()> {
+        self.push(&Message::Ping);
+        self.flush(sock)
     }
 
     /// Queues an entry for `path` that is aborted before any payload.
@@ -103,6 +117,9 @@ pub struct Link<'a> {
     pub algorithm: Algorithm,
     pub policy: Policy,
     pub reporter: &'a Reporter,
+    /// How long the input may stay idle before a PING goes out (the
+    /// receiver's idle timeout allows it three of them).
+    pub ping_every: Option<std::time::Duration>,
 }
 
 impl Link<'_> {
@@ -155,8 +172,9 @@ impl Link<'_> {
     }
 
     /// Sends one control frame of the entry.
-    fn send_frame(&self, msg: &Message) -> Result<()> {
-        frames::send(self.sock, msg).map_err(to_receiver)
+    fn send_frame(&mut self, msg: &Message) -> Result<()> {
+        self.outbox.push(msg);
+        self.outbox.flush(self.sock)
     }
 
     fn batch_done(&mut self) -> Result<()> {
@@ -282,10 +300,15 @@ impl Link<'_> {
             hasher.input(),
             self.policy,
         );
+        input.idle = self.ping_every;
         let mut total = 0u64;
         loop {
             let n = match input.fill(MAX_DATA_LEN as usize, self.sock) {
                 Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    self.send_frame(&Message::Ping)?;
+                    continue;
+                }
                 // The receiver went away, not the input: nobody to tell.
                 Err(e) if outbound::hung_up(&e) => return Err(e.into()),
                 Err(e) => {
@@ -295,7 +318,7 @@ impl Link<'_> {
                         code: 1,
                         message: format!("reading {}: {e}", source.shown),
                     };
-                    let _ = frames::send(self.sock, &Message::Error(why));
+                    let _ = self.send_frame(&Message::Error(why));
                     return Err(e).with_context(|| format!("reading {}", source.shown));
                 }
             };

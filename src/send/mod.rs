@@ -13,9 +13,10 @@ mod walk;
 
 use std::collections::VecDeque;
 use std::net::TcpStream;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -25,10 +26,14 @@ use crate::cli::SendArgs;
 use crate::display;
 use crate::engine::Policy;
 use crate::error::{self, Code};
-use crate::frames::{self, FrameReader};
+use crate::frames::{self, Encoder, FrameReader};
+use crate::key::{self, Key};
 use crate::net;
 use crate::progress::Reporter;
-use crate::protocol::{EntryKind, Hello, Message, RelPath, Role, Verdict, VerdictStatus};
+use crate::protocol::auth::{Agreement, Transcript};
+use crate::protocol::{
+    EntryKind, FRAME_HEADER_LEN, Hello, Message, NONCE_LEN, Preamble, RelPath, Role, Verdict, VerdictStatus, WireError,
+};
 use crate::tally::{Outcome, Totals, verified};
 use census::Census;
 use entry::{Link, Outbox, Sent};
@@ -68,6 +73,8 @@ struct Session {
     census: Option<Arc<Census>>,
     /// Bytes of the entries walked so far.
     walked: u64,
+    /// A third of the receiver's idle timeout: the longest we stay silent.
+    ping_every: Option<Duration>,
 }
 
 pub fn run(args: SendArgs) -> Result<Code> {
@@ -75,6 +82,13 @@ pub fn run(args: SendArgs) -> Result<Code> {
     let policy = Policy::new(!args.common.no_zerocopy);
     let algorithm = args.common.checksum;
     let operands = operands::classify(&args)?;
+    let key = key::choose(&args.common.auth)?;
+    if key.is_none() && !args.common.auth.no_auth {
+        return Err(error::usage(format!(
+            "no key to authenticate with: set {} to the receiver's key (a receiver without one prints a one-time key), use --key-file FILE, or --no-auth if the receiver runs with --no-auth",
+            key::ENV
+        )));
+    }
     crate::sys::raise_open_file_limit();
     let peer = args.target.to_string();
     // Until the first entry goes out, errors name what could not be sent.
@@ -89,7 +103,8 @@ pub fn run(args: SendArgs) -> Result<Code> {
     }
     sock.set_read_timeout(Some(args.common.handshake_timeout()))
         .with_context(sending)?;
-    let (replies, no_clobber) = handshake(&sock, algorithm, args.no_clobber).with_context(sending)?;
+    let agreed = handshake(&sock, algorithm, args.no_clobber, key.as_ref()).with_context(sending)?;
+    drop(key);
     let roots = operands
         .iter()
         .filter_map(|op| op.path().map(|p| p.to_path_buf()))
@@ -102,17 +117,18 @@ pub fn run(args: SendArgs) -> Result<Code> {
         peer,
         algorithm,
         reporter,
-        replies,
+        replies: agreed.replies,
         pending: VecDeque::new(),
         totals: Totals::default(),
         last_summary: None,
-        no_clobber,
+        no_clobber: agreed.no_clobber,
         current: None,
         census,
         walked: 0,
+        ping_every: agreed.idle_timeout.map(|t| (t / 3).max(Duration::from_millis(500))),
     };
     let started = Instant::now();
-    let mut outbox = Outbox::default();
+    let mut outbox = Outbox::new(agreed.encoder);
     if let Err(local) = session.stream(&sock, &walk, &mut outbox, policy) {
         session.reporter.finish();
         let what = session.sending();
@@ -146,9 +162,9 @@ impl Session {
                 Err(TryRecvError::Empty) => {
                     // The walk is behind: send what is batched meanwhile.
                     outbox.flush(sock).with_context(|| self.sending())?;
-                    match walk.recv() {
-                        Ok(b) => b,
-                        Err(_) => break,
+                    match self.wait_for_walk(sock, walk, outbox)? {
+                        Some(b) => b,
+                        None => break,
                     }
                 }
                 Err(TryRecvError::Disconnected) => break,
@@ -173,6 +189,21 @@ impl Session {
         }
         outbox.push_done();
         outbox.flush(sock).with_context(|| self.sending())
+    }
+
+    /// The next batch from a walk that is behind (None when it is over),
+    /// pinging the receiver while we wait.
+    fn wait_for_walk(&self, sock: &TcpStream, walk: &Receiver<Batch>, outbox: &mut Outbox) -> Result<Option<Batch>> {
+        let Some(every) = self.ping_every else {
+            return Ok(walk.recv().ok());
+        };
+        loop {
+            match walk.recv_timeout(every) {
+                Ok(b) => return Ok(Some(b)),
+                Err(RecvTimeoutError::Disconnected) => return Ok(None),
+                Err(RecvTimeoutError::Timeout) => outbox.ping(sock).with_context(|| self.sending())?,
+            }
+        }
     }
 
     /// What we were doing, for messages: `sending PATH to PEER` with the
@@ -203,6 +234,7 @@ impl Session {
             algorithm: self.algorithm,
             policy,
             reporter: &self.reporter,
+            ping_every: self.ping_every,
         };
         let sent = link
             .send(item)
@@ -386,38 +418,119 @@ fn receiver_said(message: &str) -> String {
     format!("receiver: {}", display::peer_text(message))
 }
 
-/// Preamble and HELLO exchange; hands the reading half to a [`Replies`]
-/// worker once the receiver has accepted us. Also returns whether
-/// NO_CLOBBER is in force (we asked, or the receiver applies it anyway).
-fn handshake(sock: &TcpStream, algorithm: Algorithm, no_clobber: bool) -> Result<(Replies, bool)> {
-    frames::send_preamble(sock)?;
-    frames::send(
-        sock,
+/// Preamble, HELLO and (unless --no-auth) AUTH exchange; hands the
+/// reading half to a [`Replies`] worker once the receiver has accepted
+/// us.
+fn handshake(sock: &TcpStream, algorithm: Algorithm, no_clobber: bool, key: Option<&Key>) -> Result<Agreed> {
+    let nonce = key
+        .map(|_| {
+            let mut n = [0u8; NONCE_LEN];
+            crate::sys::random_bytes(&mut n).map(|()| n)
+        })
+        .transpose()
+        .context("generating a nonce")?;
+    let mut encoder = Encoder::default();
+    let mut opening = Preamble::ours().encode().to_vec();
+    let hello_at = opening.len();
+    encoder.push(
         &Message::Hello(Hello {
             role: Role::Sender,
             checksum: algorithm,
             software: format!("zcp {}", env!("CARGO_PKG_VERSION")),
             no_clobber,
+            auth: nonce,
+            idle_timeout: None,
         }),
-    )?;
+        &mut opening,
+    );
+    frames::write_all(sock.as_fd(), &opening).context("sending HELLO")?;
     let mut reader = FrameReader::new(sock.try_clone()?);
     let theirs = reader.read_preamble()?;
-    crate::protocol::Preamble::ours().negotiate(&theirs)?;
-    let theirs_no_clobber = match reader.expect()? {
+    Preamble::ours().negotiate(&theirs)?;
+    let hello = match reader.expect()? {
         Message::Hello(h) if h.role != Role::Receiver => bail!("the peer is not a zcp receiver"),
         Message::Hello(h) if h.checksum != algorithm => bail!(
             "the receiver uses --checksum {} but this side uses --checksum {}",
             h.checksum.name(),
             algorithm.name()
         ),
-        Message::Hello(h) => h.no_clobber,
+        Message::Hello(h) => h,
         Message::Error(e) => return Err(error::coded(Code::from_peer_error(e.code), receiver_said(&e.message))),
         other => bail!("expected HELLO, the receiver sent {:?}", other.frame_type()),
     };
+    match (key, hello.auth.is_some()) {
+        (Some(key), true) => {
+            let mut transcript = Transcript::new(&Preamble::ours().encode(), &theirs.encode());
+            transcript.hello(&opening[hello_at + FRAME_HEADER_LEN..]);
+            transcript.hello(reader.hello_body());
+            let agreement = Agreement::new(key.bytes(), transcript.finish());
+            encoder.send(sock, &Message::Auth(agreement.proof(Role::Sender)))?;
+            match reader.expect()? {
+                Message::Auth(proof) if agreement.check(Role::Receiver, &proof) => {}
+                Message::Auth(_) => {
+                    let why = "the receiver's proof is wrong: it does not know this sender's key";
+                    let _ = encoder.send(sock, &refusal(why));
+                    return Err(error::coded(
+                        Code::Auth,
+                        format!("authentication failed: {why} (or another program answered on that port)"),
+                    ));
+                }
+                Message::Error(e) => {
+                    return Err(error::coded(Code::from_peer_error(e.code), receiver_said(&e.message)));
+                }
+                other => bail!("expected AUTH, the receiver sent {:?}", other.frame_type()),
+            }
+            let (sealer, opener) = agreement.channel(Role::Sender);
+            encoder.seal_with(sealer);
+            reader.require_seals(opener);
+        }
+        (Some(key), false) => {
+            let why = "this sender authenticates, but the receiver runs with --no-auth";
+            let _ = encoder.send(sock, &refusal(why));
+            return Err(error::coded(
+                Code::Auth,
+                format!(
+                    "the receiver runs with --no-auth, so it cannot prove it knows {}: pass --no-auth to send to it anyway",
+                    key.origin
+                ),
+            ));
+        }
+        (None, true) => {
+            return Err(error::coded(
+                Code::Auth,
+                format!(
+                    "the receiver requires authentication: set {} to its key instead of --no-auth",
+                    key::ENV
+                ),
+            ));
+        }
+        (None, false) => {}
+    }
     // The receiver answered: from here on it may take as long as the data.
     sock.set_read_timeout(None)?;
-    Ok((
-        Replies::spawn(reader, sock.try_clone()?)?,
-        no_clobber || theirs_no_clobber,
-    ))
+    Ok(Agreed {
+        replies: Replies::spawn(reader, sock.try_clone()?)?,
+        no_clobber: no_clobber || hello.no_clobber,
+        encoder,
+        idle_timeout: hello.idle_timeout.map(|s| Duration::from_secs(u64::from(s))),
+    })
+}
+
+/// What the handshake settled.
+struct Agreed {
+    replies: Replies,
+    /// NO_CLOBBER is in force (we asked, or the receiver applies it).
+    no_clobber: bool,
+    /// Encodes, and in an authenticated session seals, our frames.
+    encoder: Encoder,
+    /// The receiver's idle timeout.
+    idle_timeout: Option<Duration>,
+}
+
+/// The ERROR that ends a session which failed to authenticate.
+fn refusal(why: &str) -> Message {
+    Message::Error(WireError {
+        code: Code::Auth as u8,
+        message: why.to_string(),
+    })
 }

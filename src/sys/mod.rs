@@ -179,9 +179,13 @@ pub fn fallocate(file: &File, len: u64) -> io::Result<()> {
 
 /// Waits until `input` is readable or `sock`'s peer has hung up (closed or
 /// shut down its sending side); returns true in the second case. EINTR is
-/// returned to the caller. Calls libc directly because nix's `PollFlags`
+/// returned to the caller, and so is TimedOut once `timeout` passes. Calls libc directly because nix's `PollFlags`
 /// has no POLLRDHUP and treats the bit as unknown.
-pub fn wait_input_or_hangup(input: BorrowedFd<'_>, sock: BorrowedFd<'_>) -> io::Result<bool> {
+pub fn wait_input_or_hangup(
+    input: BorrowedFd<'_>,
+    sock: BorrowedFd<'_>,
+    timeout: Option<Duration>,
+) -> io::Result<bool> {
     let mut fds = [
         libc::pollfd {
             fd: input.as_raw_fd(),
@@ -194,11 +198,15 @@ pub fn wait_input_or_hangup(input: BorrowedFd<'_>, sock: BorrowedFd<'_>) -> io::
             revents: 0,
         },
     ];
+    let ms = timeout.map_or(-1, |t| libc::c_int::try_from(t.as_millis()).unwrap_or(libc::c_int::MAX));
     // SAFETY: `fds` is a valid array of two initialised pollfd structs for
     // the duration of the call, and both descriptors are borrowed (open).
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
     if n < 0 {
         return Err(io::Error::last_os_error());
+    }
+    if n == 0 {
+        return Err(io::Error::new(io::ErrorKind::TimedOut, "the input is idle"));
     }
     Ok(fds[1].revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0)
 }
@@ -252,6 +260,40 @@ pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// How much a TCP socket has taken in: the bytes the kernel received on
+/// it so far (TCP_INFO `tcpi_bytes_received`) and how many of them are
+/// still unread. Either changing, or bytes waiting, means the peer is not
+/// silent.
+pub fn tcp_intake(sock: BorrowedFd<'_>) -> io::Result<(u64, usize)> {
+    let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is a zeroed tcp_info of `len` bytes that outlives the
+    // call; the kernel writes at most `len` bytes into it and updates len.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: tcp_info is plain integers, so the zeroed value is valid and
+    // stays valid with whatever prefix the kernel filled in.
+    let received = unsafe { info.assume_init() }.tcpi_bytes_received;
+    let mut unread: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points
+    // to a live local.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::FIONREAD, &mut unread) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((received, usize::try_from(unread).unwrap_or(0)))
 }
 
 /// User plus system CPU time consumed by all children that have been

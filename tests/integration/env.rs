@@ -18,10 +18,18 @@ pub fn zcp_path() -> &'static str {
     env!("CARGO_BIN_EXE_zcp")
 }
 
-/// A `zcp` command with a clean environment for the variables zcp reads.
+/// The shared key every test process authenticates with, unless a test
+/// says otherwise.
+pub const TEST_KEY: &str = "zcp-test-key-0123456789abcdef";
+
+/// A `zcp` command with a clean environment for the variables zcp reads;
+/// both ends get [`TEST_KEY`] in ZCP_KEY.
 pub fn zcp() -> Command {
     let mut c = Command::new(zcp_path());
-    c.env_remove("ZCP_FAULT").env_remove("ZCP_BLESS").env("NO_COLOR", "1");
+    c.env_remove("ZCP_FAULT")
+        .env_remove("ZCP_BLESS")
+        .env("ZCP_KEY", TEST_KEY)
+        .env("NO_COLOR", "1");
     c
 }
 
@@ -277,6 +285,18 @@ impl TestEnv {
         let mut run = Running::spawn(cmd, "zcp send -");
         let stdin = run.child.stdin.take().unwrap();
         (run, stdin)
+    }
+
+    /// Checks that the receiver at `addr` still serves a sender after
+    /// turning another connection away: sends `alive` (from stdin, so src/
+    /// stays as it was) with `args`, which must succeed.
+    pub fn still_serving(&self, args: &[&str], addr: &str) {
+        let mut all = vec!["--name", "alive"];
+        all.extend_from_slice(args);
+        let (tx, mut pipe) = self.send_from_pipe(&all, addr);
+        pipe.write_all(b"alive\n").unwrap();
+        drop(pipe);
+        tx.finish().assert_code(0);
     }
 
     /// Lists a directory's entries, sorted.

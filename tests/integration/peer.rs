@@ -17,10 +17,10 @@ pub const DONE: u8 = 7;
 pub const ERROR: u8 = 8;
 pub const HOLE: u8 = 9;
 
-/// The only protocol version PROTOCOL.md (version 2) speaks.
-pub const VERSION: u16 = 2;
-/// The first version, which a version-2 peer must refuse.
-pub const OLD_VERSION: u16 = 1;
+/// The only protocol version PROTOCOL.md (version 3) speaks.
+pub const VERSION: u16 = 3;
+/// An older version, which a version-3 peer must refuse.
+pub const OLD_VERSION: u16 = 2;
 
 pub const ROLE_SENDER: u8 = 0;
 pub const ROLE_RECEIVER: u8 = 1;

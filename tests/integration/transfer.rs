@@ -293,6 +293,7 @@ fn mode_is_kept_without_special_bits_and_with_the_umask() {
         let mut cmd = std::process::Command::new("sh");
         cmd.current_dir(env.dir.path())
             .env_remove("ZCP_FAULT")
+            .env("ZCP_KEY", TEST_KEY)
             .arg("-c")
             .arg(format!("umask 022; exec {} recv -l 127.0.0.1:0 dst", zcp_path()));
         let rx = start_receiver(cmd);

@@ -14,7 +14,7 @@ fn against_sender(size: usize, play: impl FnOnce(&FakeReceiver, &[u8]) -> Peer) 
     let fake = FakeReceiver::bind();
     let mut cmd = zcp();
     cmd.current_dir(env.dir.path())
-        .args(["send", "src/f.txt", &fake.addr()])
+        .args(["send", "--no-auth", "src/f.txt", &fake.addr()])
         .stdin(Stdio::null());
     let sender = Running::spawn(cmd, "zcp send");
     let conn = play(&fake, &data);

@@ -31,7 +31,7 @@ mod tree_refused;
 fn recv_cmd(env: &TestEnv, args: &[&str], dest: &str) -> Command {
     let mut cmd = zcp();
     cmd.current_dir(env.dir.path())
-        .args(["recv", "-l", "127.0.0.1:0"])
+        .args(["recv", "--no-auth", "-l", "127.0.0.1:0"])
         .args(args)
         .arg(dest);
     cmd
@@ -45,7 +45,10 @@ fn recv_cmd_umask_022(env: &TestEnv) -> Command {
         .env_remove("ZCP_BLESS")
         .env("NO_COLOR", "1")
         .arg("-c")
-        .arg(format!("umask 022; exec {} recv -l 127.0.0.1:0 dst", zcp_path()));
+        .arg(format!(
+            "umask 022; exec {} recv --no-auth -l 127.0.0.1:0 dst",
+            zcp_path()
+        ));
     cmd
 }
 
@@ -129,11 +132,17 @@ struct Refusal {
     out: Finished,
     /// The ERROR frame it sent: (code, text).
     error: (u8, String),
+    /// It happened during the handshake, so the receiver kept listening
+    /// (and a real sender then sent `alive`).
+    in_handshake: bool,
 }
 
 /// Connects to a receiver into dst/, completes the handshake if asked
-/// (else only reads the receiver's preamble), sends `bytes`, reads the
-/// receiver's ERROR and holds the connection open until it exits.
+/// (else only reads the receiver's preamble), sends `bytes` and reads the
+/// receiver's ERROR. A session refused after its handshake ends the
+/// receiver: the connection is held open until it exits. One refused
+/// during the handshake does not: a real sender then checks that the
+/// receiver still serves.
 fn refused(env: &TestEnv, handshake: bool, bytes: &[u8]) -> Refusal {
     let (out, (_conn, error)) = run_against(env, recv_cmd(env, &[], "dst"), |addr| {
         let mut p = if handshake {
@@ -145,9 +154,18 @@ fn refused(env: &TestEnv, handshake: bool, bytes: &[u8]) -> Refusal {
         };
         p.send_lossy(bytes);
         let error = parse_error(&p.expect_frame(ERROR));
-        (p, error)
+        if !handshake {
+            drop(p);
+            env.still_serving(&["--no-auth"], addr);
+            return (None, error);
+        }
+        (Some(p), error)
     });
-    Refusal { out, error }
+    Refusal {
+        out,
+        error,
+        in_handshake: !handshake,
+    }
 }
 
 /// Like [`refused`] after a checked handshake, but first sends each legal
@@ -170,13 +188,36 @@ fn refused_after(env: &TestEnv, setup: &[(Vec<u8>, u8)], bad: &[u8]) -> Refusal 
         };
         (p, error)
     });
-    Refusal { out, error }
+    Refusal {
+        out,
+        error,
+        in_handshake: false,
+    }
 }
 
-/// The receiver exited 1 with one error line holding every needle, and
-/// told the sender the same in an ERROR with code 1; dst/ is empty.
+/// The receiver told the sender why in an ERROR with code 1 holding every
+/// needle, and said the same in one line naming the peer: after a
+/// handshake, an error line and exit 1 with dst/ empty; during one, a
+/// warning, and dst/ holds only what the next sender sent.
 fn assert_refused(env: &TestEnv, r: &Refusal, needles: &[&str]) {
-    assert_failed(&r.out, 1, needles);
+    if r.in_handshake {
+        r.out.assert_code(0);
+        assert!(r.out.error_lines().is_empty(), "{}", r.out.stderr);
+        let warnings: Vec<&str> = (r.out.stderr.lines())
+            .filter(|l| l.starts_with("zcp: warning:") && !l.contains("--no-auth"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "want exactly one warning:\n{}", r.out.stderr);
+        for needle in ["127.0.0.1:", "still listening"].iter().chain(needles) {
+            assert!(
+                warnings[0].contains(needle),
+                "the warning lacks {needle:?}: {}",
+                warnings[0]
+            );
+        }
+        assert_no_escape_bytes(&r.out.stderr);
+    } else {
+        assert_failed(&r.out, 1, needles);
+    }
     assert_eq!(r.error.0, 1, "ERROR code; text {:?}", r.error.1);
     for needle in needles {
         assert!(
@@ -185,7 +226,7 @@ fn assert_refused(env: &TestEnv, r: &Refusal, needles: &[&str]) {
             r.error.1
         );
     }
-    assert_dst(env, &[]);
+    assert_dst(env, if r.in_handshake { &["alive"] } else { &[] });
 }
 
 /// Connects, sends `preamble_and_hello`, and checks the receiver's side of
@@ -329,8 +370,8 @@ fn sized_file(path: &[u8], data: &[u8]) -> Vec<u8> {
 /// The fake peer itself, byte for byte against PROTOCOL.md's tables, so a
 /// failure elsewhere is never a bug in the fake.
 #[test]
-fn the_fake_peer_encodes_version_2_as_protocol_md_says() {
-    assert_eq!(our_preamble(), [0x89, b'Z', b'C', b'P', 0, 2, 0, 2]);
+fn the_fake_peer_encodes_version_3_as_protocol_md_says() {
+    assert_eq!(our_preamble(), [0x89, b'Z', b'C', b'P', 0, 3, 0, 3]);
     let mut e = EntryBody::symlink(b"d/l", b"../t");
     (e.flags, e.mtime, e.nanos) = (HAS_MTIME, -1, 5);
     let want: Vec<u8> = [

@@ -173,7 +173,7 @@ fn send_tree(answer: impl Fn(&EntryBody) -> Option<Vec<u8>>) -> (Finished, BTree
     let fake = FakeReceiver::bind();
     let mut cmd = zcp();
     cmd.current_dir(env.dir.path())
-        .args(["send", "-r", "src/tree", &fake.addr()])
+        .args(["send", "--no-auth", "-r", "src/tree", &fake.addr()])
         .stdin(Stdio::null());
     let sender = Running::spawn(cmd, "zcp send -r");
     let (conn, took) = serve(&fake, answer);
@@ -254,7 +254,7 @@ fn send_one(args: &[&str], reply: &[u8], answer: &[u8]) -> (Finished, Vec<(u16, 
     let fake = FakeReceiver::bind();
     let mut cmd = zcp();
     cmd.current_dir(env.dir.path())
-        .arg("send")
+        .args(["send", "--no-auth"])
         .args(args)
         .args(["src/f", &fake.addr()])
         .stdin(Stdio::null());
@@ -318,7 +318,7 @@ fn a_source_path_beyond_the_protocol_limit_is_never_sent() {
     let fake = FakeReceiver::bind();
     let mut cmd = zcp();
     cmd.current_dir(env.dir.path())
-        .args(["send", "-r", "src/deep", &fake.addr()])
+        .args(["send", "--no-auth", "-r", "src/deep", &fake.addr()])
         .stdin(Stdio::null());
     let sender = Running::spawn(cmd, "zcp send -r");
     let (conn, took) = serve(&fake, |_| None);

@@ -1,0 +1,120 @@
+//! Where the shared key comes from: `--key-file`, `ZCP_KEY`, or (receiver
+//! only) a one-time key generated for this run. Keys never come from argv,
+//! so they never show in `ps`.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::cli::AuthArgs;
+use crate::display;
+use crate::error::usage;
+
+/// The environment variable that holds the key.
+pub const ENV: &str = "ZCP_KEY";
+
+/// Keys shorter than this draw a warning: an eavesdropper who records one
+/// session can test guesses offline.
+const SHORT_KEY: usize = 16;
+
+/// Bytes of randomness in a one-time key (printed as twice as many hex
+/// digits).
+const ONE_TIME_BYTES: usize = 16;
+
+/// Largest key file zcp reads.
+const MAX_KEY_FILE: u64 = 4096;
+
+/// A shared key. Its bytes are wiped when it is dropped.
+pub struct Key {
+    bytes: Vec<u8>,
+    /// Where it came from, for messages ("ZCP_KEY", "key file F", ...).
+    pub origin: String,
+}
+
+impl Key {
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    fn new(bytes: Vec<u8>, origin: String) -> Result<Key> {
+        if bytes.is_empty() {
+            return Err(usage(format!("{origin} is empty")));
+        }
+        if bytes.len() < SHORT_KEY {
+            eprintln!(
+                "zcp: warning: {origin} is only {} bytes; anyone who records a session can guess it offline: use {SHORT_KEY} or more random characters (e.g. `openssl rand -hex 16`)",
+                bytes.len()
+            );
+        }
+        Ok(Key { bytes, origin })
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        self.bytes.fill(0);
+    }
+}
+
+/// The key this end authenticates with, or None under `--no-auth`.
+/// Without any key a sender fails with a usage error naming the ways to
+/// give one; a receiver makes a one-time key (see [`one_time`]).
+pub fn choose(args: &AuthArgs) -> Result<Option<Key>> {
+    if args.no_auth {
+        return Ok(None);
+    }
+    if let Some(path) = &args.key_file {
+        return read_file(path).map(Some);
+    }
+    match std::env::var_os(ENV) {
+        Some(v) => {
+            use std::os::unix::ffi::OsStringExt;
+            Key::new(v.into_vec(), ENV.to_string()).map(Some)
+        }
+        None => Ok(None),
+    }
+}
+
+/// A fresh random key for one receiver run, and its printable form (hex,
+/// which is also the key's bytes, so it can be pasted into `ZCP_KEY`).
+pub fn one_time() -> Result<Key> {
+    let mut raw = [0u8; ONE_TIME_BYTES];
+    crate::sys::random_bytes(&mut raw).context("generating a one-time key")?;
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    raw.fill(0);
+    Ok(Key {
+        bytes: hex.into_bytes(),
+        origin: "the one-time key".into(),
+    })
+}
+
+/// Reads a key file: its bytes without one trailing newline. A file that
+/// anyone may read is refused, like ssh refuses such private keys.
+fn read_file(path: &Path) -> Result<Key> {
+    let shown = display::path(path);
+    let file = fs::File::open(path).with_context(|| format!("opening key file {shown}"))?;
+    let meta = file.metadata().with_context(|| format!("reading key file {shown}"))?;
+    if !meta.is_file() {
+        return Err(usage(format!("key file {shown} is not a regular file")));
+    }
+    if meta.permissions().mode() & 0o004 != 0 {
+        return Err(usage(format!(
+            "key file {shown} is readable by everyone: `chmod o-r {shown}` first"
+        )));
+    }
+    if meta.len() > MAX_KEY_FILE {
+        return Err(usage(format!(
+            "key file {shown} is larger than {MAX_KEY_FILE} bytes; is it the right file?"
+        )));
+    }
+    let mut bytes = fs::read(path).with_context(|| format!("reading key file {shown}"))?;
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
+        }
+    }
+    Key::new(bytes, format!("key file {shown}"))
+}

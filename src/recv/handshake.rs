@@ -1,0 +1,119 @@
+//! The receiver's side of the handshake: preamble, HELLO and, unless the
+//! receiver runs with `--no-auth`, the AUTH exchange in which the sender
+//! proves first that it knows the key (a receiver reveals nothing derived
+//! from its key to a peer that has not) and the session's frames are
+//! sealed from then on.
+
+use anyhow::{Context, Result, bail};
+
+use super::{Session, sender_error};
+use crate::display;
+use crate::error::{self, Code};
+use crate::frames;
+use crate::key::{self, Key};
+use crate::protocol::auth::{Agreement, Transcript};
+use crate::protocol::{FRAME_HEADER_LEN, Hello, Message, NONCE_LEN, Preamble, Role};
+
+impl Session {
+    /// Runs the handshake. Any failure here happens before the session
+    /// starts: nothing was written, and the caller may keep listening.
+    pub fn handshake(&mut self, key: Option<&Key>) -> Result<()> {
+        frames::send_preamble(&self.sock)?;
+        let theirs = self.reader.read_preamble()?;
+        Preamble::ours().negotiate(&theirs)?;
+        let hello = match self.reader.expect()? {
+            Message::Hello(h) => h,
+            Message::Error(e) => return Err(sender_error(&e)),
+            other => bail!("protocol error: expected HELLO, got {:?}", other.frame_type()),
+        };
+        if hello.role != Role::Sender {
+            bail!("the peer is not a zcp sender");
+        }
+        if hello.checksum != self.algorithm {
+            bail!(
+                "the sender uses --checksum {} but this receiver uses --checksum {}; use the same on both ends",
+                hello.checksum.name(),
+                self.algorithm.name()
+            );
+        }
+        match (key, hello.auth.is_some()) {
+            (Some(key), false) => {
+                return Err(error::coded(
+                    Code::Auth,
+                    format!(
+                        "authentication required: this receiver accepts only senders that know {} (set {} or --key-file on the sender); the sender runs with --no-auth",
+                        key.origin,
+                        key::ENV
+                    ),
+                ));
+            }
+            (None, true) => {
+                return Err(error::coded(
+                    Code::Auth,
+                    "this receiver runs with --no-auth and cannot prove it knows the sender's key: use --no-auth on the sender too, or give the receiver the key",
+                ));
+            }
+            _ => {}
+        }
+        if hello.no_clobber && !self.no_clobber {
+            self.no_clobber = true;
+            self.reporter.detail("the sender asked for --no-clobber");
+        }
+        let sender_hello = self.reader.hello_body().to_vec();
+        let nonce = match key {
+            Some(_) => {
+                let mut n = [0u8; NONCE_LEN];
+                crate::sys::random_bytes(&mut n).context("generating a nonce")?;
+                Some(n)
+            }
+            None => None,
+        };
+        let mut ours = Vec::new();
+        self.encoder.push(
+            &Message::Hello(Hello {
+                role: Role::Receiver,
+                checksum: self.algorithm,
+                software: format!("zcp {}", env!("CARGO_PKG_VERSION")),
+                // Tells the sender that status 3 (skipped) may come.
+                no_clobber: self.no_clobber,
+                auth: nonce,
+                idle_timeout: Some(u32::try_from(self.idle_timeout.as_secs()).unwrap_or(u32::MAX)),
+            }),
+            &mut ours,
+        );
+        frames::write_all(std::os::fd::AsFd::as_fd(&self.sock), &ours).context("sending HELLO")?;
+        if let Some(key) = key {
+            let mut transcript = Transcript::new(&theirs.encode(), &Preamble::ours().encode());
+            transcript.hello(&sender_hello);
+            transcript.hello(&ours[FRAME_HEADER_LEN..]);
+            let agreement = Agreement::new(key.bytes(), transcript.finish());
+            match self.reader.expect()? {
+                Message::Auth(proof) if agreement.check(Role::Sender, &proof) => {}
+                Message::Auth(_) => {
+                    return Err(error::coded(
+                        Code::Auth,
+                        format!("authentication failed: the sender's key is not {}", key.origin),
+                    ));
+                }
+                Message::Error(e) => return Err(sender_error(&e)),
+                other => bail!("protocol error: expected AUTH, got {:?}", other.frame_type()),
+            }
+            self.encoder
+                .send(&self.sock, &Message::Auth(agreement.proof(Role::Receiver)))?;
+            let (sealer, opener) = agreement.channel(Role::Receiver);
+            self.encoder.seal_with(sealer);
+            self.reader.require_seals(opener);
+        }
+        self.reporter.detail(format!(
+            "peer {} ({}), protocol {}, {}",
+            self.peer,
+            display::escape_text(&hello.software),
+            crate::protocol::VERSION,
+            match key {
+                Some(key) => format!("authenticated with {}", key.origin),
+                None => "not authenticated (--no-auth)".into(),
+            }
+        ));
+        Ok(())
+    }
+}

@@ -1,0 +1,212 @@
+//! Timeouts for one connection: a total deadline for the handshake, then
+//! the longest silence tolerated from the sender during the session.
+//!
+//! A thread looks at the socket's intake (bytes received by the kernel,
+//! bytes waiting to be read) a few times per timeout period, so the data
+//! path needs no timers of its own. When the deadline passes, or the sender
+//! has been silent for too long while nothing waits to be read, it shuts
+//! down the socket's reading side: whatever read or splice is blocked returns at once, and
+//! [`Watchdog::fired`] says why the connection ended. A deadline cannot be
+//! stretched by sending a byte now and then (slowloris); silence is only
+//! measured once the sender has authenticated.
+
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::sys;
+
+/// Why the watchdog ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fired {
+    Handshake(Duration),
+    Idle(Duration),
+}
+
+const CALM: u8 = 0;
+const HANDSHAKE_EXPIRED: u8 = 1;
+const IDLE_EXPIRED: u8 = 2;
+
+struct Shared {
+    /// Set to stop the thread; the condvar wakes it.
+    stop: Mutex<bool>,
+    wake: Condvar,
+    /// Once the handshake is done: silence is what counts.
+    in_session: Mutex<bool>,
+    fired: AtomicU8,
+}
+
+/// Watches one connection until dropped.
+pub struct Watchdog {
+    shared: Arc<Shared>,
+    handshake: Duration,
+    idle: Duration,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watchdog {
+    /// Starts watching `sock` (a clone the thread may shut down).
+    pub fn spawn(sock: TcpStream, handshake: Duration, idle: Duration) -> std::io::Result<Watchdog> {
+        let shared = Arc::new(Shared {
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+            in_session: Mutex::new(false),
+            fired: AtomicU8::new(CALM),
+        });
+        let theirs = Arc::clone(&shared);
+        let thread = sys::signals::spawn_worker("zcp-watch", move || watch(&theirs, &sock, handshake, idle))?;
+        Ok(Watchdog {
+            shared,
+            handshake,
+            idle,
+            thread: Some(thread),
+        })
+    }
+
+    /// The handshake succeeded: from now on only silence counts.
+    pub fn session_started(&self) {
+        if let Ok(mut s) = self.shared.in_session.lock() {
+            *s = true;
+        }
+    }
+
+    /// The sender has said all it will say (DONE): what is left is the
+    /// receiver's own work, which no timeout cuts short.
+    pub fn stand_down(&self) {
+        if let Ok(mut stop) = self.shared.stop.lock() {
+            *stop = true;
+        }
+        self.shared.wake.notify_all();
+    }
+
+    /// Whether (and why) the watchdog shut the connection down.
+    pub fn fired(&self) -> Option<Fired> {
+        match self.shared.fired.load(Ordering::SeqCst) {
+            HANDSHAKE_EXPIRED => Some(Fired::Handshake(self.handshake)),
+            IDLE_EXPIRED => Some(Fired::Idle(self.idle)),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Ok(mut stop) = self.shared.stop.lock() {
+            *stop = true;
+        }
+        self.shared.wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// How often the intake is sampled: a tenth of the shorter period, at
+/// least every 50 ms and at most every second.
+fn tick(handshake: Duration, idle: Duration) -> Duration {
+    (handshake.min(idle) / 10).clamp(Duration::from_millis(50), Duration::from_secs(1))
+}
+
+fn watch(shared: &Shared, sock: &TcpStream, handshake: Duration, idle: Duration) {
+    let tick = tick(handshake, idle);
+    let deadline = Instant::now() + handshake;
+    let mut last_intake = None;
+    let mut quiet_since = Instant::now();
+    let Ok(mut stop) = shared.stop.lock() else {
+        return;
+    };
+    loop {
+        match shared.wake.wait_timeout(stop, tick) {
+            Ok((guard, _)) => stop = guard,
+            Err(_) => return,
+        }
+        if *stop {
+            return;
+        }
+        let now = Instant::now();
+        let in_session = shared.in_session.lock().map(|s| *s).unwrap_or(true);
+        let expired = if !in_session {
+            (now >= deadline).then_some(HANDSHAKE_EXPIRED)
+        } else {
+            let intake = sys::tcp_intake(sock.as_fd()).ok();
+            let waiting = intake.is_some_and(|(_, unread)| unread > 0);
+            let moved = intake.map(|(received, _)| received) != last_intake.map(|(received, _)| received);
+            last_intake = intake;
+            if waiting || moved {
+                quiet_since = now;
+            }
+            (now.duration_since(quiet_since) >= idle).then_some(IDLE_EXPIRED)
+        };
+        if let Some(why) = expired {
+            shared.fired.store(why, Ordering::SeqCst);
+            // Only the reading side: the session can still tell the
+            // sender why in an ERROR.
+            let _ = sock.shutdown(Shutdown::Read);
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (s, c)
+    }
+
+    #[test]
+    fn a_handshake_that_never_ends_is_cut_off() {
+        let (server, _client) = pair();
+        let dog = Watchdog::spawn(
+            server.try_clone().unwrap(),
+            Duration::from_millis(200),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let mut buf = [0u8; 1];
+        // Blocks until the watchdog shuts the socket down.
+        assert_eq!((&server).read(&mut buf).unwrap(), 0);
+        assert_eq!(dog.fired(), Some(Fired::Handshake(Duration::from_millis(200))));
+    }
+
+    #[test]
+    fn silence_in_a_session_is_cut_off() {
+        let (server, _client) = pair();
+        let dog = Watchdog::spawn(
+            server.try_clone().unwrap(),
+            Duration::from_secs(60),
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        dog.session_started();
+        let mut buf = [0u8; 1];
+        assert_eq!((&server).read(&mut buf).unwrap(), 0);
+        assert_eq!(dog.fired(), Some(Fired::Idle(Duration::from_millis(300))));
+    }
+
+    #[test]
+    fn a_dropped_watchdog_leaves_the_socket_alone() {
+        let (server, mut client) = pair();
+        drop(
+            Watchdog::spawn(
+                server.try_clone().unwrap(),
+                Duration::from_millis(100),
+                Duration::from_millis(100),
+            )
+            .unwrap(),
+        );
+        std::io::Write::write_all(&mut client, b"x").unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!((&server).read(&mut buf).unwrap(), 1);
+    }
+}
