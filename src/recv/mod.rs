@@ -122,6 +122,10 @@ pub fn run(args: RecvArgs) -> Result<Code> {
             .reporter
             .detail(format_args!("staging files as {}", staging.describe()));
     }
+    if session.tree.is_some() {
+        let resolving = format!("resolving paths in DEST {}", sys::Resolver::get().describe());
+        session.reporter.detail(resolving);
+    }
     let started = Instant::now();
     sys::signals::wake_on_interrupt(session.sock.as_fd());
     let served = session.serve();
