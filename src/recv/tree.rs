@@ -15,7 +15,9 @@
 //! even a path that slipped past the protocol's checks could not lead
 //! outside. Each directory handle is opened beneath its parent's, the
 //! destination's at the bottom, so every handle on the stack is inside the
-//! destination.
+//! destination. Nothing else resolves a path: every other entry is made
+//! under a single name in its parent (mkdirat, linkat, symlinkat,
+//! renameat), where the kernel itself refuses `.` and `..`.
 //!
 //! When a directory's subtree closes (an entry outside it arrives, or the
 //! session ends), its mode and mtime are due ([`ClosedDir`]); they are
