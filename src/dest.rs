@@ -10,6 +10,12 @@
 //!   one can see or open and which vanishes even if the receiver is killed;
 //!   otherwise a hidden temporary created with
 //!   O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC at mode 0600.
+//! * Only a complete, verified file is ever readable by others. An unnamed
+//!   file may take its final mode at once: until it is linked (verified)
+//!   only the receiver's descriptor reaches it, and /proc/PID/fd is closed
+//!   to other users. A named temporary can be opened by anyone who can
+//!   search its directory, so it stays 0600 until [`Staged::commit`] gives
+//!   it its mode, right before the rename.
 //! * [`Staged::commit`] applies mode (without setuid, setgid and sticky,
 //!   masked by the umask) and mtime, then links the unnamed file, or
 //!   renames the temporary, onto its final name; an existing entry there is
@@ -245,8 +251,9 @@ impl Stager {
     }
 
     /// A staged regular file, empty, for `final_name` in `dir`. An unnamed
-    /// one gets its final permission bits `mode` at once (no one can open
-    /// it); a named one is created 0600 and gets them at commit.
+    /// one gets its final permission bits `mode` at once (it has no name,
+    /// so no one else can open it); a named one is created 0600 and gets
+    /// them at commit.
     pub fn file(&self, dir: &Arc<File>, final_name: &[u8], shown: PathBuf, mode: u32) -> Result<Staged> {
         if let Staging::Unnamed(how) = self.staging(dir) {
             match sys::create_unnamed_in(dir, mode) {

@@ -132,6 +132,10 @@ impl Session {
                 .reporter
                 .detail(format_args!("staging files as {}", staging.describe()));
         }
+        if session.tree.is_some() {
+            let resolving = format!("resolving paths in DEST {}", sys::Resolver::get().describe());
+            session.reporter.detail(resolving);
+        }
         Ok(session)
     }
 

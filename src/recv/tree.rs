@@ -9,6 +9,16 @@
 //! session, can steer an entry outside the destination; an entry whose
 //! parent is not on the stack is a protocol error.
 //!
+//! Directories are entered, and hard-link targets found, with
+//! [`sys::open_dir_beneath`]: where the kernel has openat2(2), it refuses
+//! by itself to resolve `..` out of the handle or any symbolic link, so
+//! even a path that slipped past the protocol's checks could not lead
+//! outside. Each directory handle is opened beneath its parent's, the
+//! destination's at the bottom, so every handle on the stack is inside the
+//! destination. Nothing else resolves a path: every other entry is made
+//! under a single name in its parent (mkdirat, linkat, symlinkat,
+//! renameat), where the kernel itself refuses `.` and `..`.
+//!
 //! When a directory's subtree closes (an entry outside it arrives, or the
 //! session ends), its mode and mtime are due ([`ClosedDir`]); they are
 //! applied after its contents, so that neither writing the contents nor a
@@ -168,20 +178,19 @@ impl Tree {
     }
 
     /// The directory and name of an earlier regular file `path`, resolved
-    /// from the destination one component at a time without following any
-    /// symbolic link (hard link targets).
+    /// beneath the destination without following any symbolic link (hard
+    /// link targets): one openat2, or a walk of its components.
     pub fn resolve_file(&self, path: &RelPath) -> Result<(File, Vec<u8>)> {
         let root = self.stack[0]
             .dir
             .as_ref()
             .ok_or_else(|| anyhow!("the destination is not open"))?;
-        let mut dir = root.try_clone()?;
         let parent = path.parent();
-        if !parent.is_empty() {
-            for component in parent.split(|b| *b == b'/') {
-                dir = sys::open_dir_at(&dir, component, false).map_err(|e| not_through_links(e, path))?;
-            }
-        }
+        let dir = if parent.is_empty() {
+            root.try_clone()?
+        } else {
+            sys::open_dir_beneath(root, parent).map_err(|e| not_through_links(e, path))?
+        };
         let name = path.file_name().to_vec();
         let meta = sys::lstat_at(&dir, &name).map_err(|e| anyhow!("{path}: {e}"))?;
         if meta.st_mode & libc::S_IFMT != libc::S_IFREG {
@@ -193,7 +202,7 @@ impl Tree {
 
 fn not_through_links(e: io::Error, path: &RelPath) -> anyhow::Error {
     match e.raw_os_error() {
-        Some(libc::ELOOP | libc::ENOTDIR) => {
+        Some(libc::ELOOP | libc::ENOTDIR | libc::EXDEV) => {
             anyhow!("{path} is not inside a directory of the destination (zcp never follows links there)")
         }
         _ => anyhow!("{path}: {e}"),
@@ -201,14 +210,14 @@ fn not_through_links(e: io::Error, path: &RelPath) -> anyhow::Error {
 }
 
 /// mkdir, or open the directory that is already there; never through a
-/// symbolic link.
+/// symbolic link, never outside `parent`.
 fn make_dir(parent: &File, name: &[u8], umask: u32) -> Result<File> {
     let created = match sys::mkdir_at(parent, name, 0o700) {
         Ok(()) => true,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
         Err(e) => return Err(e.into()),
     };
-    let dir = match sys::open_dir_at(parent, name, false) {
+    let dir = match sys::open_dir_beneath(parent, name) {
         Ok(dir) => dir,
         Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
             let what = match sys::lstat_at(parent, name) {

@@ -8,7 +8,9 @@
 //! Each rule fires once. CALL is one of the wrapper names in `sys`
 //! (`sendfile`, `splice`, `tee`, `fallocate`, `rename`, `read`, `write`,
 //! `open` for files opened during a tree walk, `tmpfile` and `link` for
-//! the receiver's unnamed staged files).
+//! the receiver's unnamed staged files, `openat2` for the receiver's
+//! resolution of paths beneath DEST: its first call is the probe, so
+//! `openat2=ENOSYS` makes the process walk one component at a time).
 //! ERRNO may also be `EOF`: the call reports end of file instead of
 //! failing (for `sendfile`: a source that shrank while being sent).
 //! An unparsable value is ignored with a warning; the variable is meant
@@ -43,6 +45,7 @@ fn parse_errno(name: &str) -> Option<Errno> {
         "EPIPE" => Errno::EPIPE,
         "ECONNRESET" => Errno::ECONNRESET,
         "EXDEV" => Errno::EXDEV,
+        "E2BIG" => Errno::E2BIG,
         _ => return None,
     })
 }

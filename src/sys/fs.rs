@@ -3,18 +3,20 @@
 //! resolving a path through a symbolic link, and the sender walk a tree
 //! without following links it was not asked to follow.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::sync::OnceLock;
 
-use nix::fcntl::{AtFlags, OFlag, RenameFlags};
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, OpenHow, RenameFlags, ResolveFlag};
 use nix::sys::stat::{FileStat, Mode, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::Whence;
 
-use super::{fault, nix_err, to_off};
+use super::{errno_of, fault, nix_err, to_off};
 
 fn c_bytes(name: &[u8]) -> io::Result<CString> {
     CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))
@@ -86,6 +88,147 @@ pub fn open_dir_at(dir: &File, name: &[u8], follow: bool) -> io::Result<File> {
     }
     let fd = nix::fcntl::openat(dir, c_bytes(name)?.as_c_str(), flags, Mode::empty()).map_err(nix_err)?;
     Ok(File::from(fd))
+}
+
+/// How [`open_dir_beneath`] resolves paths: decided once per process by a
+/// probe, since a kernel or seccomp filter that refuses openat2 refuses it
+/// for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolver {
+    /// openat2(2) with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+    /// RESOLVE_NO_MAGICLINKS: the kernel itself refuses to leave the
+    /// directory (`..`, an absolute path) or to follow any link.
+    Openat2,
+    /// openat(2) one component at a time with O_NOFOLLOW|O_DIRECTORY, for
+    /// kernels before 5.6 or a seccomp filter that blocks openat2; the
+    /// errno the probe got says why.
+    Walk(Errno),
+}
+
+static RESOLVER: OnceLock<Resolver> = OnceLock::new();
+
+impl Resolver {
+    /// The resolver of this process (the first call probes).
+    pub fn get() -> Resolver {
+        *RESOLVER.get_or_init(Resolver::probe)
+    }
+
+    /// openat2 of `/` with the resolve flags zcp uses: ENOSYS (a kernel
+    /// before 5.6), EPERM (a seccomp filter), E2BIG (an `open_how` larger
+    /// than the kernel knows) or any other refusal means the walk, which
+    /// is slower but just as strict.
+    fn probe() -> Resolver {
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let resolve = ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS;
+        match openat2(nix::fcntl::AT_FDCWD, c"/", flags, resolve) {
+            Ok(_) => Resolver::Openat2,
+            Err(e) => Resolver::Walk(errno_of(&e).unwrap_or(Errno::ENOSYS)),
+        }
+    }
+
+    /// For `-v`: "resolving paths ..." and this.
+    pub fn describe(self) -> String {
+        match self {
+            Resolver::Openat2 => {
+                "with openat2 (RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS, RESOLVE_NO_MAGICLINKS)".to_string()
+            }
+            Resolver::Walk(e) => {
+                format!("one component at a time with openat(O_NOFOLLOW): openat2 is not available ({e})")
+            }
+        }
+    }
+}
+
+/// openat2(2), which the fault injector can refuse (`ZCP_FAULT=openat2=ENOSYS`
+/// makes the probe fail, so the process uses the walk).
+fn openat2(dir: impl AsFd, path: &CStr, flags: OFlag, resolve: ResolveFlag) -> io::Result<OwnedFd> {
+    fault::check("openat2")?;
+    let how = OpenHow::new().flags(flags).resolve(resolve);
+    nix::fcntl::openat2(dir, path, how).map_err(nix_err)
+}
+
+/// Why `path` is not a plain descent below a directory, if it is not:
+/// EXDEV for an absolute path or a `..` component (it would climb out, as
+/// RESOLVE_BENEATH says), EINVAL for an empty path, an empty or `.`
+/// component, or a NUL byte (nothing zcp ever asks for).
+fn not_beneath(path: &[u8]) -> Option<io::Error> {
+    let errno = if path.first() == Some(&b'/') {
+        libc::EXDEV
+    } else if path.is_empty() || path.contains(&0) {
+        libc::EINVAL
+    } else {
+        match path.split(|b| *b == b'/').find(|c| matches!(*c, b"" | b"." | b"..")) {
+            None => return None,
+            Some(b"..") => libc::EXDEV,
+            Some(_) => libc::EINVAL,
+        }
+    };
+    Some(io::Error::from_raw_os_error(errno))
+}
+
+/// Opens the directory `path` (one or more components separated by `/`)
+/// below `dir` for reading, without ever leaving `dir` or following a
+/// symbolic link, whichever [`Resolver`] this process has. The errors are
+/// the same either way: EXDEV for an absolute path or a `..`, EINVAL for
+/// an empty or `.` component, ELOOP for a symbolic link anywhere on the
+/// path, ENOTDIR for another non-directory, and what the kernel says
+/// otherwise (ENOENT, EACCES).
+pub fn open_dir_beneath(dir: &File, path: &[u8]) -> io::Result<File> {
+    open_dir_beneath_with(Resolver::get(), dir, path)
+}
+
+fn open_dir_beneath_with(resolver: Resolver, dir: &File, path: &[u8]) -> io::Result<File> {
+    match resolver {
+        Resolver::Openat2 => match not_beneath(path) {
+            Some(e) => Err(e),
+            None => openat2_beneath(dir, path),
+        },
+        Resolver::Walk(_) => walk_beneath(dir, path),
+    }
+}
+
+/// One openat2 call: the kernel enforces what [`not_beneath`] checked, so
+/// a path that slipped past it still cannot leave `dir`. No O_NOFOLLOW:
+/// RESOLVE_NO_SYMLINKS already refuses a final link, with ELOOP.
+fn openat2_beneath(dir: &File, path: &[u8]) -> io::Result<File> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let resolve = ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS;
+    openat2(dir, c_bytes(path)?.as_c_str(), flags, resolve).map(File::from)
+}
+
+/// The fallback: openat of one checked component at a time with
+/// O_NOFOLLOW|O_DIRECTORY, the ones on the way as O_PATH (like openat2,
+/// they need search permission only). Refuses on its own what
+/// [`not_beneath`] refuses, and reports a link as ELOOP however the kernel
+/// put it.
+fn walk_beneath(dir: &File, path: &[u8]) -> io::Result<File> {
+    if let Some(e) = not_beneath(path) {
+        return Err(e);
+    }
+    let mut components = path.split(|b| *b == b'/').peekable();
+    let mut here: Option<OwnedFd> = None;
+    while let Some(name) = components.next() {
+        let access = if components.peek().is_some() {
+            OFlag::O_PATH
+        } else {
+            OFlag::O_RDONLY
+        };
+        let flags = access | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let at = here.as_ref().map_or(dir.as_fd(), AsFd::as_fd);
+        let c_name = c_bytes(name)?;
+        here = Some(match nix::fcntl::openat(at, c_name.as_c_str(), flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOTDIR | Errno::ELOOP)
+                if nix::sys::stat::fstatat(at, c_name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK) =>
+            {
+                return Err(io::Error::from_raw_os_error(libc::ELOOP));
+            }
+            Err(e) => return Err(nix_err(e)),
+        });
+    }
+    here.map(File::from)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 /// Opens `name` inside `dir` for reading, never blocking on a fifo or
@@ -268,5 +411,133 @@ pub fn raise_open_file_limit() {
         && soft < hard
     {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt, symlink};
+    use std::path::Path;
+
+    use super::*;
+
+    /// t/a/b/c, t/a/file, t/a/link -> b, t/up -> .., t/root -> /, and an
+    /// open handle on t.
+    fn fixture() -> (tempfile::TempDir, File) {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("a/b/c")).unwrap();
+        std::fs::write(t.path().join("a/file"), b"f").unwrap();
+        symlink("b", t.path().join("a/link")).unwrap();
+        symlink("..", t.path().join("up")).unwrap();
+        symlink("/", t.path().join("root")).unwrap();
+        let dir = File::open(t.path()).unwrap();
+        (t, dir)
+    }
+
+    /// The walk, and openat2 where this kernel lets the process use it.
+    fn resolvers() -> Vec<Resolver> {
+        let mut all = vec![Resolver::Walk(Errno::ENOSYS)];
+        match Resolver::probe() {
+            Resolver::Openat2 => all.push(Resolver::Openat2),
+            Resolver::Walk(e) => eprintln!("SKIPPED the openat2 cases: openat2 is not available ({e})"),
+        }
+        all
+    }
+
+    fn errno(opened: io::Result<File>) -> Option<i32> {
+        opened.err().and_then(|e| e.raw_os_error())
+    }
+
+    fn same_dir(opened: &File, expected: &Path) -> bool {
+        let (a, b) = (opened.metadata().unwrap(), std::fs::metadata(expected).unwrap());
+        a.is_dir() && (a.dev(), a.ino()) == (b.dev(), b.ino())
+    }
+
+    #[test]
+    fn a_plain_descent_resolves_with_either_resolver() {
+        let (t, dir) = fixture();
+        for resolver in resolvers() {
+            for path in ["a", "a/b", "a/b/c"] {
+                let opened = open_dir_beneath_with(resolver, &dir, path.as_bytes()).unwrap();
+                assert!(same_dir(&opened, &t.path().join(path)), "{resolver:?} {path}");
+            }
+            // The handle is good for what the receiver does with it.
+            let b = open_dir_beneath_with(resolver, &dir, b"a/b").unwrap();
+            mkdir_at(&b, b"new", 0o700).unwrap();
+            set_mode(&b, 0o755).unwrap();
+            std::fs::remove_dir(t.path().join("a/b/new")).unwrap();
+        }
+    }
+
+    #[test]
+    fn climbing_out_absolute_paths_and_links_are_refused_alike() {
+        let (_t, dir) = fixture();
+        let cases: &[(&[u8], i32)] = &[
+            (b"../x", libc::EXDEV),
+            (b"..", libc::EXDEV),
+            (b"/etc", libc::EXDEV),
+            (b"/", libc::EXDEV),
+            (b"a/../b", libc::EXDEV),
+            (b"a/..", libc::EXDEV),
+            (b"a/link", libc::ELOOP),
+            (b"a/link/c", libc::ELOOP),
+            (b"up", libc::ELOOP),
+            (b"up/a", libc::ELOOP),
+            (b"root/etc", libc::ELOOP),
+            (b"a/file", libc::ENOTDIR),
+            (b"a/file/x", libc::ENOTDIR),
+            (b"a/nothere", libc::ENOENT),
+            (b"", libc::EINVAL),
+            (b".", libc::EINVAL),
+            (b"a/./b", libc::EINVAL),
+            (b"a//b", libc::EINVAL),
+            (b"a/", libc::EINVAL),
+            (b"a\0b", libc::EINVAL),
+        ];
+        for resolver in resolvers() {
+            for (path, want) in cases {
+                let got = errno(open_dir_beneath_with(resolver, &dir, path));
+                assert_eq!(got, Some(*want), "{resolver:?} {:?}", String::from_utf8_lossy(path));
+            }
+        }
+    }
+
+    #[test]
+    fn the_kernel_alone_keeps_openat2_beneath_and_off_links() {
+        // Without the lexical check in front: RESOLVE_BENEATH and
+        // RESOLVE_NO_SYMLINKS by themselves.
+        if Resolver::probe() != Resolver::Openat2 {
+            eprintln!("SKIPPED: openat2 is not available");
+            return;
+        }
+        let (t, dir) = fixture();
+        for (path, want) in [
+            ("../x", libc::EXDEV),
+            ("/etc", libc::EXDEV),
+            ("a/../../x", libc::EXDEV),
+            ("a/link", libc::ELOOP),
+            ("up/a", libc::ELOOP),
+            ("root", libc::ELOOP),
+        ] {
+            assert_eq!(errno(openat2_beneath(&dir, path.as_bytes())), Some(want), "{path}");
+        }
+        // Staying below is all RESOLVE_BENEATH asks.
+        let b = openat2_beneath(&dir, b"a/../a/b").unwrap();
+        assert!(same_dir(&b, &t.path().join("a/b")));
+    }
+
+    #[test]
+    fn magic_links_are_refused_alike() {
+        let Ok(proc_self) = File::open("/proc/self") else {
+            eprintln!("SKIPPED: no /proc");
+            return;
+        };
+        for resolver in resolvers() {
+            for path in ["cwd", "root", "cwd/x"] {
+                let got = errno(open_dir_beneath_with(resolver, &proc_self, path.as_bytes()));
+                assert_eq!(got, Some(libc::ELOOP), "{resolver:?} {path}");
+            }
+        }
     }
 }

@@ -33,6 +33,11 @@ pub fn zcp() -> Command {
     c
 }
 
+/// Extra environment for a receiver, once per way it can resolve paths
+/// beneath DEST: openat2 where the kernel has it, then the component walk
+/// it falls back to without it (`ZCP_FAULT=openat2=ENOSYS`).
+pub const RESOLVERS: [&[(&str, &str)]; 2] = [&[], &[("ZCP_FAULT", "openat2=ENOSYS")]];
+
 /// What a finished process left behind.
 #[derive(Debug)]
 pub struct Finished {

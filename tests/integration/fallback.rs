@@ -1,7 +1,8 @@
 //! Every zero-copy path and its read/write fallback: `-v` names the
 //! mechanism that moved the bytes, `--no-zerocopy` forces read/write, and
 //! `ZCP_FAULT` makes the kernel calls fail with chosen errnos so each
-//! fallback (and each refusal to fall back) is exercised for real.
+//! fallback (and each refusal to fall back) is exercised for real. Also
+//! the named staging that replaces O_TMPFILE: 0600 until committed.
 
 use std::io::Write;
 use std::process::Stdio;
@@ -296,4 +297,46 @@ fn a_filesystem_without_fallocate_still_receives() {
         ..Case::default()
     });
     rr.assert_stderr("fallocate is not supported");
+}
+
+#[test]
+fn a_named_temporary_stays_0600_until_it_is_committed() {
+    // Without O_TMPFILE the receiver stages under a hidden name that
+    // others could open: while the stream is still open (the test holds
+    // the sender's stdin) that file must be 0600, and only the committed
+    // file gets the final mode (0644 under umask 022).
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let mut rcmd = std::process::Command::new("sh");
+    rcmd.current_dir(env.dir.path())
+        .env_remove("ZCP_BLESS")
+        .env("NO_COLOR", "1")
+        .env("ZCP_KEY", TEST_KEY)
+        .env("ZCP_FAULT", "tmpfile=EOPNOTSUPP")
+        .arg("-c")
+        .arg(format!("umask 022; exec {} recv -v -l 127.0.0.1:0 dst", zcp_path()));
+    let rx = start_receiver(rcmd);
+    let (tx, mut stdin) = env.send_from_pipe(&["--name", "stream.bin"], &rx.addr);
+    let first = vec![b'a'; 100_000];
+    stdin.write_all(&first).unwrap();
+    let started = std::time::Instant::now();
+    let temp = loop {
+        if let Some(name) = env.list("dst").into_iter().find(|n| n.starts_with(".zcp-")) {
+            break env.dst(&name);
+        }
+        assert!(started.elapsed() < DEADLINE, "no staged file appeared in dst/");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let staged_mode = std::fs::metadata(&temp).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(staged_mode, 0o600, "the staged {temp:?} while it is written");
+    stdin.write_all(b"the rest").unwrap();
+    drop(stdin);
+    tx.finish().assert_code(0);
+    rx.finish()
+        .assert_code(0)
+        .assert_stderr("staging files as hidden .zcp-*.part files");
+    assert_eq!(env.list("dst"), ["stream.bin"]);
+    let meta = std::fs::metadata(env.dst("stream.bin")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o644);
+    assert_eq!(meta.len(), first.len() as u64 + 8);
 }

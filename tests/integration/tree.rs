@@ -186,6 +186,54 @@ fn files_are_staged_unnamed_or_under_hidden_names_when_that_is_all_there_is() {
 }
 
 #[test]
+fn a_tree_arrives_exactly_when_openat2_is_unavailable() {
+    // Where the kernel has openat2 the receiver uses it...
+    let rr = roundtrip_tree_with(&[], None);
+    rr.assert_stderr("resolving paths in DEST ");
+    // ...and without it (an old kernel, or a seccomp filter) it walks one
+    // component at a time: nested directories, symbolic and hard links
+    // arrive all the same.
+    for errno in ["ENOSYS", "EPERM", "E2BIG"] {
+        let fault = format!("openat2={errno}");
+        let rr = roundtrip_tree_with(&[], Some(&fault));
+        rr.assert_stderr(&format!(
+            "resolving paths in DEST one component at a time with openat(O_NOFOLLOW): \
+             openat2 is not available ({errno}"
+        ));
+    }
+}
+
+#[test]
+fn links_already_in_dest_are_never_followed_with_either_resolver() {
+    for vars in RESOLVERS {
+        let env = TestEnv::new();
+        for t in ["t", "u"] {
+            std::fs::create_dir_all(env.src(t).join("sub")).unwrap();
+            std::fs::write(env.src(t).join("sub/f"), b"through a link?").unwrap();
+            std::fs::write(env.src(t).join("g"), b"fine").unwrap();
+        }
+        std::fs::create_dir_all(env.path("outside")).unwrap();
+        // A link where a top-level directory goes, and one inside a
+        // directory that is entered.
+        symlink("../outside", env.dst("u")).unwrap();
+        std::fs::create_dir_all(env.dst("t")).unwrap();
+        symlink("../../outside", env.dst("t/sub")).unwrap();
+        let rx = env.recv_with_env("127.0.0.1:0", &["-v", "dst"], vars);
+        let tx = env.send(&["-r", "src/t", "src/u"], &rx.addr);
+        let rr = rx.finish();
+        tx.assert_code(4);
+        rr.assert_code(4)
+            .assert_stderr("it exists and is a symbolic link (never followed)");
+        assert!(env.list("outside").is_empty(), "{vars:?}: written outside DEST");
+        assert_eq!(std::fs::read(env.dst("t/g")).unwrap(), b"fine", "{vars:?}");
+        for link in ["u", "t/sub"] {
+            let meta = std::fs::symlink_metadata(env.dst(link)).unwrap();
+            assert!(meta.file_type().is_symlink(), "{vars:?}: {link} was replaced");
+        }
+    }
+}
+
+#[test]
 fn a_verified_file_that_cannot_be_put_in_place_fails_alone() {
     let env = TestEnv::new();
     std::fs::create_dir_all(env.src("t")).unwrap();

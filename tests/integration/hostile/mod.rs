@@ -37,6 +37,13 @@ fn recv_cmd(env: &TestEnv, args: &[&str], dest: &str) -> Command {
     cmd
 }
 
+/// [`recv_cmd`] with extra environment variables (`ZCP_FAULT`).
+fn recv_cmd_with(env: &TestEnv, args: &[&str], dest: &str, vars: &[(&str, &str)]) -> Command {
+    let mut cmd = recv_cmd(env, args, dest);
+    cmd.envs(vars.iter().copied());
+    cmd
+}
+
 /// `zcp recv ... dst` under umask 022, set through the shell.
 fn recv_cmd_umask_022(env: &TestEnv) -> Command {
     let mut cmd = Command::new("sh");

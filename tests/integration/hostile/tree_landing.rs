@@ -313,12 +313,13 @@ fn no_clobber_skips_whatever_exists_and_lands_the_rest() {
 
 #[test]
 fn a_directory_entry_never_enters_a_file_or_a_link_already_there() {
-    for (name, child) in [("file", "file/x"), ("dirlink", "dirlink/sentinel")] {
+    let cases = [("file", "file/x"), ("dirlink", "dirlink/sentinel")];
+    for ((name, child), vars) in cases.into_iter().flat_map(|c| RESOLVERS.map(|v| (c, v))) {
         let env = TestEnv::new();
         plant_sentinel(&env);
         std::fs::write(env.dst("file"), b"a file").unwrap();
         std::os::unix::fs::symlink("../outside", env.dst("dirlink")).unwrap();
-        let (out, _conn) = run_against(&env, recv_cmd(&env, &[], "dst"), |addr| {
+        let (out, _conn) = run_against(&env, recv_cmd_with(&env, &[], "dst", vars), |addr| {
             let mut p = checked_handshake(addr);
             // "anything else under that name is a failure for this entry"
             bare(&mut p, &EntryBody::dir(name.as_bytes()), FAILED);
@@ -338,8 +339,46 @@ fn a_directory_entry_never_enters_a_file_or_a_link_already_there() {
             p
         });
         out.assert_code(1);
-        assert_eq!(dst_tree(&env), ["dirlink -> ../outside", "file"], "{name}");
+        assert_eq!(dst_tree(&env), ["dirlink -> ../outside", "file"], "{name} {vars:?}");
         assert_eq!(std::fs::read(env.dst("file")).unwrap(), b"a file");
+    }
+}
+
+#[test]
+fn a_hard_link_target_is_not_found_through_a_link_swapped_in_during_the_session() {
+    // Something else on the receiving machine replaces a directory of the
+    // session with a link to the sentinel's directory after the LINKED
+    // file in it was committed; resolving the hard link's target from
+    // DEST must not follow it, with either resolver.
+    for ((swapped, target, left), vars) in [
+        ("d", "..", vec!["d -> .."]),
+        ("d/outside", "../../outside", vec!["d/", "d/outside -> ../../outside"]),
+    ]
+    .into_iter()
+    .flat_map(|c| RESOLVERS.map(|v| (c.clone(), v)))
+    {
+        let env = TestEnv::new();
+        let (out, ()) = run_against(&env, recv_cmd_with(&env, &[], "dst", vars), |addr| {
+            let mut p = checked_handshake(addr);
+            bare(&mut p, &EntryBody::dir(b"d"), COMMITTED);
+            bare(&mut p, &EntryBody::dir(b"d/outside"), COMMITTED);
+            commit_linked(&mut p, b"d/outside/sentinel", b"the session's file");
+            std::fs::remove_dir_all(env.dst(swapped)).unwrap();
+            std::os::unix::fs::symlink(target, env.dst(swapped)).unwrap();
+            p.send(&EntryBody::hardlink(b"l", b"d/outside/sentinel").frame());
+            let v = parse_verdict(&p.expect_frame(VERDICT));
+            assert_eq!(v.status, FAILED, "{swapped} {vars:?}: {v:?}");
+            assert!(v.text.contains("never follows links"), "{swapped} {vars:?}: {v:?}");
+            end_session(p);
+        });
+        out.assert_code(4);
+        assert_eq!(dst_tree(&env), left, "{swapped} {vars:?}");
+        let sentinel = std::fs::metadata(env.path("outside/sentinel")).unwrap();
+        assert_eq!(
+            sentinel.nlink(),
+            1,
+            "{swapped} {vars:?}: the sentinel gained a hard link"
+        );
     }
 }
 
