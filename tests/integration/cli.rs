@@ -56,7 +56,11 @@ fn help_fits_an_80_column_terminal_one_exit_status_per_line() {
             .lines()
             .map(|l| l.split_whitespace().next().unwrap_or(""))
             .collect();
-        assert_eq!(codes, ["0", "1", "2", "3", "4", "5", "6", "130"], "{args:?}:\n{statuses}");
+        assert_eq!(
+            codes,
+            ["0", "1", "2", "3", "4", "5", "6", "130"],
+            "{args:?}:\n{statuses}"
+        );
     }
 }
 
