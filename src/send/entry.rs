@@ -214,7 +214,7 @@ impl Link<'_> {
             Err(e) => return Err(to_receiver(e)),
         };
         let hashed = hasher.finish().with_context(|| format!("hashing {shown}"))?;
-        self.end(done, hashed.digest, report, fingerprint.check(file, shown))
+        self.end(done, hashed.digest, report, unchanged(fingerprint, file, shown))
     }
 
     /// Writes `n` zero bytes: the rest of a raw payload whose source
@@ -252,6 +252,7 @@ impl Link<'_> {
             }
             let hole = sys::next_hole(file, at)
                 .with_context(|| format!("looking for holes in {shown}"))?
+                .unwrap_or(at)
                 .min(len);
             while at < hole {
                 let n = (hole - at).min(u64::from(MAX_DATA_LEN));
@@ -269,7 +270,7 @@ impl Link<'_> {
             }
         }
         let hashed = hasher.finish().with_context(|| format!("hashing {shown}"))?;
-        self.end(len, hashed.digest, report, fingerprint.check(file, shown))
+        self.end(len, hashed.digest, report, unchanged(fingerprint, file, shown))
     }
 
     /// A pipe or other unsized input as DATA frames.
@@ -336,6 +337,14 @@ fn to_receiver(err: impl Into<anyhow::Error>) -> anyhow::Error {
     match gone {
         Some(why) => anyhow!("the receiver closed the connection: {why}"),
         None => err,
+    }
+}
+
+/// Fails if `file` changed since `fingerprint` was taken.
+fn unchanged(fingerprint: &Fingerprint, file: &File, shown: &str) -> Result<()> {
+    match fingerprint.check(file, shown)? {
+        Some(changed) => Err(anyhow!("{changed}")),
+        None => Ok(()),
     }
 }
 
