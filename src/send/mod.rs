@@ -31,7 +31,7 @@ use crate::progress::Reporter;
 use crate::protocol::{EntryKind, Hello, Message, RelPath, Role, Verdict, VerdictStatus};
 use crate::tally::{Outcome, Totals, verified};
 use census::Census;
-use entry::{Link, Outbox, Sent};
+use entry::{Abort, Link, Outbox, Sent};
 use replies::{Replies, Reply};
 use walk::{Batch, Item, Walked};
 
@@ -225,6 +225,7 @@ impl Session {
     fn send_unreadable(&mut self, outbox: &mut Outbox, path: RelPath, why: String) {
         self.reporter.error(format!("sending {path} to {}: {why}", self.peer));
         self.totals.entries += 1;
+        let why = Abort::Failed(why);
         outbox.push_aborted(path.clone(), &why);
         self.pending.push_back(Pending {
             path: path.to_string(),

@@ -67,6 +67,17 @@ impl std::fmt::Display for Changed {
     }
 }
 
+impl Changed {
+    /// A change told by other means than the fingerprint (`what` is shown
+    /// in parentheses).
+    pub fn because(shown: &str, what: impl std::fmt::Display) -> Changed {
+        Changed {
+            shown: shown.to_string(),
+            what: what.to_string(),
+        }
+    }
+}
+
 impl Fingerprint {
     pub fn of(meta: &Metadata) -> Fingerprint {
         Fingerprint {

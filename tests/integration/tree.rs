@@ -326,7 +326,7 @@ fn a_file_that_shrinks_while_sent_fails_alone() {
     let rr = rx.finish();
     tx.assert_code(4)
         .assert_stderr("t/a.bin")
-        .assert_stderr("source changed");
+        .assert_stderr("changed while being sent (it ended after 8388608 of 20971520 bytes)");
     rr.assert_code(4).assert_stderr("the sender aborted it");
     assert_eq!(env.list("dst/t"), ["b"]);
     assert_eq!(std::fs::read(env.dst("t/b")).unwrap(), b"after");
