@@ -24,7 +24,6 @@ pub enum Code {
     #[allow(dead_code)] // chosen by the authentication handshake
     /// The peer could not prove it knows the shared key (or refused ours).
     Auth = 5,
-    #[allow(dead_code)] // chosen by the sender's change check
     /// A source file changed while it was being sent; it was not committed.
     SourceChanged = 6,
     /// SIGINT or SIGTERM.

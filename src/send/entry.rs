@@ -230,7 +230,7 @@ impl Link<'_> {
                 // then abort this file alone; the session goes on.
                 self.pad(len - done).map_err(to_receiver)?;
                 drop(hasher);
-                let why = ended_early(fingerprint, file, shown, done, len);
+                let why = Abort::Changed(fingerprint.ended(file, shown, done, len));
                 return self.end(done, Digest::None, Report::default(), Some(why));
             }
             Err(e) => return Err(to_receiver(e)),
@@ -261,7 +261,7 @@ impl Link<'_> {
         };
         if let Some(at) = self.regions(file, len, &hasher, &mut report, shown)? {
             drop(hasher);
-            let why = ended_early(fingerprint, file, shown, at, len);
+            let why = Abort::Changed(fingerprint.ended(file, shown, at, len));
             return self.end(at, Digest::None, Report::default(), Some(why));
         }
         let (digest, aborted) = vouch(hasher.finish(), fingerprint, file, shown)?;
@@ -404,13 +404,6 @@ fn vouch(
         (Ok(_), Err(e)) => Abort::Failed(format!("{e:#}")),
     };
     Ok((Digest::None, Some(why)))
-}
-
-/// Why a file ended after `at` of its `len` bytes: the change its
-/// fingerprint shows (it shrank), or the early end itself.
-fn ended_early(fingerprint: &Fingerprint, file: &File, shown: &str, at: u64, len: u64) -> Abort {
-    let changed = fingerprint.check(file, shown).ok().flatten();
-    Abort::Changed(changed.unwrap_or_else(|| Changed::because(shown, format!("it ended after {at} of {len} bytes"))))
 }
 
 /// Adds one region's byte counts to a file's report.

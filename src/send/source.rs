@@ -87,6 +87,13 @@ impl Fingerprint {
         }
     }
 
+    /// Why `file` ended after `at` of the `len` bytes announced: the change
+    /// its fingerprint shows (it shrank), or the early end itself.
+    pub fn ended(&self, file: &File, shown: &str, at: u64, len: u64) -> Changed {
+        let changed = self.check(file, shown).ok().flatten();
+        changed.unwrap_or_else(|| Changed::because(shown, format!("it ended after {at} of {len} bytes")))
+    }
+
     /// What changed in `file` since this fingerprint was taken, if
     /// anything; an error if it cannot be inspected.
     pub fn check(&self, file: &File, shown: &str) -> Result<Option<Changed>> {
