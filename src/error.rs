@@ -56,7 +56,7 @@ impl Code {
         ),
         (
             6,
-            "a source file changed while it was being sent; it was not committed (re-run to copy a consistent version)",
+            "a source file changed while it was being sent; it was not committed (the rest of a tree is sent as usual); re-run to copy a consistent version",
         ),
         (130, "interrupted by SIGINT or SIGTERM; staged files were removed"),
     ];
