@@ -23,7 +23,6 @@ pub enum Code {
     Partial = 4,
     /// The peer could not prove it knows the shared key (or refused ours).
     Auth = 5,
-    #[allow(dead_code)] // chosen by the sender's change check
     /// A source file changed while it was being sent; it was not committed.
     SourceChanged = 6,
     /// SIGINT or SIGTERM.
@@ -56,7 +55,7 @@ impl Code {
         ),
         (
             6,
-            "a source file changed while it was being sent; it was not committed (re-run to copy a consistent version)",
+            "a source file changed while it was being sent; it was not committed (the rest of a tree is sent as usual); re-run to copy a consistent version",
         ),
         (130, "interrupted by SIGINT or SIGTERM; staged files were removed"),
     ];

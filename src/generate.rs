@@ -152,7 +152,7 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
             "zcp send -r follows cp -r and scp -r: a directory needs -r (without it zcp stops before connecting, exit 2); each SOURCE arrives under its own name, so zcp send -r a.txt dir1 dir2/ host:7227 makes DEST/a.txt, DEST/dir1/... and DEST/dir2/...; a trailing slash changes nothing; . (or a path ending in /.) sends a directory's contents instead of the directory; two SOURCEs that would arrive under the same name are refused, while the contents of several dir/. operands merge into DEST as with cp -r (a later file replaces an earlier one of the same name). Links named on the command line are followed; links inside a tree are sent as links unless -L.",
             "Preserved: contents (each file verified and put in place on its own), permission bits without setuid, setgid and sticky (masked by the receiver's umask), mtimes of files, directories and symbolic links (directories after their contents), empty directories and files, symbolic links verbatim, hard links (a file with several names is sent once), sparse files (holes found with SEEK_DATA/SEEK_HOLE travel as a length and stay holes). Names are arbitrary bytes. Devices, fifos and sockets are skipped with a warning and never created. Ownership, ACLs and extended attributes are not transferred.",
             "The receiver never follows a symbolic link: every entry is created relative to its parent directory's handle, and an entry may only extend a directory the same transfer created or entered. Into an existing tree, files and links are replaced only by complete, verified new versions; entries not in the transfer are left alone; with --no-clobber (either end) existing files and links are kept and reported as skipped.",
-            "If some entries fail (a file vanishes or cannot be read on the sender, a directory cannot be made on the receiver), the others still arrive, each failure is named on stderr, and both ends exit with status 4. Files of at most 64 KiB are read, hashed and written whole and batched many to a write; -v reports them as read/write.",
+            "If some entries fail (a file vanishes or cannot be read on the sender, a directory cannot be made on the receiver), the others still arrive, each failure is named on stderr, and both ends exit with status 4. A file that changes while it is being sent (its size, mtime or ctime differ after its bytes were moved) fails the same way and is never committed, but the sender exits with status 6 instead, even if every other entry arrived, and names the change; the receiver, which only learns that the sender gave up on the file, exits with status 4 (1 for a single file). When outcomes mix, the exit status is the first that applies of 3, 6, 4 and 1. Files of at most 64 KiB are read, hashed and written whole and batched many to a write; -v reports them as read/write.",
         ],
     )?;
     section(
@@ -221,7 +221,7 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
         out,
         "ENVIRONMENT",
         &[
-            "ZCP_FAULT (testing only) makes chosen syscall wrappers fail, e.g. ZCP_FAULT=sendfile=EINVAL fails the first sendfile call with EINVAL; the test suite uses it to force every fallback.",
+            "ZCP_FAULT (testing only) makes chosen syscall wrappers fail, e.g. ZCP_FAULT=sendfile=EINVAL fails the first sendfile call with EINVAL, or stops the process just before one (sendfile=STOP@2); the test suite uses it to force every fallback and to change a file while it is being sent.",
         ],
     )?;
     section(

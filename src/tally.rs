@@ -1,6 +1,7 @@
 //! How a transfer went, entry by entry: the outcome of each entry, the
 //! totals both ends print, and the exit status they lead to (the same rule
-//! on both ends, so they agree).
+//! on both ends, so they agree; only the sender can know that a source
+//! changed, and the receiver counts that entry as failed).
 
 use crate::checksum::Algorithm;
 use crate::display;
@@ -22,6 +23,8 @@ pub enum Outcome {
     /// Not stored: something exists under its name (--no-clobber).
     Skipped,
     Mismatch,
+    /// Aborted by the sender because its source changed while being sent.
+    Changed,
     Failed,
 }
 
@@ -37,6 +40,8 @@ pub struct Totals {
     pub skipped: u64,
     pub failed: u64,
     pub mismatched: u64,
+    /// Aborted because the source changed while being sent (sender only).
+    pub changed: u64,
     /// Bytes by mechanism, over all files.
     pub report: Report,
 }
@@ -47,6 +52,7 @@ impl Totals {
             Outcome::Committed => self.committed += 1,
             Outcome::Skipped => self.skipped += 1,
             Outcome::Mismatch => self.mismatched += 1,
+            Outcome::Changed => self.changed += 1,
             Outcome::Failed => self.failed += 1,
         }
     }
@@ -58,11 +64,16 @@ impl Totals {
         self.report.from_buffer += r.from_buffer;
     }
 
-    /// The exit status: an integrity failure outranks any other; some
-    /// entries failing while others arrived is a partial transfer.
+    /// The exit status, by precedence: an integrity failure outranks any
+    /// other; then a source that changed while being sent (even if every
+    /// other entry arrived: sending again is the remedy, and 6 says so);
+    /// then some entries failing while others arrived (partial); then
+    /// failure.
     pub fn code(&self) -> Code {
         if self.mismatched > 0 {
             Code::Integrity
+        } else if self.changed > 0 {
+            Code::SourceChanged
         } else if self.failed > 0 && self.committed + self.skipped > 0 {
             Code::Partial
         } else if self.failed > 0 {
@@ -93,8 +104,12 @@ impl Totals {
         if self.skipped > 0 {
             line.push_str(&format!("; {} skipped (existing, --no-clobber)", self.skipped));
         }
-        if self.failed + self.mismatched > 0 {
-            line.push_str(&format!("; {} FAILED", self.failed + self.mismatched));
+        let failed = self.failed + self.mismatched + self.changed;
+        if failed > 0 {
+            line.push_str(&format!("; {failed} FAILED"));
+        }
+        if self.changed > 0 {
+            line.push_str(&format!(" ({} changed while being sent)", self.changed));
         }
         line
     }
@@ -118,5 +133,34 @@ mod tests {
             ..Totals::default()
         };
         assert_eq!(t.counts(), "1 file, 2 directories, 0 links");
+    }
+
+    #[test]
+    fn the_exit_status_follows_the_precedence() {
+        let code = |outcomes: &[Outcome]| {
+            let mut t = Totals::default();
+            for o in outcomes {
+                t.count(*o);
+            }
+            t.code()
+        };
+        use Outcome::*;
+        assert_eq!(code(&[]), Code::Success);
+        assert_eq!(code(&[Committed, Skipped]), Code::Success);
+        assert_eq!(code(&[Failed]), Code::Failure);
+        assert_eq!(code(&[Failed, Committed]), Code::Partial);
+        assert_eq!(code(&[Changed]), Code::SourceChanged);
+        assert_eq!(code(&[Changed, Committed, Committed]), Code::SourceChanged);
+        assert_eq!(code(&[Changed, Failed, Committed]), Code::SourceChanged);
+        assert_eq!(code(&[Changed, Mismatch, Committed]), Code::Integrity);
+    }
+
+    #[test]
+    fn changed_entries_count_as_failed_and_say_why() {
+        let mut t = Totals::default();
+        t.count(Outcome::Changed);
+        t.count(Outcome::Failed);
+        let line = t.measures(1.0, Algorithm::Sha256);
+        assert!(line.ends_with("; 2 FAILED (1 changed while being sent)"), "{line}");
     }
 }

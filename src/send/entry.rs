@@ -9,17 +9,21 @@
 //!   HOLE frames found with SEEK_DATA/SEEK_HOLE; stdin goes as in the core.
 //! * A file that changed while it was sent, or an input that failed to
 //!   read, ends its entry with ABORT at a frame boundary: that entry fails,
-//!   the session goes on.
+//!   the session goes on. A file that ends early (it shrank) has the rest
+//!   of its raw payload or DATA frame padded with zeros to get there; one
+//!   that ends under the hashing thread has been sent whole and is
+//!   aborted like any other change.
 
 use std::fs::File;
+use std::io;
 use std::net::TcpStream;
 use std::os::fd::AsFd;
 
 use anyhow::{Context, Result, anyhow};
 
-use super::source::{Fingerprint, Source};
+use super::source::{Changed, Fingerprint, Source};
 use super::walk::{Body, Item};
-use crate::checksum::{Algorithm, Digest, FileHasher, PipeHasher};
+use crate::checksum::{Algorithm, Digest, FileHasher, Hashed, PipeHasher};
 use crate::engine::{Policy, Report, outbound};
 use crate::frames::{self, Encoder};
 use crate::progress::Reporter;
@@ -55,7 +59,7 @@ impl Outbox {
     }
 
     /// Queues an entry for `path` that is aborted before any payload.
-    pub fn push_aborted(&mut self, path: RelPath, why: &str) {
+    pub fn push_aborted(&mut self, path: RelPath, why: &Abort) {
         self.push(&Message::Entry(Entry {
             kind: EntryKind::File,
             path,
@@ -83,17 +87,35 @@ impl Outbox {
     }
 }
 
+/// Why the sender gave up on an entry; its text is the ABORT frame's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Abort {
+    /// The source changed while its bytes were being sent.
+    Changed(Changed),
+    /// The source could not be read or inspected.
+    Failed(String),
+}
+
+impl std::fmt::Display for Abort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Abort::Changed(changed) => changed.fmt(f),
+            Abort::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
 /// What sending one entry produced on our side.
 pub struct Sent {
     pub bytes: u64,
     pub digest: Digest,
     pub report: Report,
     /// Why we gave up on the entry (it was sent as ABORT).
-    pub aborted: Option<String>,
+    pub aborted: Option<Abort>,
 }
 
 impl Sent {
-    pub fn aborted(why: String) -> Sent {
+    pub fn aborted(why: Abort) -> Sent {
         Sent {
             aborted: Some(why),
             ..Sent::nothing()
@@ -190,12 +212,11 @@ impl Link<'_> {
         self.outbox.flush(self.sock)
     }
 
-    /// Ends the payload: ABORT when the source changed under us, else the
-    /// TRAILER with our count and digest.
-    fn end(&mut self, sent: u64, digest: Digest, report: Report, changed: Result<()>) -> Result<Sent> {
-        let aborted = changed.err().map(|e| format!("{e:#}"));
+    /// Ends the payload: ABORT when we gave up on it (the source changed
+    /// under us), else the TRAILER with our count and digest.
+    fn end(&mut self, sent: u64, digest: Digest, report: Report, aborted: Option<Abort>) -> Result<Sent> {
         match &aborted {
-            Some(why) => self.send_frame(&Message::Abort(why.clone()))?,
+            Some(why) => self.send_frame(&Message::Abort(why.to_string()))?,
             None => self.send_frame(&Message::Trailer(Trailer {
                 bytes: sent,
                 digest: digest.clone(),
@@ -221,18 +242,19 @@ impl Link<'_> {
         });
         let report = match sent {
             Ok(report) => report,
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 // The file shrank under us. The receiver expects `len` raw
                 // bytes: pad them with zeros to reach the frame boundary,
                 // then abort this file alone; the session goes on.
                 self.pad(len - done).map_err(to_receiver)?;
                 drop(hasher);
-                return self.end(done, Digest::None, Report::default(), Err(e.into()));
+                let why = Abort::Changed(fingerprint.ended(file, shown, done, len));
+                return self.end(done, Digest::None, Report::default(), Some(why));
             }
             Err(e) => return Err(to_receiver(e)),
         };
-        let hashed = hasher.finish().with_context(|| format!("hashing {shown}"))?;
-        self.end(done, hashed.digest, report, fingerprint.check(file, shown))
+        let (digest, aborted) = vouch(hasher.finish(), fingerprint, file, shown)?;
+        self.end(done, digest, report, aborted)
     }
 
     /// Writes `n` zero bytes: the rest of a raw payload whose source
@@ -255,6 +277,26 @@ impl Link<'_> {
             route: "file → socket, holes skipped",
             ..Report::default()
         };
+        if let Some(at) = self.regions(file, len, &hasher, &mut report, shown)? {
+            drop(hasher);
+            let why = Abort::Changed(fingerprint.ended(file, shown, at, len));
+            return self.end(at, Digest::None, Report::default(), Some(why));
+        }
+        let (digest, aborted) = vouch(hasher.finish(), fingerprint, file, shown)?;
+        self.end(len, digest, report, aborted)
+    }
+
+    /// The frames of a sparse file up to `len`. Returns where the file
+    /// ended if it shrank under us: a DATA frame it left short is padded
+    /// with zeros, so the entry can still be aborted at a frame boundary.
+    fn regions(
+        &mut self,
+        file: &File,
+        len: u64,
+        hasher: &FileHasher,
+        report: &mut Report,
+        shown: &str,
+    ) -> Result<Option<u64>> {
         let mut at = 0u64;
         while at < len {
             let data = sys::next_data(file, at)
@@ -268,9 +310,10 @@ impl Link<'_> {
                 hasher.advance(at);
                 continue;
             }
-            let hole = sys::next_hole(file, at)
-                .with_context(|| format!("looking for holes in {shown}"))?
-                .min(len);
+            let Some(hole) = sys::next_hole(file, at).with_context(|| format!("looking for holes in {shown}"))? else {
+                return Ok(Some(at));
+            };
+            let hole = hole.min(len);
             while at < hole {
                 let n = (hole - at).min(u64::from(MAX_DATA_LEN));
                 self.send_frame(&Message::Data(n as u32))?;
@@ -280,14 +323,19 @@ impl Link<'_> {
                     moved += k;
                     hasher.advance(at + moved);
                     reporter.advance(k);
-                })
-                .map_err(to_receiver)?;
-                merge(&mut report, &part);
+                });
+                match part {
+                    Ok(part) => merge(report, &part),
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        self.pad(n - moved).map_err(to_receiver)?;
+                        return Ok(Some(at + moved));
+                    }
+                    Err(e) => return Err(to_receiver(e)),
+                }
                 at += n;
             }
         }
-        let hashed = hasher.finish().with_context(|| format!("hashing {shown}"))?;
-        self.end(len, hashed.digest, report, fingerprint.check(file, shown))
+        Ok(None)
     }
 
     /// A pipe or other unsized input as DATA frames.
@@ -340,7 +388,7 @@ impl Link<'_> {
                 source.shown
             ));
         }
-        self.end(total, hashed.digest, report, Ok(()))
+        self.end(total, hashed.digest, report, None)
     }
 }
 
@@ -360,6 +408,25 @@ fn to_receiver(err: impl Into<anyhow::Error>) -> anyhow::Error {
         Some(why) => anyhow!("the receiver closed the connection: {why}"),
         None => err,
     }
+}
+
+/// Whether the bytes of `file` just sent can be vouched for, once its
+/// hashing thread is done: our digest if it is as it was when walked, else
+/// why not. A file that ended under the hashing thread changed too.
+fn vouch(
+    hashed: io::Result<Hashed>,
+    fingerprint: &Fingerprint,
+    file: &File,
+    shown: &str,
+) -> Result<(Digest, Option<Abort>)> {
+    let why = match (hashed, fingerprint.check(file, shown)) {
+        (Ok(hashed), Ok(None)) => return Ok((hashed.digest, None)),
+        (_, Ok(Some(changed))) => Abort::Changed(changed),
+        (Err(e), _) if e.kind() == io::ErrorKind::UnexpectedEof => Abort::Changed(Changed::because(shown, e)),
+        (Err(e), _) => return Err(e).with_context(|| format!("hashing {shown}")),
+        (Ok(_), Err(e)) => Abort::Failed(format!("{e:#}")),
+    };
+    Ok((Digest::None, Some(why)))
 }
 
 /// Adds one region's byte counts to a file's report.

@@ -36,7 +36,7 @@ use crate::protocol::{
 };
 use crate::tally::{Outcome, Totals, verified};
 use census::Census;
-use entry::{Link, Outbox, Sent};
+use entry::{Abort, Link, Outbox, Sent};
 use replies::{Replies, Reply};
 use walk::{Batch, Item, Walked};
 
@@ -180,7 +180,7 @@ impl Session {
                         self.reporter.error(why);
                         self.totals.failed += 1;
                     }
-                    Walked::Unreadable(path, why) => self.send_unreadable(outbox, path, why),
+                    Walked::Aborted(path, why) => self.send_aborted(outbox, path, why),
                 }
             }
             while let Some(reply) = self.replies.try_next() {
@@ -240,7 +240,7 @@ impl Session {
             .send(item)
             .with_context(|| format!("sending {path} to {}", self.peer))?;
         if let Some(why) = &sent.aborted {
-            self.reporter.error(format!("sending {path} to {}: {why}", self.peer));
+            self.report_abort(&path, why);
         }
         self.pending.push_back(Pending {
             path,
@@ -252,10 +252,21 @@ impl Session {
         Ok(())
     }
 
-    /// Announces a file we could not read and aborts it at once, so the
-    /// receiver fails it too (its verdict is then expected, and quiet).
-    fn send_unreadable(&mut self, outbox: &mut Outbox, path: RelPath, why: String) {
-        self.reporter.error(format!("sending {path} to {}: {why}", self.peer));
+    /// The one error line for an entry we aborted.
+    fn report_abort(&self, path: &str, why: &Abort) {
+        let advice = match why {
+            Abort::Changed(_) => "; not committed, send it again",
+            Abort::Failed(_) => "",
+        };
+        self.reporter
+            .error(format!("sending {path} to {}: {why}{advice}", self.peer));
+    }
+
+    /// Announces a file the walk gave up on (it could not be read, or
+    /// changed while read) and aborts it at once, so the receiver fails it
+    /// too (its verdict is then expected, and quiet).
+    fn send_aborted(&mut self, outbox: &mut Outbox, path: RelPath, why: Abort) {
+        self.report_abort(&path.to_string(), &why);
         self.totals.entries += 1;
         outbox.push_aborted(path.clone(), &why);
         self.pending.push_back(Pending {
@@ -312,6 +323,7 @@ impl Session {
     fn judge(&mut self, p: &Pending, v: &Verdict) -> Outcome {
         let what = format!("sending {} to {}", p.path, self.peer);
         match v.status {
+            _ if matches!(p.sent.aborted, Some(Abort::Changed(_))) => Outcome::Changed,
             _ if p.sent.aborted.is_some() => Outcome::Failed,
             VerdictStatus::Committed if v.digest == p.sent.digest => {
                 self.committed(p);

@@ -36,16 +36,46 @@ pub struct Source {
     pub mtime: Option<Mtime>,
     /// The name the receiver will use.
     pub name: Name,
-    /// Size and mtime at open time, to notice a file changing under us.
+    /// Size, mtime and ctime at open time, to notice a file changing under
+    /// us.
     pub fingerprint: Option<Fingerprint>,
 }
 
-/// Size and mtime of a file when it was opened: a file whose fingerprint
-/// differs after sending changed under us and must not be vouched for.
+/// Size, mtime and ctime of a file when it was opened or walked: a file
+/// whose fingerprint differs after its bytes were sent changed under us and
+/// must not be vouched for. The ctime catches what size and mtime miss: a
+/// rewrite that put the old mtime back (`touch -d`, `cp -p`), which the
+/// writer cannot fake. All three are compared to the nanosecond.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint {
     len: u64,
     mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// How a source changed while it was being sent, for its one error line:
+/// `SHOWN changed while being sent (size 10 → 20 bytes)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    shown: String,
+    what: String,
+}
+
+impl std::fmt::Display for Changed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} changed while being sent ({})", self.shown, self.what)
+    }
+}
+
+impl Changed {
+    /// A change told by other means than the fingerprint (`what` is shown
+    /// in parentheses).
+    pub fn because(shown: &str, what: impl std::fmt::Display) -> Changed {
+        Changed {
+            shown: shown.to_string(),
+            what: what.to_string(),
+        }
+    }
 }
 
 impl Fingerprint {
@@ -53,22 +83,38 @@ impl Fingerprint {
         Fingerprint {
             len: meta.len(),
             mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
         }
     }
 
-    /// Fails if `file` no longer matches this fingerprint.
-    pub fn check(&self, file: &File, shown: &str) -> Result<()> {
+    /// Why `file` ended after `at` of the `len` bytes announced: the change
+    /// its fingerprint shows (it shrank), or the early end itself.
+    pub fn ended(&self, file: &File, shown: &str, at: u64, len: u64) -> Changed {
+        let changed = self.check(file, shown).ok().flatten();
+        changed.unwrap_or_else(|| Changed::because(shown, format!("it ended after {at} of {len} bytes")))
+    }
+
+    /// What changed in `file` since this fingerprint was taken, if
+    /// anything; an error if it cannot be inspected.
+    pub fn check(&self, file: &File, shown: &str) -> Result<Option<Changed>> {
         let now = file.metadata().with_context(|| format!("inspecting {shown}"))?;
-        let after = Fingerprint::of(&now);
-        if after != *self {
-            bail!(
-                "{shown} changed while being sent (size {} -> {}, mtime changed: {})",
-                self.len,
-                after.len,
-                self.mtime != after.mtime
-            );
-        }
-        Ok(())
+        Ok(self.compare(&Fingerprint::of(&now), shown))
+    }
+
+    fn compare(&self, after: &Fingerprint, shown: &str) -> Option<Changed> {
+        let what = if after.len != self.len {
+            format!("size {} → {} bytes", self.len, after.len)
+        } else if after.mtime != self.mtime {
+            format!("modified in place, still {} bytes", self.len)
+        } else if after.ctime != self.ctime {
+            format!("its ctime changed, size and mtime kept at {} bytes", self.len)
+        } else {
+            return None;
+        };
+        Some(Changed {
+            shown: shown.to_string(),
+            what,
+        })
     }
 }
 
@@ -132,5 +178,42 @@ impl Source {
             }
         }
         Ok(source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp(len: u64, mtime: i64, ctime: i64) -> Fingerprint {
+        Fingerprint {
+            len,
+            mtime: (mtime, 5),
+            ctime: (ctime, 7),
+        }
+    }
+
+    #[test]
+    fn any_of_size_mtime_and_ctime_is_a_change() {
+        let before = fp(10, 100, 100);
+        assert_eq!(before.compare(&before, "f"), None);
+        let said = |after: Fingerprint| before.compare(&after, "f").map(|c| c.to_string());
+        assert_eq!(
+            said(fp(20, 101, 101)).as_deref(),
+            Some("f changed while being sent (size 10 → 20 bytes)")
+        );
+        assert_eq!(
+            said(fp(10, 101, 101)).as_deref(),
+            Some("f changed while being sent (modified in place, still 10 bytes)")
+        );
+        assert_eq!(
+            said(fp(10, 100, 101)).as_deref(),
+            Some("f changed while being sent (its ctime changed, size and mtime kept at 10 bytes)")
+        );
+        let nanos = Fingerprint {
+            ctime: (100, 8),
+            ..before
+        };
+        assert!(before.compare(&nanos, "f").is_some(), "a nanosecond counts");
     }
 }

@@ -25,6 +25,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
+use super::entry::Abort;
 use super::source::{Fingerprint, Source};
 use crate::checksum::{Algorithm, Digest, digest_of};
 use crate::display;
@@ -76,9 +77,10 @@ pub enum Walked {
     /// A directory that could not be read: an error, and the transfer is
     /// partial.
     Failed(String),
-    /// A file that could not be read: the sender announces it and aborts
-    /// it at once, so the receiver fails it too and both ends agree.
-    Unreadable(RelPath, String),
+    /// A file that could not be read, or changed while it was read: the
+    /// sender announces it and aborts it at once, so the receiver fails it
+    /// too and both ends agree.
+    Aborted(RelPath, Abort),
 }
 
 /// A SOURCE operand, classified before connecting.
@@ -185,7 +187,8 @@ impl Walker {
     }
 
     fn unreadable(&mut self, rel: RelPath, shown: &Path, what: &str, e: impl std::fmt::Display) -> Result<(), Gone> {
-        self.emit(Walked::Unreadable(rel, format!("{what} {}: {e}", display::path(shown))))
+        let why = format!("{what} {}: {e}", display::path(shown));
+        self.emit(Walked::Aborted(rel, Abort::Failed(why)))
     }
 
     /// A failure at `rel`: announced to the receiver when it has a path
@@ -384,12 +387,9 @@ impl Walker {
         let len = meta.len();
         let fingerprint = Fingerprint::of(&meta);
         let body = if len <= SMALL_FILE {
-            match read_small(&file, len) {
-                Ok(data) => {
-                    let digest = digest_of(self.algorithm, &data);
-                    Body::Small(data, digest)
-                }
-                Err(e) => return self.unreadable(entry.path, shown, "reading", e),
+            match small_body(&file, len, &fingerprint, shown, self.algorithm) {
+                Ok(body) => body,
+                Err(why) => return self.emit(Walked::Aborted(entry.path, why)),
             }
         } else if meta.blocks().saturating_mul(512) < len {
             entry.payload = Payload::Sparse(len);
@@ -444,15 +444,45 @@ fn stream_item(source: Source, name: Name) -> Item {
     }
 }
 
-/// Reads a small file whole; a file that shrank below `len` bytes changed
-/// under us and is not sent. (Bytes appended meanwhile are not sent: the
-/// entry is the `len` bytes announced, hashed as sent.)
+/// Reads and hashes a small file of `len` bytes, or says why it cannot be
+/// sent: it could not be read, or it is not what was announced (it was
+/// rewritten, grew or shrank meanwhile: aborted, not sent torn).
+fn small_body(
+    file: &File,
+    len: u64,
+    fingerprint: &Fingerprint,
+    shown: &Path,
+    algorithm: Algorithm,
+) -> Result<Body, Abort> {
+    let shown = display::path(shown);
+    let data = read_small(file, len).map_err(|e| Abort::Failed(format!("reading {shown}: {e}")))?;
+    let changed = if (data.len() as u64) < len {
+        Some(fingerprint.ended(file, &shown, data.len() as u64, len))
+    } else {
+        fingerprint
+            .check(file, &shown)
+            .map_err(|e| Abort::Failed(format!("{e:#}")))?
+    };
+    match changed {
+        Some(changed) => Err(Abort::Changed(changed)),
+        None => {
+            let digest = digest_of(algorithm, &data);
+            Ok(Body::Small(data, digest))
+        }
+    }
+}
+
+/// Reads a small file whole: `len` bytes, fewer if it ended early (it
+/// shrank under us).
 fn read_small(file: &File, len: u64) -> io::Result<Vec<u8>> {
     let mut data = vec![0u8; len as usize];
     let mut got = 0;
     while got < data.len() {
         match file.read_at(&mut data[got..], got as u64) {
-            Ok(0) => return Err(io::Error::other(format!("it shrank to {got} bytes while being read"))),
+            Ok(0) => {
+                data.truncate(got);
+                break;
+            }
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted && !signals::interrupted() => {}
             Err(e) => return Err(e),

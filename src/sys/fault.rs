@@ -12,7 +12,12 @@
 //! resolution of paths beneath DEST: its first call is the probe, so
 //! `openat2=ENOSYS` makes the process walk one component at a time).
 //! ERRNO may also be `EOF`: the call reports end of file instead of
-//! failing (for `sendfile`: a source that shrank while being sent).
+//! failing (for `sendfile`: a source that shrank while being sent), or
+//! `STOP`: the process stops itself with SIGSTOP just before the call and,
+//! once continued (SIGCONT), makes the call as usual. A test waits until
+//! `/proc/PID/stat` shows the state `T`, changes the world (for example
+//! the file being sent), and continues zcp: a real race, made
+//! deterministic.
 //! An unparsable value is ignored with a warning; the variable is meant
 //! for tests, not for users.
 
@@ -21,11 +26,19 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
+use nix::sys::signal::{Signal, raise};
+
+/// What a rule does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Fail(Errno),
+    EndOfFile,
+    Stop,
+}
 
 struct Rule {
     call: String,
-    /// None: end of file.
-    errno: Option<Errno>,
+    action: Action,
     nth: u64,
     seen: AtomicU64,
 }
@@ -60,10 +73,10 @@ fn parse(spec: &str) -> Vec<Rule> {
             };
             Some(Rule {
                 call: call.to_string(),
-                errno: if errno == "EOF" {
-                    None
-                } else {
-                    Some(parse_errno(errno)?)
+                action: match errno {
+                    "EOF" => Action::EndOfFile,
+                    "STOP" => Action::Stop,
+                    _ => Action::Fail(parse_errno(errno)?),
                 },
                 nth: nth.max(1),
                 seen: AtomicU64::new(0),
@@ -88,7 +101,8 @@ pub enum Injected {
 }
 
 /// Called by each wrapper before its syscall: fails with the configured
-/// errno when this is the configured call number for `call`.
+/// errno when this is the configured call number for `call` (or stops the
+/// process there, see the module doc).
 pub fn check(call: &str) -> io::Result<()> {
     check_or_eof(call).map(|_| ())
 }
@@ -97,11 +111,15 @@ pub fn check(call: &str) -> io::Result<()> {
 pub fn check_or_eof(call: &str) -> io::Result<Injected> {
     for rule in rules().iter().filter(|r| r.call == call) {
         let n = rule.seen.fetch_add(1, Ordering::Relaxed) + 1;
-        if n == rule.nth {
-            return match rule.errno {
-                Some(errno) => Err(io::Error::from_raw_os_error(errno as i32)),
-                None => Ok(Injected::EndOfFile),
-            };
+        if n != rule.nth {
+            continue;
+        }
+        match rule.action {
+            Action::Fail(errno) => return Err(io::Error::from_raw_os_error(errno as i32)),
+            Action::EndOfFile => return Ok(Injected::EndOfFile),
+            // SIGSTOP stops every thread of the process until SIGCONT;
+            // then the call goes ahead (and later rules still count it).
+            Action::Stop => raise(Signal::SIGSTOP).map_err(|e| io::Error::from_raw_os_error(e as i32))?,
         }
     }
     Ok(Injected::Nothing)
@@ -113,13 +131,15 @@ mod tests {
 
     #[test]
     fn parses_rules_and_skips_garbage() {
-        let rules = parse("sendfile=EINVAL, splice=EIO@3,bogus,tee=EWHAT,sendfile=EOF@2");
-        assert_eq!(rules.len(), 3);
-        assert_eq!(rules[2].errno, None);
+        let rules = parse("sendfile=EINVAL, splice=EIO@3,bogus,tee=EWHAT,sendfile=EOF@2,sendfile=STOP@4");
+        assert_eq!(rules.len(), 4);
+        assert_eq!(rules[2].action, Action::EndOfFile);
         assert_eq!(rules[0].call, "sendfile");
-        assert_eq!(rules[0].errno, Some(Errno::EINVAL));
+        assert_eq!(rules[0].action, Action::Fail(Errno::EINVAL));
         assert_eq!(rules[0].nth, 1);
-        assert_eq!(rules[1].errno, Some(Errno::EIO));
+        assert_eq!(rules[1].action, Action::Fail(Errno::EIO));
         assert_eq!(rules[1].nth, 3);
+        assert_eq!(rules[3].action, Action::Stop);
+        assert_eq!(rules[3].nth, 4);
     }
 }

@@ -396,11 +396,14 @@ pub fn next_data(file: &File, offset: u64) -> io::Result<Option<u64>> {
     }
 }
 
-/// The end of the data region containing `offset` (SEEK_HOLE).
-pub fn next_hole(file: &File, offset: u64) -> io::Result<u64> {
-    nix::unistd::lseek(file, to_off(offset)?, Whence::SeekHole)
-        .map(|at| at as u64)
-        .map_err(nix_err)
+/// The end of the data region containing `offset` (SEEK_HOLE), or None
+/// when `offset` is at or past the end of the file (it shrank).
+pub fn next_hole(file: &File, offset: u64) -> io::Result<Option<u64>> {
+    match nix::unistd::lseek(file, to_off(offset)?, Whence::SeekHole) {
+        Ok(at) => Ok(Some(at as u64)),
+        Err(nix::errno::Errno::ENXIO) => Ok(None),
+        Err(e) => Err(nix_err(e)),
+    }
 }
 
 /// Raises the soft limit on open files to the hard limit, so that deep

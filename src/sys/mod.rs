@@ -6,7 +6,7 @@
 //! classify errors with [`errno_of`]. The data-path wrappers (`sendfile`,
 //! `splice`, `tee`, `fallocate`) first consult the fault injector in
 //! [`fault`], which lets the test suite make any of them fail with a chosen
-//! errno on a chosen call.
+//! errno on a chosen call, or stop the process just before it.
 #![allow(unsafe_code)]
 
 pub mod fault;

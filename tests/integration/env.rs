@@ -138,6 +138,42 @@ impl Running {
             .arg(self.child.id().to_string())
             .status();
     }
+
+    /// Waits until the process has stopped itself (`ZCP_FAULT=CALL=STOP@N`):
+    /// its state in `/proc/PID/stat` is `T`. Fails if it exits instead.
+    pub fn stopped(mut self) -> Running {
+        let stat = format!("/proc/{}/stat", self.child.id());
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&stat).unwrap_or_default();
+            // "PID (COMM) STATE ...", where COMM may hold spaces and ')'.
+            let state = text.rsplit_once(") ").and_then(|(_, rest)| rest.split(' ').next());
+            if state == Some("T") {
+                return self;
+            }
+            if self.child.try_wait().expect("try_wait").is_some() {
+                let what = self.what.clone();
+                let out = self.finish();
+                panic!("{what} exited with {} before it stopped:\n{}", out.status, out.stderr);
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{} did not stop within {DEADLINE:?}",
+                self.what
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Continues a stopped process (SIGCONT).
+    pub fn resume(&mut self) {
+        let status = Command::new("kill")
+            .arg("-CONT")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -CONT failed");
+    }
 }
 
 impl Drop for Running {
@@ -268,14 +304,20 @@ impl TestEnv {
 
     /// [`TestEnv::send`] with extra environment variables (`ZCP_FAULT`).
     pub fn send_with_env(&self, args: &[&str], addr: &str, vars: &[(&str, &str)]) -> Finished {
+        self.start_send(args, addr, vars, Stdio::null()).finish()
+    }
+
+    /// Starts `zcp send ARGS... ADDR` with extra environment variables and
+    /// the given stdin, without waiting for it.
+    pub fn start_send(&self, args: &[&str], addr: &str, vars: &[(&str, &str)], stdin: Stdio) -> Running {
         let mut cmd = zcp();
         cmd.current_dir(self.dir.path())
             .arg("send")
             .args(args)
             .arg(addr)
             .envs(vars.iter().copied())
-            .stdin(Stdio::null());
-        Running::spawn(cmd, "zcp send").finish()
+            .stdin(stdin);
+        Running::spawn(cmd, "zcp send")
     }
 
     /// `zcp send ARGS... - ADDR` reading stdin from a pipe the test holds.
