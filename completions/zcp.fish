@@ -27,13 +27,13 @@ end
 complete -c zcp -n "__fish_zcp_needs_command" -s h -l help -d 'Print help'
 complete -c zcp -n "__fish_zcp_needs_command" -s V -l version -d 'Print version'
 complete -c zcp -n "__fish_zcp_needs_command" -f -a "send" -d 'Send files, directory trees (-r) or stdin to a listening `zcp recv`'
-complete -c zcp -n "__fish_zcp_needs_command" -f -a "recv" -d 'Receive one transfer into a directory, a file or stdout'
+complete -c zcp -n "__fish_zcp_needs_command" -f -a "recv" -d 'Receive one transfer (with -k, many) into a directory, a file or stdout'
 complete -c zcp -n "__fish_zcp_needs_command" -f -a "bench" -d 'Measure zcp on loopback: default, --checksum none and --no-zerocopy'
 complete -c zcp -n "__fish_zcp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l name -d 'Name the receiver gives stdin (`-`) [default: stdin], or the one file sent [default: its file name]. May start with `-`' -r
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l checksum -d 'Verification of the payload; both ends must use the same value. `none` is for trusted links: nothing is compared and the summary says "unverified"' -r -f -a "sha256\t'SHA-256, computed on both ends and compared before commit'
 none\t'No verification (trusted links only); summaries say "unverified"'"
-complete -c zcp -n "__fish_zcp_using_subcommand send" -l timeout -d 'Seconds to wait for the peer to answer during the handshake (after connecting), so a silent or wrong peer cannot hold zcp forever' -r
+complete -c zcp -n "__fish_zcp_using_subcommand send" -l timeout -d 'Seconds within which the whole handshake (authentication included) must be done, counted from the connection, so a silent, slow or wrong peer cannot hold zcp' -r
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l key-file -d 'Read the shared key from FILE (its bytes, without a final newline) instead of the ZCP_KEY environment variable. FILE must not be readable by everyone' -r -F
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s r -l recursive -d 'Send directories and everything in them'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s L -l dereference -d 'Follow symbolic links found inside directories and send what they point to (links named on the command line are always followed)'
@@ -48,7 +48,7 @@ complete -c zcp -n "__fish_zcp_using_subcommand recv" -l max-connections -d 'Wit
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l idle-timeout -d 'Seconds the sender may stay silent during a transfer before the receiver gives up on it (the sender keeps an idle session alive on its own, so only a stuck or vanished sender hits this)' -r
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l checksum -d 'Verification of the payload; both ends must use the same value. `none` is for trusted links: nothing is compared and the summary says "unverified"' -r -f -a "sha256\t'SHA-256, computed on both ends and compared before commit'
 none\t'No verification (trusted links only); summaries say "unverified"'"
-complete -c zcp -n "__fish_zcp_using_subcommand recv" -l timeout -d 'Seconds to wait for the peer to answer during the handshake (after connecting), so a silent or wrong peer cannot hold zcp forever' -r
+complete -c zcp -n "__fish_zcp_using_subcommand recv" -l timeout -d 'Seconds within which the whole handshake (authentication included) must be done, counted from the connection, so a silent, slow or wrong peer cannot hold zcp' -r
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l key-file -d 'Read the shared key from FILE (its bytes, without a final newline) instead of the ZCP_KEY environment variable. FILE must not be readable by everyone' -r -F
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l fsync -d 'Flush each file and its directory to disk before reporting success'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s n -l no-clobber -d 'Never replace an existing file, link or directory entry in DEST: such entries are skipped (their bytes are still read off the connection) and reported; existing directories are still entered'
@@ -63,6 +63,6 @@ complete -c zcp -n "__fish_zcp_using_subcommand bench" -l runs -d 'Measured runs
 complete -c zcp -n "__fish_zcp_using_subcommand bench" -l dir -d 'Directory for the test files [default: $TMPDIR or /tmp]' -r -F
 complete -c zcp -n "__fish_zcp_using_subcommand bench" -s h -l help -d 'Print help'
 complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench help" -f -a "send" -d 'Send files, directory trees (-r) or stdin to a listening `zcp recv`'
-complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench help" -f -a "recv" -d 'Receive one transfer into a directory, a file or stdout'
+complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench help" -f -a "recv" -d 'Receive one transfer (with -k, many) into a directory, a file or stdout'
 complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench help" -f -a "bench" -d 'Measure zcp on loopback: default, --checksum none and --no-zerocopy'
 complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -8,7 +8,9 @@
 //!
 //! The comparison with other tools (nc, ...) lives in bench/compare.sh.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
@@ -18,6 +20,7 @@ use anyhow::{Context, Result, bail};
 use crate::cli::BenchArgs;
 use crate::display;
 use crate::error::Code;
+use crate::key;
 use crate::sys::{self, IoBuf};
 
 /// One configuration to measure.
@@ -67,10 +70,12 @@ pub fn run(args: BenchArgs) -> Result<Code> {
     );
     generate(&source, args.size)?;
 
+    let key = key::one_time()?;
+    let key = OsStr::from_bytes(key.bytes()).to_os_string();
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); CASES.len()];
     for round in 0..=args.runs {
         for (i, case) in CASES.iter().enumerate() {
-            let sample = transfer(&exe, case, &source, &dst)?;
+            let sample = transfer(&exe, case, &source, &dst, &key)?;
             verify(&source, &dst.join("payload.bin"))
                 .with_context(|| format!("checking the output of the {} case", case.label))?;
             // Round 0 is the warm-up and is not reported.
@@ -111,8 +116,9 @@ fn generate(path: &Path, size: u64) -> Result<()> {
 }
 
 /// Starts a receiver and returns it with the address it announced.
-fn start_receiver(exe: &Path, case: &Case, dst: &Path) -> Result<(Child, String)> {
+fn start_receiver(exe: &Path, case: &Case, dst: &Path, key: &OsStr) -> Result<(Child, String)> {
     let mut child = Command::new(exe)
+        .env(key::ENV, key)
         .args(["recv", "-q", "-l", "127.0.0.1:0"])
         .args(case.flags)
         .arg(dst)
@@ -151,10 +157,13 @@ fn reap(mut child: Child, what: &str) -> Result<f64> {
     Ok(cpu.as_secs_f64())
 }
 
-fn transfer(exe: &Path, case: &Case, source: &Path, dst: &Path) -> Result<Sample> {
-    let (receiver, addr) = start_receiver(exe, case, dst)?;
+/// One transfer of `source` into `dst`, both ends authenticating with
+/// `key` as users' transfers do.
+fn transfer(exe: &Path, case: &Case, source: &Path, dst: &Path, key: &OsStr) -> Result<Sample> {
+    let (receiver, addr) = start_receiver(exe, case, dst, key)?;
     let started = Instant::now();
     let sender = Command::new(exe)
+        .env(key::ENV, key)
         .args(["send", "-q"])
         .args(case.flags)
         .arg(source)

@@ -27,7 +27,7 @@ file appears under its final name.";
 /// 80-column terminal (a test checks).
 const EXAMPLES: &str = "\
 Examples:
-  zcp recv /srv/incoming                     receive into a directory
+  zcp recv /srv/incoming                     receive; prints a one-time key
   zcp send big.iso server:7227               send a file
   zcp send -r photos/ notes.txt server:7227  send a tree and a file
   tar c dir | zcp send - server:7227         send stdin; on the other end:
@@ -65,7 +65,7 @@ pub enum Command {
     /// Send files, directory trees (-r) or stdin to a listening `zcp recv`
     #[command(after_help = after_help())]
     Send(SendArgs),
-    /// Receive one transfer into a directory, a file or stdout
+    /// Receive one transfer (with -k, many) into a directory, a file or stdout
     #[command(after_help = after_help())]
     Recv(RecvArgs),
     /// Measure zcp on loopback: default, --checksum none and --no-zerocopy
@@ -97,8 +97,9 @@ pub struct CommonArgs {
     #[arg(long, value_enum, value_name = "ALGORITHM", default_value_t = Algorithm::Sha256)]
     pub checksum: Algorithm,
 
-    /// Seconds to wait for the peer to answer during the handshake (after
-    /// connecting), so a silent or wrong peer cannot hold zcp forever
+    /// Seconds within which the whole handshake (authentication included)
+    /// must be done, counted from the connection, so a silent, slow or
+    /// wrong peer cannot hold zcp
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = parse_seconds)]
     pub timeout: u64,
 

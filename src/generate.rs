@@ -186,6 +186,16 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
             "When DEST is -, the bytes reach stdout before they can be verified: check zcp's exit status (e.g. set -o pipefail) before trusting the output.",
         ],
     )?;
+    section(
+        out,
+        "SECURITY",
+        &[
+            "Authentication is on by default. Both ends hold the same key: from --key-file FILE (its bytes without a final newline; a file anyone may read is refused), else the ZCP_KEY environment variable, else, for zcp recv only, a random one-time key that the receiver prints on stderr together with a zcp send command to paste. A key is never a command-line argument, so it never shows in ps(1). Keys shorter than 16 bytes draw a warning.",
+            "Before any entry is accepted, the sender and then the receiver prove they know the key (HMAC-SHA256 over fresh nonces from both ends and both HELLO messages, compared in constant time); a receiver reveals nothing derived from its key to a sender that has not proved it first. Every later control frame is sealed with a per-direction session key and its position, so entries, digests, verdicts and the end of the session cannot be forged, altered, dropped or replayed; payload bytes move unsealed by sendfile/splice and are covered by the sealed digest (not with --checksum none). A failure is exit status 5. --no-auth on both ends gives an open receiver for trusted links; one end alone is refused.",
+            "A receiver may be left listening: a connection that fails before its transfer starts (not zcp, a wrong key, a handshake not done within --timeout, counted from the connection) writes nothing and only prints a warning; the receiver goes on listening. During a transfer a sender silent for --idle-timeout is cut off (a sender with idle input sends PING frames). With -k several senders are served at once, up to --max-connections, and one failing transfer never affects another. Paths are resolved beneath DEST with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS) or, where that is missing, one component at a time with O_NOFOLLOW; every length from the peer is checked before use; text from the peer is escaped before it reaches a terminal.",
+            "The payload is not encrypted: anyone who can read the stream can read the files. Use a VPN or an SSH tunnel where that matters.",
+        ],
+    )?;
     writeln!(out, ".SH \"EXIT STATUS\"")?;
     let rows: Vec<(String, &str)> = Code::TABLE.iter().map(|(c, m)| (c.to_string(), *m)).collect();
     let rows: Vec<(&str, &str)> = rows.iter().map(|(c, m)| (c.as_str(), *m)).collect();
@@ -196,9 +206,16 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
         &[
             (
                 "zcp recv /srv/incoming",
-                "Receive one transfer into /srv/incoming, listening on port 7227 on all interfaces.",
+                "Receive one transfer into /srv/incoming, listening on port 7227 on all interfaces; without ZCP_KEY it prints a one-time key and the command to use on the sender.",
             ),
-            ("zcp send big.iso server:7227", "Send a file."),
+            (
+                "ZCP_KEY=3f9c0e... zcp send big.iso server:7227",
+                "Send a file with the key the receiver printed (or export one long-lived ZCP_KEY on both hosts).",
+            ),
+            (
+                "zcp recv -k /srv/incoming",
+                "Keep listening and serve many senders, several at once, until Ctrl-C.",
+            ),
             (
                 "zcp send -r photos/ notes.txt server:7227",
                 "Send a directory tree and a file on one connection: /srv/incoming/photos/... and /srv/incoming/notes.txt.",
@@ -221,6 +238,7 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
         out,
         "ENVIRONMENT",
         &[
+            "ZCP_KEY holds the shared key both ends authenticate with (see SECURITY); --key-file takes precedence.",
             "ZCP_FAULT (testing only) makes chosen syscall wrappers fail, e.g. ZCP_FAULT=sendfile=EINVAL fails the first sendfile call with EINVAL, or stops the process just before one (sendfile=STOP@2); the test suite uses it to force every fallback and to change a file while it is being sent.",
         ],
     )?;

@@ -141,3 +141,19 @@ fn the_bash_completion_parses() {
         .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn bench_runs_on_its_own_without_a_key_in_the_environment() {
+    // README's first command: `zcp bench` must work on a fresh machine,
+    // where nobody has set ZCP_KEY.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = zcp();
+    cmd.env_remove("ZCP_KEY")
+        .args(["bench", "--size", "2M", "--runs", "1", "--dir"])
+        .arg(dir.path())
+        .stdin(Stdio::null());
+    let out = Running::spawn(cmd, "zcp bench").finish();
+    out.assert_code(0);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned() + &out.stderr;
+    assert!(report.contains("compared byte for byte"), "{report}");
+}
