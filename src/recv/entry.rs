@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use super::payload::read_end;
 use super::placer::{FileJob, Placing, about_entry};
 use super::tree::Parent;
-use super::{Outcome, Session};
+use super::{MAX_LINK_TARGET_BYTES, Outcome, Session};
 use crate::checksum::{Digest, FileHasher, Hashed, PipeHasher, digest_of};
 use crate::dest::{Destination, Finish, Placed, Staged, final_mode};
 use crate::display;
@@ -68,6 +68,15 @@ impl Session {
             self.reporter.grow(size);
         }
         if entry.linked {
+            // The receiver remembers these names; a peer must not be able
+            // to make that memory grow without bound.
+            self.link_target_bytes += entry.path.as_bytes().len() as u64;
+            if self.link_target_bytes > MAX_LINK_TARGET_BYTES {
+                bail!(
+                    "protocol error: more than {} MiB of LINKED file names in one transfer",
+                    MAX_LINK_TARGET_BYTES >> 20
+                );
+            }
             // Until it is committed, links to it fail.
             self.link_targets.insert(entry.path.clone(), false);
         }

@@ -78,7 +78,14 @@ pub struct Session {
     /// Files sent as LINKED in this session, and whether each was
     /// committed: the only files a hard-link entry may name.
     pub link_targets: HashMap<RelPath, bool>,
+    /// Bytes of the names in `link_targets`, bounded by
+    /// [`MAX_LINK_TARGET_BYTES`].
+    pub link_target_bytes: u64,
 }
+
+/// The most bytes of LINKED file names one session may make the receiver
+/// remember (a million files with 64-byte paths fit).
+pub const MAX_LINK_TARGET_BYTES: u64 = 64 << 20;
 
 /// How often a receiver waiting for both the sender and files being placed
 /// looks at the placer.
@@ -125,6 +132,7 @@ impl Session {
             totals: Totals::default(),
             last_summary: None,
             link_targets: HashMap::new(),
+            link_target_bytes: 0,
         };
         if let Destination::Directory { dir, .. } | Destination::File { dir, .. } = &session.dest {
             let staging = session.stager.staging(dir);
