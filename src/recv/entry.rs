@@ -294,12 +294,15 @@ impl Session {
         let landed = self
             .land_payload(entry, target, &|total| hasher.advance(total))
             .with_context(|| format!("writing {shown_s}"))?;
-        let hashed = hasher.finish().with_context(|| format!("hashing {shown_s}"))?;
+        let work = self.local.clone();
+        let hashed = work
+            .during(|| hasher.finish())
+            .with_context(|| format!("hashing {shown_s}"))?;
         let lost = || format!("nothing was written to {shown_s}");
         if let Some(outcome) = self.judge(entry, &landed.end, landed.bytes, &hashed, &lost)? {
             return Ok(outcome);
         }
-        match staged.commit(&self.finish_for(entry)) {
+        match work.during(|| staged.commit(&self.finish_for(entry))) {
             Ok(Placed::Committed) => {}
             Ok(Placed::Exists) => return Ok(self.skip_existing(entry, &shown)),
             Err(e) => {

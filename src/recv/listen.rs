@@ -245,7 +245,7 @@ fn connection(setup: &Setup, sock: TcpStream, peer: String, wake: bool) -> Endin
     let watchdog = match session
         .sock
         .try_clone()
-        .and_then(|s| Watchdog::spawn(s, setup.handshake_timeout, setup.idle_timeout))
+        .and_then(|s| Watchdog::spawn(s, setup.handshake_timeout, setup.idle_timeout, session.local.clone()))
     {
         Ok(w) => w,
         Err(e) => return Ending::Turned(anyhow::Error::new(e).context(format!("watching {peer}"))),

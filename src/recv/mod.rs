@@ -42,7 +42,7 @@ use crate::tally::{Outcome, Totals};
 use listen::Setup;
 use placer::{Owed, Placer};
 use tree::Tree;
-use watchdog::Watchdog;
+use watchdog::{LocalWork, Watchdog};
 
 /// Everything one connection needs.
 pub struct Session {
@@ -78,6 +78,9 @@ pub struct Session {
     /// Files sent as LINKED in this session, and whether each was
     /// committed: the only files a hard-link entry may name.
     pub link_targets: HashMap<RelPath, bool>,
+    /// The receiver's own long operations, which the watchdog's idle
+    /// timeout waits out.
+    pub local: LocalWork,
     /// Bytes of the names in `link_targets`, bounded by
     /// [`MAX_LINK_TARGET_BYTES`].
     pub link_target_bytes: u64,
@@ -133,6 +136,7 @@ impl Session {
             last_summary: None,
             link_targets: HashMap::new(),
             link_target_bytes: 0,
+            local: LocalWork::default(),
         };
         if let Destination::Directory { dir, .. } | Destination::File { dir, .. } = &session.dest {
             let staging = session.stager.staging(dir);

@@ -247,7 +247,8 @@ impl Session {
     /// Waits until everything handed to the placer is done and its
     /// verdicts are queued: before any entry the placer does not handle.
     pub fn settle(&mut self) -> Result<()> {
-        self.take_placed(true)
+        let work = self.local.clone();
+        work.during(|| self.take_placed(true))
     }
 
     /// Takes the placer's results (all of them with `wait`, else those

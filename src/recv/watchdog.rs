@@ -8,11 +8,13 @@
 //! down the socket's reading side: whatever read or splice is blocked returns at once, and
 //! [`Watchdog::fired`] says why the connection ended. A deadline cannot be
 //! stretched by sending a byte now and then (slowloris); silence is only
-//! measured once the sender has authenticated.
+//! measured once the sender has authenticated, and not while the receiver
+//! itself is busy with [`LocalWork`] (waiting for a hash, an fsync, files
+//! being placed), when a sender with nothing left to send rightly waits.
 
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,6 +26,25 @@ use crate::sys;
 pub enum Fired {
     Handshake(Duration),
     Idle(Duration),
+}
+
+/// Counts the receiver's own long operations in progress; while any is,
+/// the sender's silence is not held against it.
+#[derive(Clone, Default)]
+pub struct LocalWork(Arc<AtomicUsize>);
+
+impl LocalWork {
+    /// Runs `f` as local work.
+    pub fn during<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        let out = f();
+        self.0.fetch_sub(1, Ordering::SeqCst);
+        out
+    }
+
+    fn busy(&self) -> bool {
+        self.0.load(Ordering::SeqCst) > 0
+    }
 }
 
 const CALM: u8 = 0;
@@ -49,7 +70,7 @@ pub struct Watchdog {
 
 impl Watchdog {
     /// Starts watching `sock` (a clone the thread may shut down).
-    pub fn spawn(sock: TcpStream, handshake: Duration, idle: Duration) -> std::io::Result<Watchdog> {
+    pub fn spawn(sock: TcpStream, handshake: Duration, idle: Duration, work: LocalWork) -> std::io::Result<Watchdog> {
         let shared = Arc::new(Shared {
             stop: Mutex::new(false),
             wake: Condvar::new(),
@@ -57,7 +78,7 @@ impl Watchdog {
             fired: AtomicU8::new(CALM),
         });
         let theirs = Arc::clone(&shared);
-        let thread = sys::signals::spawn_worker("zcp-watch", move || watch(&theirs, &sock, handshake, idle))?;
+        let thread = sys::signals::spawn_worker("zcp-watch", move || watch(&theirs, &sock, handshake, idle, &work))?;
         Ok(Watchdog {
             shared,
             handshake,
@@ -110,7 +131,7 @@ fn tick(handshake: Duration, idle: Duration) -> Duration {
     (handshake.min(idle) / 10).clamp(Duration::from_millis(50), Duration::from_secs(1))
 }
 
-fn watch(shared: &Shared, sock: &TcpStream, handshake: Duration, idle: Duration) {
+fn watch(shared: &Shared, sock: &TcpStream, handshake: Duration, idle: Duration, work: &LocalWork) {
     let tick = tick(handshake, idle);
     let deadline = Instant::now() + handshake;
     let mut last_intake = None;
@@ -135,7 +156,7 @@ fn watch(shared: &Shared, sock: &TcpStream, handshake: Duration, idle: Duration)
             let waiting = intake.is_some_and(|(_, unread)| unread > 0);
             let moved = intake.map(|(received, _)| received) != last_intake.map(|(received, _)| received);
             last_intake = intake;
-            if waiting || moved {
+            if waiting || moved || work.busy() {
                 quiet_since = now;
             }
             (now.duration_since(quiet_since) >= idle).then_some(IDLE_EXPIRED)
@@ -171,6 +192,7 @@ mod tests {
             server.try_clone().unwrap(),
             Duration::from_millis(200),
             Duration::from_secs(60),
+            LocalWork::default(),
         )
         .unwrap();
         let mut buf = [0u8; 1];
@@ -186,12 +208,32 @@ mod tests {
             server.try_clone().unwrap(),
             Duration::from_secs(60),
             Duration::from_millis(300),
+            LocalWork::default(),
         )
         .unwrap();
         dog.session_started();
         let mut buf = [0u8; 1];
         assert_eq!((&server).read(&mut buf).unwrap(), 0);
         assert_eq!(dog.fired(), Some(Fired::Idle(Duration::from_millis(300))));
+    }
+
+    #[test]
+    fn local_work_holds_off_the_idle_timeout() {
+        let (server, mut client) = pair();
+        let work = LocalWork::default();
+        let dog = Watchdog::spawn(
+            server.try_clone().unwrap(),
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            work.clone(),
+        )
+        .unwrap();
+        dog.session_started();
+        work.during(|| std::thread::sleep(Duration::from_millis(400)));
+        assert_eq!(dog.fired(), None, "cut off while the receiver was busy");
+        std::io::Write::write_all(&mut client, b"x").unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!((&server).read(&mut buf).unwrap(), 1);
     }
 
     #[test]
@@ -202,6 +244,7 @@ mod tests {
                 server.try_clone().unwrap(),
                 Duration::from_millis(100),
                 Duration::from_millis(100),
+                LocalWork::default(),
             )
             .unwrap(),
         );
