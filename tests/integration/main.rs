@@ -8,6 +8,7 @@ mod env;
 mod failures;
 mod fallback;
 mod hostile;
+mod killed;
 mod peer;
 mod transfer;
 mod tree;
