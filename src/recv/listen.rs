@@ -184,17 +184,20 @@ fn keep_open(listener: TcpListener, setup: Arc<Setup>, max: usize) -> Result<Cod
         active.fetch_add(1, Ordering::SeqCst);
         let (shared, registry, count) = (Arc::clone(&setup), Arc::clone(&open), Arc::clone(&active));
         let worker = signals::spawn_worker("zcp-conn", move || {
-            match connection(&shared, sock, peer, false) {
+            let ending = connection(&shared, sock, peer, false);
+            // The slot is free before the end is reported: a sender that
+            // connects once it reads "still listening" is not turned away.
+            if let Ok(mut map) = registry.lock() {
+                map.remove(&id);
+            }
+            count.fetch_sub(1, Ordering::SeqCst);
+            match ending {
                 Ending::Turned(err) => turned_away(&err),
                 Ending::Served(Err(err)) => {
                     eprintln!("zcp: error: {}", crate::display::one_line(&format!("{err:#}")));
                 }
                 Ending::Served(Ok(_)) => {}
             }
-            if let Ok(mut map) = registry.lock() {
-                map.remove(&id);
-            }
-            count.fetch_sub(1, Ordering::SeqCst);
         });
         match worker {
             Ok(w) => workers.push(w),
