@@ -192,6 +192,9 @@ fn keep_open(listener: TcpListener, setup: Arc<Setup>, max: usize) -> Result<Cod
             }
             count.fetch_sub(1, Ordering::SeqCst);
             match ending {
+                // Cut short by the interruption: no longer listening, and
+                // nothing was written.
+                Ending::Turned(_) if signals::interrupted() => {}
                 Ending::Turned(err) => turned_away(&err),
                 Ending::Served(Err(err)) => {
                     eprintln!("zcp: error: {}", crate::display::one_line(&format!("{err:#}")));
@@ -287,8 +290,9 @@ fn connection(setup: &Setup, sock: TcpStream, peer: String, wake: bool) -> Endin
     ending
 }
 
-/// Names a timeout for what it is: the watchdog shut the socket down, so
-/// the error at hand is only "connection closed".
+/// Names a timeout or an interruption for what it is: the watchdog (or
+/// the interruption) shut the socket down, so the error at hand is only
+/// "connection closed".
 fn explain(err: anyhow::Error, fired: Option<Fired>) -> anyhow::Error {
     match fired {
         Some(Fired::Handshake(t)) => anyhow::anyhow!(
@@ -296,6 +300,9 @@ fn explain(err: anyhow::Error, fired: Option<Fired>) -> anyhow::Error {
             t.as_secs()
         ),
         Some(Fired::Idle(t)) => anyhow::anyhow!("the sender sent nothing for {} s (--idle-timeout)", t.as_secs()),
+        // SIGINT/SIGTERM shut the socket down as well (the handler, or
+        // keep-open's main thread), so the end of the stream was ours.
+        None if signals::interrupted() => error::interrupted_io().into(),
         None => err,
     }
 }
