@@ -9,5 +9,6 @@ mod failures;
 mod fallback;
 mod hostile;
 mod peer;
+mod serve;
 mod transfer;
 mod tree;
