@@ -12,6 +12,7 @@
 use crate::env::*;
 use crate::peer::*;
 
+mod crowd;
 mod keys;
 mod timeouts;
 
