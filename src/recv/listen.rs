@@ -184,17 +184,23 @@ fn keep_open(listener: TcpListener, setup: Arc<Setup>, max: usize) -> Result<Cod
         active.fetch_add(1, Ordering::SeqCst);
         let (shared, registry, count) = (Arc::clone(&setup), Arc::clone(&open), Arc::clone(&active));
         let worker = signals::spawn_worker("zcp-conn", move || {
-            match connection(&shared, sock, peer, false) {
+            let ending = connection(&shared, sock, peer, false);
+            // The slot is free before the end is reported: a sender that
+            // connects once it reads "still listening" is not turned away.
+            if let Ok(mut map) = registry.lock() {
+                map.remove(&id);
+            }
+            count.fetch_sub(1, Ordering::SeqCst);
+            match ending {
+                // Cut short by the interruption: no longer listening, and
+                // nothing was written.
+                Ending::Turned(_) if signals::interrupted() => {}
                 Ending::Turned(err) => turned_away(&err),
                 Ending::Served(Err(err)) => {
                     eprintln!("zcp: error: {}", crate::display::one_line(&format!("{err:#}")));
                 }
                 Ending::Served(Ok(_)) => {}
             }
-            if let Ok(mut map) = registry.lock() {
-                map.remove(&id);
-            }
-            count.fetch_sub(1, Ordering::SeqCst);
         });
         match worker {
             Ok(w) => workers.push(w),
@@ -284,8 +290,9 @@ fn connection(setup: &Setup, sock: TcpStream, peer: String, wake: bool) -> Endin
     ending
 }
 
-/// Names a timeout for what it is: the watchdog shut the socket down, so
-/// the error at hand is only "connection closed".
+/// Names a timeout or an interruption for what it is: the watchdog (or
+/// the interruption) shut the socket down, so the error at hand is only
+/// "connection closed".
 fn explain(err: anyhow::Error, fired: Option<Fired>) -> anyhow::Error {
     match fired {
         Some(Fired::Handshake(t)) => anyhow::anyhow!(
@@ -293,6 +300,9 @@ fn explain(err: anyhow::Error, fired: Option<Fired>) -> anyhow::Error {
             t.as_secs()
         ),
         Some(Fired::Idle(t)) => anyhow::anyhow!("the sender sent nothing for {} s (--idle-timeout)", t.as_secs()),
+        // SIGINT/SIGTERM shut the socket down as well (the handler, or
+        // keep-open's main thread), so the end of the stream was ours.
+        None if signals::interrupted() => error::interrupted_io().into(),
         None => err,
     }
 }

@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -81,6 +82,25 @@ fn collect<R: Read + Send + 'static>(mut r: R) -> JoinHandle<Vec<u8>> {
     })
 }
 
+/// Output collected as it comes, so a test can look at it while the
+/// process runs.
+type Live = Arc<Mutex<Vec<u8>>>;
+
+fn collect_live<R: Read + Send + 'static>(mut r: R) -> (Live, JoinHandle<()>) {
+    let live = Live::default();
+    let theirs = Arc::clone(&live);
+    let handle = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => theirs.lock().unwrap().extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    (live, handle)
+}
+
 /// Waits for `child` with the test deadline, killing it if it overstays.
 pub fn wait_deadline(child: &mut Child, what: &str) -> ExitStatus {
     let start = Instant::now();
@@ -101,9 +121,11 @@ pub fn wait_deadline(child: &mut Child, what: &str) -> ExitStatus {
 pub struct Running {
     pub child: Child,
     stdout: Option<JoinHandle<Vec<u8>>>,
-    stderr: Option<JoinHandle<Vec<u8>>>,
+    stderr: Option<JoinHandle<()>>,
     /// stderr lines read before the collector took over.
     head: String,
+    /// stderr after `head`, as far as it has come.
+    live: Live,
     what: String,
 }
 
@@ -113,22 +135,59 @@ impl Running {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawning zcp");
         let stdout = child.stdout.take().map(collect);
-        let stderr = child.stderr.take().map(collect);
+        let (live, stderr) = collect_live(child.stderr.take().unwrap());
         Running {
             child,
             stdout,
-            stderr,
+            stderr: Some(stderr),
             head: String::new(),
+            live,
             what: what.to_string(),
         }
+    }
+
+    /// What the process printed on stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        format!("{}{}", self.head, String::from_utf8_lossy(&self.live.lock().unwrap()))
+    }
+
+    /// Waits (polling, within the test deadline) until stderr satisfies
+    /// `done`, and returns it; `what` says what is awaited, for the panic
+    /// when the process exits (or the deadline passes) first.
+    pub fn await_stderr(&mut self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            // Whether the process had exited before stderr was looked at:
+            // then nothing more can come once the collector is done.
+            let exited = self.child.try_wait().expect("try_wait").is_some()
+                && self.stderr.as_ref().is_none_or(JoinHandle::is_finished);
+            let text = self.stderr_so_far();
+            if done(&text) {
+                return text;
+            }
+            assert!(!exited, "{} exited without printing {what}:\n{text}", self.what);
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{} did not print {what} within {DEADLINE:?}:\n{text}",
+                self.what
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// [`Running::await_stderr`] for `needle` appearing `n` times.
+    pub fn await_stderr_count(&mut self, needle: &str, n: usize) -> String {
+        self.await_stderr(&format!("{n} times {needle:?}"), |s| s.matches(needle).count() >= n)
     }
 
     /// Waits for the process and returns what it printed.
     pub fn finish(mut self) -> Finished {
         let status = wait_deadline(&mut self.child, &self.what);
         let stdout = self.stdout.take().map(|h| h.join().unwrap()).unwrap_or_default();
-        let rest = self.stderr.take().map(|h| h.join().unwrap()).unwrap_or_default();
-        let stderr = format!("{}{}", self.head, String::from_utf8_lossy(&rest));
+        if let Some(h) = self.stderr.take() {
+            h.join().unwrap();
+        }
+        let stderr = self.stderr_so_far();
         Finished { status, stdout, stderr }
     }
 
@@ -210,11 +269,13 @@ pub fn start_receiver(mut cmd: Command) -> Receiver {
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut first = String::new();
     err.read_line(&mut first).expect("reading the receiver's first line");
+    let (live, stderr) = collect_live(err);
     let run = Running {
         child,
         stdout,
-        stderr: Some(collect(err)),
+        stderr: Some(stderr),
         head: first.clone(),
+        live,
         what: "zcp recv".into(),
     };
     let Some(addr) = first.trim_end().strip_prefix("zcp: listening on ") else {
@@ -322,12 +383,23 @@ impl TestEnv {
 
     /// `zcp send ARGS... - ADDR` reading stdin from a pipe the test holds.
     pub fn send_from_pipe(&self, args: &[&str], addr: &str) -> (Running, std::process::ChildStdin) {
+        self.send_from_pipe_with_env(args, addr, &[])
+    }
+
+    /// [`TestEnv::send_from_pipe`] with extra environment variables.
+    pub fn send_from_pipe_with_env(
+        &self,
+        args: &[&str],
+        addr: &str,
+        vars: &[(&str, &str)],
+    ) -> (Running, std::process::ChildStdin) {
         let mut cmd = zcp();
         cmd.current_dir(self.dir.path())
             .arg("send")
             .args(args)
             .arg("-")
             .arg(addr)
+            .envs(vars.iter().copied())
             .stdin(Stdio::piped());
         let mut run = Running::spawn(cmd, "zcp send -");
         let stdin = run.child.stdin.take().unwrap();
@@ -354,6 +426,33 @@ impl TestEnv {
             .collect();
         v.sort();
         v
+    }
+
+    /// Everything under `rel`, recursively and without following links,
+    /// one line each: `dir/` for a directory, `link -> text` for a symbolic
+    /// link, the path for anything else; sorted. A staged `.zcp-*.part`
+    /// shows up.
+    pub fn tree(&self, rel: &str) -> Vec<String> {
+        fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let e = e.unwrap();
+                let name = format!("{prefix}{}", e.file_name().to_string_lossy());
+                let meta = std::fs::symlink_metadata(e.path()).unwrap();
+                if meta.is_dir() {
+                    out.push(format!("{name}/"));
+                    walk(&e.path(), &format!("{name}/"), out);
+                } else if meta.is_symlink() {
+                    let text = std::fs::read_link(e.path()).unwrap();
+                    out.push(format!("{name} -> {}", text.to_string_lossy()));
+                } else {
+                    out.push(name);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.path(rel), "", &mut out);
+        out.sort();
+        out
     }
 }
 

@@ -10,5 +10,6 @@ mod fallback;
 mod hostile;
 mod killed;
 mod peer;
+mod serve;
 mod transfer;
 mod tree;

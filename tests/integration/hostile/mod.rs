@@ -338,30 +338,9 @@ fn header(kind: u8, len: u32) -> Vec<u8> {
     h
 }
 
-/// Everything under dst/, recursively and without following links, one
-/// line each: `dir/` for a directory, `link -> text` for a symbolic link,
-/// the path for anything else; sorted. A staged `.zcp-*.part` shows up.
+/// Everything under dst/ (see [`TestEnv::tree`]).
 fn dst_tree(env: &TestEnv) -> Vec<String> {
-    fn walk(dir: &std::path::Path, prefix: &str, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let name = format!("{prefix}{}", e.file_name().to_string_lossy());
-            let meta = std::fs::symlink_metadata(e.path()).unwrap();
-            if meta.is_dir() {
-                out.push(format!("{name}/"));
-                walk(&e.path(), &format!("{name}/"), out);
-            } else if meta.is_symlink() {
-                let text = std::fs::read_link(e.path()).unwrap();
-                out.push(format!("{name} -> {}", text.to_string_lossy()));
-            } else {
-                out.push(name);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&env.path("dst"), "", &mut out);
-    out.sort();
-    out
+    env.tree("dst")
 }
 
 /// ENTRY, raw payload and true TRAILER of a sized file at `path`.
