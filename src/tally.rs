@@ -96,11 +96,15 @@ impl Totals {
     /// Bytes, time, rate, verification, and what did not arrive.
     pub fn measures(&self, seconds: f64, algorithm: Algorithm) -> String {
         let mut line = format!(
-            "{} in {seconds:.2} s ({}), {}",
+            "{} in {seconds:.2} s ({})",
             display::bytes(self.bytes),
             display::rate(self.bytes, seconds),
-            verified(algorithm)
         );
+        // "verified" only when something was: not for a session whose
+        // every entry failed.
+        if self.committed + self.skipped > 0 || self.failed + self.mismatched + self.changed == 0 {
+            line.push_str(&format!(", {}", verified(algorithm)));
+        }
         if self.skipped > 0 {
             line.push_str(&format!("; {} skipped (existing, --no-clobber)", self.skipped));
         }

@@ -251,6 +251,19 @@ impl Link<'_> {
                 let why = Abort::Changed(fingerprint.ended(file, shown, done, len));
                 return self.end(done, Digest::None, Report::default(), Some(why));
             }
+            Err(e) if reading_failed(&e) => {
+                // The file could not be read (EIO on a failing disk), not
+                // the connection: pad and abort this file alone, so the
+                // receiver hears why at once and the session goes on. If
+                // the padding cannot be written the connection is the
+                // problem after all.
+                if self.pad(len - done).is_err() {
+                    return Err(to_receiver(e));
+                }
+                drop(hasher);
+                let why = Abort::Failed(format!("reading {shown}: {e}"));
+                return self.end(done, Digest::None, Report::default(), Some(why));
+            }
             Err(e) => return Err(to_receiver(e)),
         };
         let (digest, aborted) = vouch(hasher.finish(), fingerprint, file, shown)?;
@@ -427,6 +440,12 @@ fn vouch(
         (Ok(_), Err(e)) => Abort::Failed(format!("{e:#}")),
     };
     Ok((Digest::None, Some(why)))
+}
+
+/// Whether a failed `send_file` failed reading the file rather than
+/// writing the socket or being interrupted: only EIO says so for sure.
+fn reading_failed(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::EIO) && !crate::sys::signals::interrupted()
 }
 
 /// Adds one region's byte counts to a file's report.

@@ -246,13 +246,13 @@ fn a_failing_session_leaves_the_one_beside_it_alone() {
     let out = interrupt(rx, SIGTERM);
     let errors = out.error_lines();
     assert_eq!(errors.len(), 3, "want three error lines:\n{}", out.stderr);
-    // A sized payload has no frames to carry the sender's reason.
+    // The sender padded the payload and told the receiver why.
     assert_holds(
         errors[0],
         &[
-            "receiving from 127.0.0.1:",
-            "broken",
-            "the sender closed the connection after 8388608 of 8392704 bytes",
+            "receiving broken from 127.0.0.1:",
+            "the sender aborted it: reading src/big: Input/output error",
+            "nothing was written",
         ],
     );
     assert_holds(
@@ -264,7 +264,12 @@ fn a_failing_session_leaves_the_one_beside_it_alone() {
         ],
     );
     assert!(warnings(&out.stderr).is_empty(), "{}", out.stderr);
-    assert_eq!(lines_with(&out.stderr, "zcp: received ").len(), 2, "{}", out.stderr);
+    let received = lines_with(&out.stderr, "zcp: received ");
+    assert_eq!(received.len(), 3, "{}", out.stderr);
+    // The failed session's summary claims nothing was verified.
+    let failed: Vec<_> = received.iter().filter(|l| l.contains("1 FAILED")).collect();
+    assert_eq!(failed.len(), 1, "{}", out.stderr);
+    assert!(!failed[0].contains("verified"), "{}", failed[0]);
     assert_eq!(env.tree("dst"), ["alive", "steady"]);
     assert_eq!(std::fs::read(env.dst("steady")).unwrap(), [first, second].concat());
 }
