@@ -41,6 +41,15 @@ pub fn truncate_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// Text from the peer: invalid UTF-8 replaced, then cut to at most `max`
+/// bytes on a character boundary, as the encoder cuts it. The cut matters:
+/// each replacement character takes three bytes, so `max` bytes on the wire
+/// can decode to nearly three times as many, which would be cut when
+/// encoded again and so not survive a round trip.
+pub fn lossy_text(bytes: &[u8], max: usize) -> String {
+    truncate_utf8(&String::from_utf8_lossy(bytes), max).to_owned()
+}
+
 /// Appends `text`: a u16 length and UTF-8, cut to MAX_MESSAGE_LEN.
 pub fn put_text(s: &str, out: &mut Vec<u8>) {
     let s = truncate_utf8(s, MAX_MESSAGE_LEN);
@@ -54,7 +63,7 @@ pub fn take_text(r: &mut Reader<'_>) -> Result<String, ProtocolError> {
     if len > MAX_MESSAGE_LEN {
         return bad(format!("message of {len} bytes exceeds {MAX_MESSAGE_LEN}"));
     }
-    Ok(String::from_utf8_lossy(r.bytes(len, "message")?).into_owned())
+    Ok(lossy_text(r.bytes(len, "message")?, MAX_MESSAGE_LEN))
 }
 
 /// A bounds-checked cursor over a frame body.

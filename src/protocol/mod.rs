@@ -16,7 +16,7 @@ mod entry;
 mod path;
 
 use crate::checksum::{Algorithm, Digest};
-use cursor::{Reader, put_digest, put_option, put_text, take_digest, take_text, truncate_utf8};
+use cursor::{Reader, lossy_text, put_digest, put_option, put_text, take_digest, take_text, truncate_utf8};
 pub use entry::{Entry, EntryKind, Mtime, Payload};
 pub use path::{LinkText, Name, RelPath};
 
@@ -50,6 +50,8 @@ pub const PROOF_LEN: usize = 32;
 /// Length of the tag that ends every sealed frame (HMAC-SHA256 cut to 128
 /// bits).
 pub const TAG_LEN: usize = 16;
+/// Largest HELLO SOFTWARE value.
+const MAX_SOFTWARE_LEN: usize = 64;
 
 /// Why a byte string is not a valid message. Carries no peer bytes except
 /// through the escaped display of names.
@@ -425,7 +427,7 @@ impl Message {
 }
 
 fn encode_hello(h: &Hello, out: &mut Vec<u8>) {
-    let software = truncate_utf8(&h.software, 64);
+    let software = truncate_utf8(&h.software, MAX_SOFTWARE_LEN);
     put_option(out, tag::SOFTWARE, software.as_bytes());
     put_option(out, tag::ROLE | tag::CRITICAL, &[h.role as u8]);
     put_option(out, tag::CHECKSUM | tag::CRITICAL, &[h.checksum.wire_id()]);
@@ -465,7 +467,7 @@ fn decode_hello(r: &mut Reader<'_>) -> Result<Hello, ProtocolError> {
             }
         };
         match raw_tag & !tag::CRITICAL {
-            tag::SOFTWARE => software = String::from_utf8_lossy(value).into_owned(),
+            tag::SOFTWARE => software = lossy_text(value, MAX_SOFTWARE_LEN),
             tag::ROLE => {
                 role = Some(match one_byte("role")? {
                     0 => Role::Sender,

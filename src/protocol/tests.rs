@@ -222,6 +222,30 @@ fn hello_ignores_unknown_optional_options_but_not_critical_ones() {
     assert!(decode_hello(&mut Reader::new(&body)).is_err());
 }
 
+/// Invalid UTF-8 decodes to U+FFFD, three bytes per bad byte: a decoded
+/// text must still fit the limit it has on the wire, or encoding it again
+/// cuts it and the message changes in a round trip.
+#[test]
+fn decoded_texts_fit_their_wire_limits() {
+    let mut body = (MAX_MESSAGE_LEN as u16).to_be_bytes().to_vec();
+    body.extend([0xff; MAX_MESSAGE_LEN]);
+    let header = FrameHeader {
+        kind: FrameType::Abort,
+        len: body.len() as u32,
+    };
+    let m = Message::decode(header, &body).unwrap();
+    assert!(matches!(&m, Message::Abort(t) if t.len() <= MAX_MESSAGE_LEN && t.starts_with('\u{fffd}')));
+    roundtrip(m);
+
+    let mut body = Vec::new();
+    put_option(&mut body, tag::SOFTWARE, &[0xff; 200]);
+    put_option(&mut body, tag::ROLE, &[0]);
+    put_option(&mut body, tag::CHECKSUM, &[1]);
+    let h = decode_hello(&mut Reader::new(&body)).unwrap();
+    assert!(h.software.len() <= MAX_SOFTWARE_LEN, "{}", h.software.len());
+    roundtrip(Message::Hello(h));
+}
+
 /// Decoding must be total: truncations and random mutations of valid
 /// frames produce errors or messages, never panics.
 #[test]
