@@ -519,4 +519,6 @@ fn decode_hello(r: &mut Reader<'_>) -> Result<Hello, ProtocolError> {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
