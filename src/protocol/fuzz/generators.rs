@@ -1,0 +1,378 @@
+//! Generators: valid messages of every frame type, and bodies built field
+//! by field from random, often wrong, values.
+
+use super::super::cursor::put_option;
+use super::super::*;
+use super::Rng;
+use crate::frames::READ_BUFFER;
+
+/// Everything the generators know about one frame type: a valid message
+/// of it, and a body built field by field from random, often wrong,
+/// values.
+#[derive(Clone, Copy)]
+pub(super) struct Kind {
+    pub(super) ty: FrameType,
+    pub(super) valid: fn(&mut Rng) -> Message,
+    pub(super) raw: fn(&mut Rng) -> Vec<u8>,
+}
+
+impl Kind {
+    const fn new(ty: FrameType, valid: fn(&mut Rng) -> Message, raw: fn(&mut Rng) -> Vec<u8>) -> Kind {
+        Kind { ty, valid, raw }
+    }
+}
+
+/// Every frame type: a new one is one line here
+/// (`every_frame_type_and_option_has_generators_and_a_spec_limit` fails until it is).
+pub(super) const KINDS: &[Kind] = &[
+    Kind::new(FrameType::Hello, valid_hello, raw_hello),
+    Kind::new(FrameType::Entry, valid_entry, raw_entry),
+    Kind::new(FrameType::Data, valid_data, |r| r.noise(16)),
+    Kind::new(FrameType::Trailer, valid_trailer, raw_trailer),
+    Kind::new(FrameType::Abort, |r| Message::Abort(text(r, 1024)), raw_text),
+    Kind::new(FrameType::Verdict, valid_verdict, raw_verdict),
+    Kind::new(FrameType::Done, |_| Message::Done, |r| r.noise(2)),
+    Kind::new(FrameType::Error, valid_error, |r| [r.fill(1), raw_text(r)].concat()),
+    Kind::new(FrameType::Hole, |r| Message::Hole(u64_value(r).max(1)), raw_hole),
+    Kind::new(FrameType::Auth, valid_auth, raw_auth),
+    Kind::new(FrameType::Ping, |_| Message::Ping, |r| r.noise(2)),
+];
+
+pub(super) type OptionGenerator = fn(&mut Rng) -> (u16, Vec<u8>);
+
+/// HELLO options, right and wrong. A new option is one line here.
+pub(super) const HELLO_OPTIONS: &[OptionGenerator] = &[
+    |r| (tag::SOFTWARE | r.pick(&[0, tag::CRITICAL]), text(r, 80).into_bytes()),
+    |r| {
+        let n = r.pick(&[64, 65, 200]);
+        (tag::SOFTWARE, r.fill(n))
+    },
+    |r| (tag::ROLE | tag::CRITICAL, small_value(r, 2)),
+    |r| (tag::CHECKSUM | tag::CRITICAL, small_value(r, 2)),
+    |r| {
+        (
+            tag::NO_CLOBBER | tag::CRITICAL,
+            if r.one_in(4) { r.noise(3) } else { vec![] },
+        )
+    },
+    |r| (r.range(5, 0x7fff) as u16, r.noise(16)),
+    |r| (r.range(5, 0x7fff) as u16 | tag::CRITICAL, r.noise(16)),
+];
+
+/// Mostly one byte `0..=max` (one past the largest valid value when max is
+/// the largest + 1), sometimes none or two.
+fn small_value(r: &mut Rng, max: usize) -> Vec<u8> {
+    let v = [r.range(0, max) as u8; 2];
+    let n = r.pick(&[0, 1, 1, 1, 1, 1, 1, 2]);
+    v[..n].to_vec()
+}
+
+const U64S: &[u64] = &[0, 1, 7, 8, 9, 1 << 32, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX];
+pub(super) const U16S: &[u16] = &[
+    0, 1, 2, 31, 32, 33, 64, 255, 256, 1024, 1025, 4095, 4096, 4097, 0x8000, 0xffff,
+];
+
+fn u64_value(r: &mut Rng) -> u64 {
+    if r.one_in(2) {
+        r.pick(U64S)
+    } else {
+        let shift = r.below(64);
+        r.next() >> shift
+    }
+}
+
+/// UTF-8 text of about `max` bytes at most, sometimes exactly at or over.
+fn text(r: &mut Rng, max: usize) -> String {
+    let len = r.pick(&[0, 1, 10, 40, max, max + 1]);
+    let mut s = String::new();
+    while s.len() < len {
+        s.push(r.pick(&['a', 'Z', ' ', '\n', '\\', 'é', '€', '😀', '\u{202e}']));
+    }
+    s
+}
+
+/// A `text` field: u16 length (usually right), then bytes that are often
+/// not UTF-8.
+fn raw_text(r: &mut Rng) -> Vec<u8> {
+    let n = r.pick(&[0, 1, 5, 30, 1023, 1024, 1025]);
+    let bytes: Vec<u8> = (0..n).map(|_| r.pick(b"ab \n\\\x00\x1b\xc3\xa9\xe2\x82\xff")).collect();
+    let len = if r.one_in(16) { r.pick(U16S) } else { n as u16 };
+    [&len.to_be_bytes()[..], &bytes].concat()
+}
+
+fn digest(r: &mut Rng) -> Digest {
+    if r.one_in(2) {
+        Digest::None
+    } else {
+        Digest::Sha256(r.fill(32).try_into().unwrap())
+    }
+}
+
+fn raw_digest(r: &mut Rng) -> Vec<u8> {
+    let id = r.pick(&[0, 1, 1, 2, 255]);
+    let len = if r.one_in(4) {
+        r.pick(&[0, 1, 31, 32, 33, 255])
+    } else if id == 1 {
+        32
+    } else {
+        0
+    };
+    [vec![id, len], r.fill(usize::from(len))].concat()
+}
+
+fn valid_trailer(r: &mut Rng) -> Message {
+    Message::Trailer(Trailer {
+        bytes: u64_value(r),
+        digest: digest(r),
+    })
+}
+
+fn raw_trailer(r: &mut Rng) -> Vec<u8> {
+    [&u64_value(r).to_be_bytes()[..], &raw_digest(r)].concat()
+}
+
+fn raw_verdict(r: &mut Rng) -> Vec<u8> {
+    [vec![r.pick(&[0, 1, 2, 3, 4, 255])], raw_digest(r), raw_text(r)].concat()
+}
+
+fn valid_error(r: &mut Rng) -> Message {
+    Message::Error(WireError {
+        code: r.next() as u8,
+        message: text(r, 1024),
+    })
+}
+
+fn raw_hole(r: &mut Rng) -> Vec<u8> {
+    let n = r.pick(&[7, 8, 8, 8, 9]);
+    r.fill(n)
+}
+
+fn valid_auth(r: &mut Rng) -> Message {
+    Message::Auth(r.fill(32).try_into().unwrap())
+}
+
+fn raw_auth(r: &mut Rng) -> Vec<u8> {
+    let n = r.pick(&[0, 31, 32, 32, 32, 33]);
+    r.fill(n)
+}
+
+fn valid_data(r: &mut Rng) -> Message {
+    let any = r.next() as u32 % (16 << 20) + 1;
+    Message::Data(r.pick(&[1, 2, 65_536, 16 << 20, any]))
+}
+
+pub(super) fn valid_hello(r: &mut Rng) -> Message {
+    Message::Hello(Hello {
+        role: r.pick(&[Role::Sender, Role::Receiver]),
+        checksum: r.pick(&[Algorithm::None, Algorithm::Sha256]),
+        software: text(r, 64),
+        no_clobber: r.one_in(2),
+        auth: None,
+        idle_timeout: None,
+    })
+}
+
+/// Usually the required options with valid values, then up to three
+/// from [`HELLO_OPTIONS`], in random order.
+fn raw_hello(r: &mut Rng) -> Vec<u8> {
+    let mut options = Vec::new();
+    for tag in [tag::ROLE, tag::CHECKSUM] {
+        if !r.one_in(8) {
+            options.push((tag | tag::CRITICAL, vec![r.below(2) as u8]));
+        }
+    }
+    for _ in 0..r.below(4) {
+        options.push(r.pick(HELLO_OPTIONS)(r));
+    }
+    let mut body = Vec::new();
+    while !options.is_empty() {
+        let (tag, value) = options.swap_remove(r.below(options.len()));
+        put_option(&mut body, tag, &value);
+    }
+    if r.one_in(8) {
+        body.extend(r.noise(5));
+    }
+    body
+}
+
+fn valid_verdict(r: &mut Rng) -> Message {
+    let status = r.pick(&[
+        VerdictStatus::Committed,
+        VerdictStatus::Mismatch,
+        VerdictStatus::Failed,
+        VerdictStatus::Skipped,
+    ]);
+    Message::Verdict(Verdict {
+        status,
+        digest: digest(r),
+        message: text(r, 1024),
+    })
+}
+
+/// A path of exactly `len` bytes (len >= 1) with random component lengths,
+/// valid unless `len` is over the limit.
+fn path_of_len(r: &mut Rng, len: usize) -> Vec<u8> {
+    let mut p = Vec::with_capacity(len);
+    while p.len() < len {
+        if !p.is_empty() {
+            p.push(b'/');
+        }
+        let room = len - p.len();
+        // Leave room for at least "/x" when the path goes on.
+        let n = if room <= 255 {
+            room
+        } else {
+            r.range(1, 255).min(room - 2)
+        };
+        let start = p.len();
+        p.extend((0..n).map(|_| r.pick(b"abc.-_ \n\xff\xc3")));
+        if matches!(&p[start..], b"." | b"..") {
+            p[start] = b'a';
+        }
+    }
+    p
+}
+
+fn valid_path(r: &mut Rng) -> Vec<u8> {
+    let len = r.pick(&[1, 2, 3, 8, 20, 100, 255, 256, 4095, 4096]);
+    path_of_len(r, len)
+}
+
+/// Path bytes that are often one rule away from valid.
+fn raw_path(r: &mut Rng) -> Vec<u8> {
+    if r.one_in(8) {
+        let len = r.pick(&[4095, 4096, 4097]);
+        return path_of_len(r, len);
+    }
+    let mut p = Vec::new();
+    if r.one_in(16) {
+        p.push(b'/');
+    }
+    for i in 0..r.range(1, 4) {
+        if i > 0 {
+            p.extend_from_slice(if r.one_in(16) { b"//" } else { b"/" });
+        }
+        match r.below(32) {
+            0 => p.push(b'.'),
+            1 => p.extend_from_slice(b".."),
+            2 => {}
+            3 => p.extend(vec![b'n'; r.pick(&[254, 255, 256])]),
+            4 => p.extend_from_slice(b"a\0b"),
+            _ => p.extend((0..r.range(1, 8)).map(|_| r.pick(b"abc.-_ \n\xff"))),
+        }
+    }
+    if r.one_in(16) {
+        p.push(b'/');
+    }
+    p
+}
+
+pub(super) fn valid_entry(r: &mut Rng) -> Message {
+    let kind = match r.below(4) {
+        0 => EntryKind::File,
+        1 => EntryKind::Directory,
+        2 => {
+            let len = r.pick(&[1, 5, 60, 4095]);
+            EntryKind::Symlink(LinkText::new(&(0..len).map(|_| r.pick(b"/.ab\xff\n")).collect::<Vec<_>>()).unwrap())
+        }
+        _ => EntryKind::HardLink(RelPath::new(&valid_path(r)).unwrap()),
+    };
+    let file = kind == EntryKind::File;
+    let size = u64_value(r) & (i64::MAX as u64);
+    let payload = match r.below(3) {
+        _ if !file => Payload::None,
+        0 => Payload::Sized(size),
+        1 => Payload::Sparse(size),
+        _ => Payload::Stream,
+    };
+    Message::Entry(Entry {
+        path: RelPath::new(&valid_path(r)).unwrap(),
+        payload,
+        mode: r.one_in(2).then(|| r.next() as u32 & 0o7777),
+        mtime: r.one_in(2).then(|| Mtime {
+            seconds: r.next() as i64,
+            nanos: r.pick(&[0, 999_999_999, 12_345]),
+        }),
+        linked: file && r.one_in(2),
+        kind,
+    })
+}
+
+/// A u16 length field, usually the length of what follows.
+fn length_field(r: &mut Rng, actual: usize) -> [u8; 2] {
+    if r.one_in(16) {
+        r.pick(U16S).to_be_bytes()
+    } else {
+        (actual as u16).to_be_bytes()
+    }
+}
+
+/// Each field is usually valid for the kind and sometimes not.
+fn raw_entry(r: &mut Rng) -> Vec<u8> {
+    let kind = r.pick(&[1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 0, 5, 255]);
+    let flags = match r.below(8) {
+        0 => r.next() as u8,
+        1 => r.next() as u8 & 0x1f,
+        _ if kind == 1 => [0, 1, 9][r.below(3)] | (r.next() as u8 & 0x16),
+        _ => r.next() as u8 & 0x06,
+    };
+    let size = if r.one_in(8) {
+        u64_value(r)
+    } else {
+        u64_value(r) & i64::MAX as u64
+    };
+    let nanos = if r.one_in(8) {
+        r.pick(&[1_000_000_000, u32::MAX])
+    } else {
+        r.below(1_000_000_000) as u32
+    };
+    let mut b = vec![kind, flags];
+    b.extend((r.next() as u32).to_be_bytes());
+    b.extend(size.to_be_bytes());
+    b.extend(r.next().to_be_bytes());
+    b.extend(nanos.to_be_bytes());
+    let path = raw_path(r);
+    b.extend(length_field(r, path.len()));
+    b.extend(&path);
+    let target = match kind {
+        3 => {
+            let n = r.pick(&[0, 1, 10, 10, 10, 4095, 4096]);
+            let mut t: Vec<u8> = r.fill(n).iter().map(|&c| if c == 0 { b'x' } else { c }).collect();
+            if n > 0 && r.one_in(8) {
+                let i = r.below(n);
+                t[i] = 0;
+            }
+            t
+        }
+        4 => raw_path(r),
+        _ if r.one_in(8) => b"t".to_vec(),
+        _ => vec![],
+    };
+    b.extend(length_field(r, target.len()));
+    b.extend(&target);
+    if r.one_in(8) {
+        b.extend(r.noise(20));
+    }
+    b
+}
+
+pub(super) fn encode(m: &Message) -> Vec<u8> {
+    let mut frame = Vec::new();
+    m.encode(&mut frame);
+    frame
+}
+
+/// A valid frame of a random type; DATA comes with its (short) payload.
+pub(super) fn valid_frame(r: &mut Rng) -> Vec<u8> {
+    match (r.pick(KINDS).valid)(r) {
+        Message::Data(_) => {
+            let n = if r.one_in(4) {
+                r.range(1, READ_BUFFER + 5000)
+            } else {
+                r.range(1, 64)
+            };
+            [&encode(&Message::Data(n as u32))[..], &r.fill(n)].concat()
+        }
+        m => encode(&m),
+    }
+}
