@@ -4,6 +4,7 @@
 use super::super::cursor::put_option;
 use super::super::*;
 use super::Rng;
+use super::spec::SPEC_OPTIONS;
 use crate::frames::READ_BUFFER;
 
 /// Everything the generators know about one frame type: a valid message
@@ -55,9 +56,48 @@ pub(super) const HELLO_OPTIONS: &[OptionGenerator] = &[
             if r.one_in(4) { r.noise(3) } else { vec![] },
         )
     },
-    |r| (r.range(5, 0x7fff) as u16, r.noise(16)),
-    |r| (r.range(5, 0x7fff) as u16 | tag::CRITICAL, r.noise(16)),
+    |r| (tag::AUTH | r.pick(&[tag::CRITICAL, tag::CRITICAL, 0]), auth_value(r)),
+    |r| (tag::IDLE_TIMEOUT | r.pick(&[0, 0, tag::CRITICAL]), idle_value(r)),
+    |r| (unknown_tag(r), r.noise(16)),
+    |r| (unknown_tag(r) | tag::CRITICAL, r.noise(16)),
 ];
+
+/// An option tag the spec does not define.
+fn unknown_tag(r: &mut Rng) -> u16 {
+    loop {
+        let tag = r.range(1, 0x7fff) as u16;
+        if !SPEC_OPTIONS.contains(&tag) {
+            return tag;
+        }
+    }
+}
+
+/// The AUTH option: mostly method 1 and a 32-byte nonce, sometimes another
+/// method, a nonce one byte off, or nothing.
+fn auth_value(r: &mut Rng) -> Vec<u8> {
+    let method = if r.one_in(4) { r.pick(&[0, 2, 255]) } else { 1 };
+    let n = if r.one_in(4) { r.pick(&[0, 31, 33, 64]) } else { 32 };
+    match r.one_in(16) {
+        true => vec![],
+        false => [vec![method], r.fill(n)].concat(),
+    }
+}
+
+/// The IDLE_TIMEOUT option: mostly a u32 at and around its limits,
+/// sometimes 0 or of the wrong length.
+fn idle_value(r: &mut Rng) -> Vec<u8> {
+    if r.one_in(8) {
+        let n = r.pick(&[0, 1, 3, 5, 8]);
+        return r.fill(n);
+    }
+    let any = r.next() as u32;
+    r.pick(&[0u32, 1, 2, 60, 3600, u32::MAX, any]).to_be_bytes().to_vec()
+}
+
+fn idle_timeout(r: &mut Rng) -> u32 {
+    let any = r.next() as u32;
+    r.pick(&[1, 2, 60, 3600, u32::MAX, any.max(1)])
+}
 
 /// Mostly one byte `0..=max` (one past the largest valid value when max is
 /// the largest + 1), sometimes none or two.
@@ -167,8 +207,8 @@ pub(super) fn valid_hello(r: &mut Rng) -> Message {
         checksum: r.pick(&[Algorithm::None, Algorithm::Sha256]),
         software: text(r, 64),
         no_clobber: r.one_in(2),
-        auth: None,
-        idle_timeout: None,
+        auth: r.one_in(2).then(|| r.fill(NONCE_LEN).try_into().unwrap()),
+        idle_timeout: r.one_in(2).then(|| idle_timeout(r)),
     })
 }
 

@@ -33,7 +33,7 @@ use super::cursor::put_option;
 use super::*;
 use generators::{HELLO_OPTIONS, KINDS, encode, valid_entry, valid_frame, valid_hello};
 use mutate::{edit_entry_field, fix_frame_len, mutate};
-use spec::{End, SPEC_OPTIONS, decode_frames, entry_field, link_text_ok, path_ok, spec_limits};
+use spec::{End, SPEC_OPTIONS, decode_frames, entry_field, header_allowed, link_text_ok, path_ok, spec_limits};
 
 mod generators;
 mod mutate;
@@ -164,6 +164,81 @@ fn every_frame_type_and_option_has_generators_and_a_spec_limit() {
             "HELLO option {tag} has no generator in HELLO_OPTIONS"
         );
     }
+    // The options the decoder understands, found by probing every tag:
+    // an unknown optional option is ignored, a known one changes the
+    // HELLO or is refused for some value.
+    let mut base = Vec::new();
+    put_option(&mut base, tag::ROLE | tag::CRITICAL, &[0]);
+    put_option(&mut base, tag::CHECKSUM | tag::CRITICAL, &[0]);
+    let plain = decode_hello(&mut cursor::Reader::new(&base));
+    let probes: [&[u8]; 4] = [&[], &[0xff; 3], &[1; 33], &[0, 0, 0, 1]];
+    let understood: Vec<u16> = (1..0x8000)
+        .filter(|&tag| {
+            probes.iter().any(|value| {
+                let mut body = base.clone();
+                put_option(&mut body, tag, value);
+                decode_hello(&mut cursor::Reader::new(&body)) != plain
+            })
+        })
+        .collect();
+    assert_eq!(
+        understood, SPEC_OPTIONS,
+        "the decoder understands options that SPEC_OPTIONS does not list, or the reverse"
+    );
+}
+
+/// The options and frames of version 3, at and around their rules: AUTH
+/// is method 1 and a 32-byte nonce, IDLE_TIMEOUT a non-zero u32, an AUTH
+/// frame's body a 32-byte proof, PING empty; other methods are refused.
+#[test]
+fn version_3_options_and_frames_follow_the_rules() {
+    let hello = |option: u16, value: &[u8]| {
+        let mut body = Vec::new();
+        put_option(&mut body, tag::ROLE | tag::CRITICAL, &[1]);
+        put_option(&mut body, tag::CHECKSUM | tag::CRITICAL, &[1]);
+        put_option(&mut body, option, value);
+        let mut frame = vec![FrameType::Hello as u8];
+        frame.extend((body.len() as u32).to_be_bytes());
+        frame.extend(body);
+        let (messages, end) = decode_frames(&frame);
+        assert_eq!(messages.len() == 1, end == End::Clean);
+        messages.into_iter().next()
+    };
+    for critical in [0, tag::CRITICAL] {
+        for method in [0u8, 1, 2, 3, 0x7f, 0x80, 255] {
+            for n in [0, 1, 16, 31, 32, 33, 64] {
+                let nonce: Vec<u8> = (0..n as u8).collect();
+                let got = hello(tag::AUTH | critical, &[&[method][..], &nonce].concat());
+                let ok = method == 1 && n == 32;
+                assert_eq!(got.is_some(), ok, "AUTH method {method} with a {n}-byte nonce");
+                if let Some(Message::Hello(h)) = got {
+                    assert_eq!(h.auth.map(Vec::from), Some(nonce));
+                }
+            }
+        }
+        assert!(hello(tag::AUTH | critical, &[]).is_none(), "empty AUTH option");
+        for value in [&[][..], &[0], &[0, 0, 1], &[0, 0, 0, 0, 1], &[0; 8]] {
+            assert!(
+                hello(tag::IDLE_TIMEOUT | critical, value).is_none(),
+                "IDLE_TIMEOUT {value:?}"
+            );
+        }
+        for seconds in [0, 1, 2, 300, u32::MAX] {
+            let got = hello(tag::IDLE_TIMEOUT | critical, &seconds.to_be_bytes());
+            assert_eq!(got.is_some(), seconds >= 1, "IDLE_TIMEOUT of {seconds} s");
+            if let Some(Message::Hello(h)) = got {
+                assert_eq!(h.idle_timeout, Some(seconds));
+            }
+        }
+    }
+    for (kind, ok_len) in [(FrameType::Auth, 32), (FrameType::Ping, 0)] {
+        for len in 0..=50u32 {
+            let mut frame = FrameHeader::encode(kind, len).to_vec();
+            frame.extend((0..len).map(|i| i as u8));
+            let (messages, end) = decode_frames(&frame);
+            assert_eq!(messages.len() == 1, len == ok_len, "{kind:?} of {len} bytes: {end:?}");
+        }
+    }
 }
 
 #[test]
@@ -184,6 +259,15 @@ fn frame_headers_are_checked_against_the_spec_limits() {
         ] {
             let l = len.to_be_bytes();
             decode_frames(&[b, l[0], l[1], l[2], l[3]]);
+            for len in [0, 15, 16, 17].map(|extra| len.saturating_add(extra)) {
+                let l = len.to_be_bytes();
+                let hdr = [b, l[0], l[1], l[2], l[3]];
+                assert_eq!(
+                    FrameHeader::decode_in(&hdr, true).is_ok(),
+                    header_allowed(b, len, true),
+                    "sealed header {hdr:?}"
+                );
+            }
         }
     }
     // A control frame of exactly the limit is read; one byte more is not.

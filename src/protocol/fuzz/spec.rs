@@ -6,7 +6,10 @@
 use super::super::*;
 
 /// Frame types and the body lengths their headers may announce, copied
-/// from the table in docs/PROTOCOL.md rather than from the decoder.
+/// from the table in docs/PROTOCOL.md rather than from the decoder. AUTH
+/// and PING are those of version 3 (a body of exactly 32 bytes, and
+/// empty). In a sealed session every limit but DATA's is 16 bytes higher
+/// for the tag, which the reader removes before decoding.
 pub(super) const SPEC_LIMITS: &[(u8, u32, u32)] = &[
     (1, 0, 65_536),     // HELLO
     (2, 0, 65_536),     // ENTRY
@@ -22,11 +25,132 @@ pub(super) const SPEC_LIMITS: &[(u8, u32, u32)] = &[
 ];
 
 /// HELLO option tags the spec defines (SOFTWARE, ROLE, CHECKSUM,
-/// NO_CLOBBER): a HELLO with any other critical option must be refused.
-pub(super) const SPEC_OPTIONS: &[u16] = &[1, 2, 3, 4];
+/// NO_CLOBBER, AUTH, IDLE_TIMEOUT): a HELLO with any other critical option
+/// must be refused.
+pub(super) const SPEC_OPTIONS: &[u16] = &[1, 2, 3, 4, 5, 6];
+
+/// What a HELLO body says by the rules, option by option. A field is
+/// `None` when its option is absent and `Some(None)` when it is repeated:
+/// the spec does not say which occurrence counts, so only that the body is
+/// accepted is checked then.
+#[derive(Debug, Default)]
+pub(super) struct SpecHello {
+    role: Option<Option<u8>>,
+    checksum: Option<Option<u8>>,
+    software: Option<Option<Vec<u8>>>,
+    no_clobber: bool,
+    auth: Option<Option<[u8; 32]>>,
+    idle_timeout: Option<Option<u32>>,
+}
+
+fn once<T>(field: &mut Option<Option<T>>, value: T) {
+    *field = Some(if field.is_none() { Some(value) } else { None });
+}
+
+/// The HELLO rules: a sequence of options (u16 tag, u16 length, value) to
+/// the end of the body. SOFTWARE is text (cut to 64 bytes); ROLE is one
+/// byte, 0 or 1; CHECKSUM one byte, 0 or 1; NO_CLOBBER empty; AUTH is 33
+/// bytes, method 1 (HMAC-SHA256; any other method is refused) and a
+/// 32-byte nonce; IDLE_TIMEOUT is a u32 of at least 1 second. An unknown
+/// option is ignored unless critical (bit 15); ROLE and CHECKSUM are
+/// required.
+pub(super) fn hello_rules(body: &[u8]) -> Result<SpecHello, String> {
+    let mut hello = SpecHello::default();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let Some((option, tail)) = rest.split_first_chunk::<4>() else {
+            return Err(format!("{} bytes after the last option", rest.len()));
+        };
+        let raw_tag = u16::from_be_bytes([option[0], option[1]]);
+        let len = usize::from(u16::from_be_bytes([option[2], option[3]]));
+        let Some((value, tail)) = tail.split_at_checked(len) else {
+            return Err(format!("option {raw_tag:#x} of {len} bytes runs past the body"));
+        };
+        rest = tail;
+        match (raw_tag & 0x7fff, value) {
+            (1, v) => once(&mut hello.software, v.to_vec()),
+            (2, [role @ (0 | 1)]) => once(&mut hello.role, *role),
+            (3, [id @ (0 | 1)]) => once(&mut hello.checksum, *id),
+            (4, []) => hello.no_clobber = true,
+            (5, [1, nonce @ ..]) if nonce.len() == 32 => once(&mut hello.auth, nonce.try_into().unwrap()),
+            (6, &[a, b, c, d]) if u32::from_be_bytes([a, b, c, d]) >= 1 => {
+                once(&mut hello.idle_timeout, u32::from_be_bytes([a, b, c, d]));
+            }
+            (tag, v) if SPEC_OPTIONS.contains(&tag) => return Err(format!("option {tag} with the value {v:?}")),
+            (tag, _) if raw_tag & 0x8000 != 0 => return Err(format!("unknown critical option {tag}")),
+            _ => {}
+        }
+    }
+    if hello.role.is_none() || hello.checksum.is_none() {
+        return Err("no ROLE or no CHECKSUM".into());
+    }
+    Ok(hello)
+}
+
+/// Whether the decoder must accept a body of exactly the announced length,
+/// for the types whose every rule the body shows; `None` for the others.
+fn body_rules(kind: FrameType, body: &[u8]) -> Option<Result<(), String>> {
+    let length = |n: usize| match body.len() == n {
+        true => Ok(()),
+        false => Err(format!("{kind:?} of {} bytes, not {n}", body.len())),
+    };
+    Some(match kind {
+        FrameType::Hello => hello_rules(body).map(|_| ()),
+        FrameType::Auth => length(32),
+        FrameType::Done | FrameType::Ping => length(0),
+        FrameType::Hole => length(8).and_then(|()| match body == [0; 8] {
+            true => Err("empty HOLE".into()),
+            false => Ok(()),
+        }),
+        _ => return None,
+    })
+}
+
+fn check_hello(h: &Hello, body: &[u8]) {
+    let rules = hello_rules(body).unwrap_or_else(|e| panic!("accepted a HELLO that breaks the rules: {e}"));
+    let role = h.role as u8;
+    let checksum = h.checksum.wire_id();
+    assert!(rules.role.unwrap().is_none_or(|r| r == role), "{h:?}");
+    assert!(rules.checksum.unwrap().is_none_or(|c| c == checksum), "{h:?}");
+    assert_eq!(h.no_clobber, rules.no_clobber);
+    assert!(h.software.len() <= 64, "SOFTWARE of {} bytes", h.software.len());
+    match rules.software {
+        None => assert!(h.software.is_empty()),
+        Some(None) => {}
+        Some(Some(value)) => {
+            let text = String::from_utf8_lossy(&value);
+            assert!(
+                text.starts_with(&h.software) && (text.len() > 64 || text == h.software),
+                "{h:?}"
+            );
+            assert!(
+                text.len() <= 64 || h.software.len() > 60,
+                "SOFTWARE cut too short: {h:?}"
+            );
+        }
+    }
+    match rules.auth {
+        None => assert_eq!(h.auth, None),
+        Some(nonce) => assert!(h.auth.is_some() && nonce.is_none_or(|n| h.auth == Some(n)), "{h:?}"),
+    }
+    match rules.idle_timeout {
+        None => assert_eq!(h.idle_timeout, None),
+        Some(t) => assert!(
+            h.idle_timeout.is_some() && t.is_none_or(|t| h.idle_timeout == Some(t)),
+            "{h:?}"
+        ),
+    }
+}
 
 pub(super) fn spec_limits(type_byte: u8) -> Option<(u32, u32)> {
     SPEC_LIMITS.iter().find(|l| l.0 == type_byte).map(|l| (l.1, l.2))
+}
+
+/// Whether a header may announce `len` bytes for this type, in an open or
+/// a sealed session.
+pub(super) fn header_allowed(type_byte: u8, len: u32, sealed: bool) -> bool {
+    let tag = if sealed && type_byte != 3 { 16 } else { 0 };
+    spec_limits(type_byte).is_some_and(|(lo, hi)| (lo..=hi + tag).contains(&len))
 }
 
 /// The path rules: 1..=4096 bytes; components separated by single `/`
@@ -74,17 +198,7 @@ fn check_accepted(m: &Message, body: &[u8]) {
         assert!(text.len() <= 1024, "decoded text of {} bytes", text.len());
     };
     match m {
-        Message::Hello(h) => {
-            assert!(h.software.len() <= 64, "SOFTWARE of {} bytes", h.software.len());
-            let mut rest = body;
-            while let Some((option, tail)) = rest.split_first_chunk::<4>() {
-                let tag = u16::from_be_bytes([option[0], option[1]]);
-                let critical_known = tag & 0x8000 == 0 || SPEC_OPTIONS.contains(&(tag & 0x7fff));
-                assert!(critical_known, "accepted the unknown critical option {tag:#x}");
-                rest = &tail[usize::from(u16::from_be_bytes([option[2], option[3]]))..];
-            }
-            assert!(rest.is_empty(), "{} bytes after the last HELLO option", rest.len());
-        }
+        Message::Hello(h) => check_hello(h, body),
         Message::Entry(e) => check_entry(e, body),
         Message::Data(n) => assert!((1..=16 << 20).contains(n)),
         Message::Hole(n) => assert!(*n >= 1 && body.len() == 8),
@@ -182,7 +296,7 @@ pub(super) fn decode_frames(mut rest: &[u8]) -> (Vec<Message>, End) {
             return (messages, End::Truncated);
         };
         let announced = u32::from_be_bytes([hdr[1], hdr[2], hdr[3], hdr[4]]);
-        let allowed = spec_limits(hdr[0]).is_some_and(|(lo, hi)| (lo..=hi).contains(&announced));
+        let allowed = header_allowed(hdr[0], announced, false);
         let header = match FrameHeader::decode(hdr) {
             Ok(h) => h,
             Err(e) => {
@@ -211,7 +325,15 @@ pub(super) fn decode_frames(mut rest: &[u8]) -> (Vec<Message>, End) {
         let Some((body, next)) = tail.split_at_checked(len) else {
             return (messages, End::Truncated);
         };
-        match Message::decode(header, body) {
+        let decoded = Message::decode(header, body);
+        if let Some(rules) = body_rules(header.kind, body) {
+            assert_eq!(
+                decoded.is_ok(),
+                rules.is_ok(),
+                "the decoder says {decoded:?}, the rules say {rules:?}"
+            );
+        }
+        match decoded {
             Ok(m) => {
                 check_accepted(&m, body);
                 messages.push(m);
