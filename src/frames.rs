@@ -210,8 +210,10 @@ impl FrameReader {
         if b.len() < FRAME_HEADER_LEN {
             return false;
         }
-        let len = u32::from_be_bytes([b[1], b[2], b[3], b[4]]) as usize;
-        b[0] == FrameType::Data as u8 || b.len() >= FRAME_HEADER_LEN + len
+        // The length is the peer's and not checked yet: compare it with
+        // what is buffered without adding to it.
+        let len = u32::from_be_bytes([b[1], b[2], b[3], b[4]]);
+        b[0] == FrameType::Data as u8 || usize::try_from(len).is_ok_and(|len| b.len() - FRAME_HEADER_LEN >= len)
     }
 
     /// Buffers exactly `n` payload bytes (n <= READ_BUFFER) for small files,
