@@ -281,6 +281,8 @@ pub(super) enum End {
     /// In the middle of a frame or a DATA payload.
     Truncated,
     Refused(ProtocolError),
+    /// A sealed frame whose tag does not check (sealed sessions only).
+    Forged,
 }
 
 /// Decodes frames one after another as a reader of `bytes` must, skipping

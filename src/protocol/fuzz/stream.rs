@@ -1,16 +1,19 @@
 //! Whole sessions written to a loopback socket in random pieces and read
-//! with [`FrameReader`] as zcp reads them.
+//! with [`FrameReader`] as zcp reads them: open sessions here, sealed ones
+//! in `sealed`.
 
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
+use super::super::auth::Opener;
 use super::super::*;
 use super::generators::valid_frame;
 use super::mutate::mutate;
 use super::spec::{End, decode_frames};
 use super::{Rng, run};
+use crate::error::Coded;
 use crate::frames::{FrameReader, READ_BUFFER};
 
 /// What reading `bytes` as a session must give: the preamble, then frames.
@@ -25,13 +28,19 @@ fn expected_session(bytes: &[u8]) -> (Vec<Message>, End) {
 }
 
 /// Reads a session with [`FrameReader`] as zcp does, choosing buffered or
-/// exact reads at random and taking DATA payloads from the buffer. The
-/// flag says whether the last read was exact (a clean close is then an
-/// early end).
-fn read_session(sock: TcpStream, r: &mut Rng) -> (Vec<Message>, End, bool) {
+/// exact reads at random and taking DATA payloads from the buffer: from
+/// the preamble on, or with `opener` a sealed session from its first
+/// sealed frame on. The flag says whether the last read was exact (a
+/// clean close is then an early end).
+fn read_session(sock: TcpStream, r: &mut Rng, opener: Option<Opener>) -> (Vec<Message>, End, bool) {
     let end = |e: anyhow::Error| {
         if let Some(p) = e.downcast_ref::<ProtocolError>() {
             End::Refused(p.clone())
+        } else if e
+            .downcast_ref::<Coded>()
+            .is_some_and(|c| c.code == crate::error::Code::Auth)
+        {
+            End::Forged
         } else if e
             .downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == io::ErrorKind::UnexpectedEof)
@@ -43,8 +52,13 @@ fn read_session(sock: TcpStream, r: &mut Rng) -> (Vec<Message>, End, bool) {
     };
     let mut reader = FrameReader::new(sock);
     let mut messages = Vec::new();
-    if let Err(e) = reader.read_preamble() {
-        return (messages, end(e), false);
+    match opener {
+        Some(opener) => reader.require_seals(opener),
+        None => {
+            if let Err(e) = reader.read_preamble() {
+                return (messages, end(e), false);
+            }
+        }
     }
     loop {
         let _ = reader.has_frame();
@@ -75,12 +89,10 @@ fn read_session(sock: TcpStream, r: &mut Rng) -> (Vec<Message>, End, bool) {
 /// 2,000 sessions (a preamble and up to eight frames, each possibly
 /// damaged) written in random pieces to a loopback socket and read with
 /// FrameReader: the messages and the way the stream ends must be those of
-/// decoding the same bytes in memory, and reading must end (the socket
-/// times out after 5 s, the whole read after 10 s).
+/// decoding the same bytes in memory, and reading must end.
 #[test]
 fn streams_through_frame_reader_match_decoding_in_memory() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     let generate = |r: &mut Rng| {
         let mut preamble = Preamble::ours().encode().to_vec();
         if r.one_in(8) {
@@ -102,40 +114,7 @@ fn streams_through_frame_reader_match_decoding_in_memory() {
     };
     run("streams", 0x5eed_0005, 2_000, generate, |bytes, r| {
         let (want_messages, want_end) = expected_session(bytes);
-        let mut writer = TcpStream::connect(addr).unwrap();
-        let (reader, _) = listener.accept().unwrap();
-        for sock in [&writer, &reader] {
-            sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            sock.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
-        }
-        writer.set_nodelay(true).unwrap();
-        let mut pieces = Vec::new();
-        let mut rest = bytes.to_vec();
-        while !rest.is_empty() {
-            let most = if r.one_in(2) { 8 } else { 70_000 };
-            let tail = rest.split_off(r.range(1, rest.len().min(most)));
-            pieces.push(std::mem::replace(&mut rest, tail));
-        }
-        let write = std::thread::spawn(move || {
-            // The reader may stop early and close: write errors are fine.
-            for piece in pieces {
-                if writer.write_all(&piece).is_err() {
-                    break;
-                }
-            }
-            let _ = writer.shutdown(Shutdown::Write);
-        });
-        // A watchdog, not just the socket timeout: a reader that spun on
-        // end of stream would never time out.
-        let (done, result) = mpsc::channel();
-        let mut reader_rng = Rng(r.next());
-        std::thread::spawn(move || done.send(read_session(reader, &mut reader_rng)));
-        let (messages, end, exact) = match result.recv_timeout(Duration::from_secs(10)) {
-            Ok(session) => session,
-            Err(RecvTimeoutError::Timeout) => panic!("reading the session did not end within 10 s"),
-            Err(RecvTimeoutError::Disconnected) => panic!("reading the session panicked"),
-        };
-        write.join().unwrap();
+        let (messages, end, exact) = through_socket(&listener, bytes, r, None);
         assert_eq!(messages, want_messages);
         let closed_on_exact_read = exact && want_end == End::Clean && end == End::Truncated;
         assert!(
@@ -143,4 +122,50 @@ fn streams_through_frame_reader_match_decoding_in_memory() {
             "stream ended with {end:?}, not {want_end:?}"
         );
     });
+}
+
+/// Writes `bytes` in random pieces to a fresh connection to `listener`
+/// and reads them with [`read_session`] (sealed with `opener`). Reading
+/// must end: the socket times out after 5 s, the whole read after 10 s.
+pub(super) fn through_socket(
+    listener: &TcpListener,
+    bytes: &[u8],
+    r: &mut Rng,
+    opener: Option<Opener>,
+) -> (Vec<Message>, End, bool) {
+    let mut writer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (reader, _) = listener.accept().unwrap();
+    for sock in [&writer, &reader] {
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        sock.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    }
+    writer.set_nodelay(true).unwrap();
+    let mut pieces = Vec::new();
+    let mut rest = bytes.to_vec();
+    while !rest.is_empty() {
+        let most = if r.one_in(2) { 8 } else { 70_000 };
+        let tail = rest.split_off(r.range(1, rest.len().min(most)));
+        pieces.push(std::mem::replace(&mut rest, tail));
+    }
+    let write = std::thread::spawn(move || {
+        // The reader may stop early and close: write errors are fine.
+        for piece in pieces {
+            if writer.write_all(&piece).is_err() {
+                break;
+            }
+        }
+        let _ = writer.shutdown(Shutdown::Write);
+    });
+    // A watchdog, not just the socket timeout: a reader that spun on
+    // end of stream would never time out.
+    let (done, result) = mpsc::channel();
+    let mut reader_rng = Rng(r.next());
+    std::thread::spawn(move || done.send(read_session(reader, &mut reader_rng, opener)));
+    let (messages, end, exact) = match result.recv_timeout(Duration::from_secs(10)) {
+        Ok(session) => session,
+        Err(RecvTimeoutError::Timeout) => panic!("reading the session did not end within 10 s"),
+        Err(RecvTimeoutError::Disconnected) => panic!("reading the session panicked"),
+    };
+    write.join().unwrap();
+    (messages, end, exact)
 }
