@@ -25,7 +25,9 @@ use anyhow::{Context, Result};
 
 use crate::error::{self, Code, interrupted_io};
 use crate::protocol::auth::{Opener, Sealer};
-use crate::protocol::{FRAME_HEADER_LEN, FrameHeader, FrameType, Message, PREAMBLE_LEN, Preamble};
+use crate::protocol::{
+    FRAME_HEADER_LEN, FrameHeader, FrameType, MAX_CONTROL_LEN, Message, PREAMBLE_LEN, Preamble, TAG_LEN,
+};
 use crate::sys::{self, IoBuf, signals};
 
 /// An early end of stream, as an `UnexpectedEof` I/O error so callers can
@@ -34,8 +36,17 @@ fn closed(what: &str) -> anyhow::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, what.to_string()).into()
 }
 
-/// Size of the control read buffer.
+/// Size of the control read buffer: the most payload bytes a read asks
+/// for at once.
 pub const READ_BUFFER: usize = 64 * 1024;
+
+/// What the buffer holds: a whole control frame body is read into it, and
+/// in a sealed session the largest is 64 KiB and its tag, a little more
+/// than READ_BUFFER.
+const CAPACITY: usize = {
+    let sealed = MAX_CONTROL_LEN as usize + TAG_LEN;
+    if sealed > READ_BUFFER { sealed } else { READ_BUFFER }
+};
 
 /// Retries an I/O step on EINTR unless the process is being interrupted,
 /// and names a socket timeout for what it is.
@@ -74,7 +85,7 @@ impl FrameReader {
     pub fn new(sock: TcpStream) -> FrameReader {
         FrameReader {
             sock,
-            buf: IoBuf::new(READ_BUFFER),
+            buf: IoBuf::new(CAPACITY),
             start: 0,
             end: 0,
             opener: None,
@@ -105,7 +116,7 @@ impl FrameReader {
         self.buffered_len() as u64
     }
 
-    /// Makes sure `n` bytes (n <= READ_BUFFER) are buffered, reading as
+    /// Makes sure `n` bytes (n <= CAPACITY) are buffered, reading as
     /// much as the socket has (or, with `exact`, no more than needed).
     /// Returns false on a clean end of stream before any of them arrived.
     fn want(&mut self, n: usize, exact: bool) -> Result<bool> {

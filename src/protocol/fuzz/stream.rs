@@ -7,10 +7,10 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-use super::super::auth::Opener;
+use super::super::auth::{Agreement, Opener};
 use super::super::*;
-use super::generators::valid_frame;
-use super::mutate::mutate;
+use super::generators::{encode, valid_entry, valid_frame};
+use super::mutate::{fix_frame_len, mutate};
 use super::spec::{End, decode_frames};
 use super::{Rng, run};
 use crate::error::Coded;
@@ -168,4 +168,26 @@ pub(super) fn through_socket(
     };
     write.join().unwrap();
     (messages, end, exact)
+}
+
+/// The largest frame a sealed session allows, a control frame of 64 KiB
+/// and its tag, is read whole, with buffered and with exact reads.
+#[test]
+fn the_largest_sealed_frame_is_read_whole() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let agreement = Agreement::new(b"key", [7; 32]);
+    let (mut sealer, _) = agreement.channel(Role::Sender);
+    let mut frame = encode(&valid_entry(&mut Rng::new(3, 0)));
+    frame.resize(FRAME_HEADER_LEN + MAX_CONTROL_LEN as usize, 0x5a); // reserved extension area
+    fix_frame_len(&mut frame);
+    let (hdr, body) = frame.split_first_chunk::<FRAME_HEADER_LEN>().unwrap();
+    let entry = Message::decode(FrameHeader::decode(hdr).unwrap(), body).unwrap();
+    sealer.seal(&mut frame, 0);
+    assert_eq!(frame.len(), FRAME_HEADER_LEN + MAX_CONTROL_LEN as usize + TAG_LEN);
+    for case in 0..8 {
+        let (_, opener) = agreement.channel(Role::Receiver);
+        let (messages, end, exact) = through_socket(&listener, &frame, &mut Rng::new(3, case), Some(opener));
+        assert_eq!(messages, std::slice::from_ref(&entry));
+        assert!(end == End::Clean || exact && end == End::Truncated, "{end:?}");
+    }
 }
