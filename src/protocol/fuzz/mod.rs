@@ -4,7 +4,8 @@
 //! error, never a panic or a hang. Every accepted message must satisfy the
 //! limits and path rules of docs/PROTOCOL.md, checked here independently of
 //! the decoder's code, and re-encode to a frame that decodes to the same
-//! message.
+//! message. Sealed sessions (after authentication) must open to the
+//! messages sealed, in order, and refuse any damage to a sealed frame.
 //!
 //! Deterministic: case `n` of a test draws from a PRNG seeded with the
 //! test's seed and `n`. A failing case prints both and its input in hex;
@@ -21,10 +22,15 @@
 //! - `spec`: the rules from docs/PROTOCOL.md and a reference reader
 //! - `mutate`: ways to damage a frame
 //! - `stream`: sessions through [`FrameReader`] over a loopback socket
+//! - `sealed`: sealed sessions, intact and damaged, against an oracle
 //! - here: the driver and the tests of single frames and preambles
 //!
 //! Cases per run: 50,000 random frames, 50,000 mutated frames, 20,000 path
-//! edits, 20,000 preambles and 2,000 streams over a socket.
+//! edits, 20,000 preambles, 2,000 streams over a socket, 2,000 intact and
+//! 10,000 damaged sealed sessions in memory and 1,000 sealed sessions over
+//! a socket.
+//!
+//! [`FrameReader`]: crate::frames::FrameReader
 #![allow(clippy::unwrap_used)]
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -37,6 +43,7 @@ use spec::{End, SPEC_OPTIONS, decode_frames, entry_field, header_allowed, link_t
 
 mod generators;
 mod mutate;
+mod sealed;
 mod spec;
 mod stream;
 
