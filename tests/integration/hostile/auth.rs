@@ -1,8 +1,9 @@
 //! Authentication on (the default: every zcp here has ZCP_KEY=TEST_KEY),
 //! against the real binary: fake senders that do not know the key or
-//! break the AUTH exchange (here), and that tamper with sealed frames
-//! after it (sealed.rs). The fake computes every proof and tag itself,
-//! from PROTOCOL.md (peer/auth.rs).
+//! break the AUTH exchange (here), that tamper with sealed frames after it
+//! (sealed.rs), and fake receivers that lie to a real sender
+//! (sender.rs). The fake computes every proof and tag itself, from
+//! PROTOCOL.md (peer/auth.rs).
 //!
 //! A receiver that refuses during the handshake has revealed nothing
 //! (no AUTH of its own) and written nothing: it warns and keeps
@@ -14,6 +15,7 @@ use std::time::Duration;
 use super::*;
 
 mod sealed;
+mod sender;
 
 /// The key every zcp process in the tests holds (ZCP_KEY).
 const KEY: &[u8] = TEST_KEY.as_bytes();

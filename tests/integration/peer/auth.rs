@@ -220,6 +220,12 @@ impl Sealed {
         Sealed { p, keys, out, inn }
     }
 
+    /// For the receiver's end of a session with `keys`.
+    pub fn receiver(p: Peer, keys: Keys) -> Sealed {
+        let (out, inn) = (Sealer::new(keys.to_sender), Opener::new(keys.to_receiver));
+        Sealed { p, keys, out, inn }
+    }
+
     /// Seals `frame` as the next one and sends it (DATA goes as it is).
     pub fn send(&mut self, frame: &[u8]) {
         let sealed = self.out.seal(frame);
@@ -302,6 +308,51 @@ impl Peer {
     /// [`Peer::auth_sender_with`] with the standard HELLO and a fresh nonce.
     pub fn auth_sender(addr: &str, key: &[u8]) -> Sealed {
         Peer::auth_sender_with(addr, key, &hello_auth(ROLE_SENDER, SHA256, &nonce()))
+    }
+}
+
+/// The sender's half of the handshake as a fake receiver saw it.
+pub struct SenderHello {
+    pub p: Peer,
+    pub body: Vec<u8>,
+    pub options: Vec<(u16, Vec<u8>)>,
+}
+
+impl FakeReceiver {
+    /// Accepts the sender, sends our preamble, and reads its preamble and
+    /// HELLO (ROLE sender, CHECKSUM sha256); nothing more is said.
+    pub fn accept_hello(&self) -> SenderHello {
+        let mut p = self.accept_raw();
+        p.send(&our_preamble());
+        assert_eq!(p.read_exact_vec(8), our_preamble(), "sender preamble");
+        let body = p.expect_frame(HELLO);
+        let options = parse_hello(&body);
+        assert!(options.contains(&(TAG_ROLE, vec![ROLE_SENDER])), "ROLE: {options:?}");
+        assert!(options.contains(&(TAG_CHECKSUM, vec![SHA256])), "CHECKSUM: {options:?}");
+        assert!(
+            !options.iter().any(|(tag, _)| tag & 0x7fff == TAG_IDLE_TIMEOUT),
+            "IDLE_TIMEOUT is the receiver's: {options:?}"
+        );
+        SenderHello { p, body, options }
+    }
+
+    /// The receiver's handshake with `key`: answers with an AUTH HELLO,
+    /// checks the sender's proof and answers it with `proof` (given the
+    /// right keys), then returns the sealed session.
+    pub fn accept_auth_proving(&self, key: &[u8], proof: impl FnOnce(&Keys) -> Vec<u8>) -> Sealed {
+        let SenderHello { mut p, body, options } = self.accept_hello();
+        auth_nonce(&options);
+        let ours = hello_auth(ROLE_RECEIVER, SHA256, &nonce());
+        p.send(&ours);
+        let keys = Keys::derive(key, &transcript(&our_preamble(), &our_preamble(), &body, &ours[5..]));
+        assert_eq!(p.expect_frame(AUTH), keys.sender_proof, "the sender's proof");
+        p.send(&frame(AUTH, &proof(&keys)));
+        Sealed::receiver(p, keys)
+    }
+
+    /// [`FakeReceiver::accept_auth_proving`] with the right proof.
+    pub fn accept_auth(&self, key: &[u8]) -> Sealed {
+        self.accept_auth_proving(key, |k| k.receiver_proof.to_vec())
     }
 }
 
