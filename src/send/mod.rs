@@ -143,6 +143,8 @@ pub fn run(args: SendArgs) -> Result<Code> {
                     let reason = error::coded(Code::from_peer_error(e.code), receiver_said(&e.message));
                     return Err(reason.context(what));
                 }
+                // A forged frame is why the connection was shut down.
+                Some(Reply::Broken(e)) if replies::forged(&e) => return Err(e.context(what)),
                 _ => return Err(local),
             }
         }
@@ -287,9 +289,12 @@ impl Session {
             }
         }
         // The session ends with the receiver's DONE. Its absence is harmless
-        // now, but a verdict where DONE belongs means the pairing was off.
+        // now, but a verdict where DONE belongs means the pairing was off,
+        // and a DONE that fails authentication means someone on the path
+        // is writing to us.
         match self.replies.next(Some(REASON_GRACE)) {
             Some(reply @ (Reply::Verdict(_) | Reply::Error(_))) => self.reply(reply),
+            Some(Reply::Broken(e)) if replies::forged(&e) => self.reply(Reply::Broken(e)),
             _ => Ok(()),
         }
     }
@@ -313,7 +318,7 @@ impl Session {
                 Err(error::coded(Code::from_peer_error(e.code), receiver_said(&e.message))).context(what)
             }
             Reply::Closed => bail!("{what}: the receiver closed the connection without a verdict"),
-            Reply::Broken(why) => bail!("{what}: {why}"),
+            Reply::Broken(why) => Err(why.context(what)),
             Reply::Done if self.pending.is_empty() => Ok(()),
             Reply::Done => bail!("{what}: the receiver ended the session without a verdict"),
         }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use crate::error::{self, Code};
 use crate::frames::FrameReader;
 use crate::protocol::{Message, Verdict, WireError};
 use crate::sys::signals;
@@ -24,8 +25,16 @@ pub enum Reply {
     Error(WireError),
     /// The receiver closed the connection.
     Closed,
-    /// Reading failed or the receiver broke the protocol.
-    Broken(String),
+    /// Reading failed or the receiver broke the protocol (a frame that
+    /// fails authentication keeps its exit status, 5).
+    Broken(anyhow::Error),
+}
+
+/// Whether a [`Reply::Broken`] is a frame that failed authentication:
+/// something on the path altered the connection. Unlike a connection that
+/// merely broke, that is never overlooked.
+pub fn forged(e: &anyhow::Error) -> bool {
+    error::exit_code(e) == Code::Auth
 }
 
 pub struct Replies {
@@ -44,12 +53,12 @@ impl Replies {
                     Ok(Some(Message::Verdict(v))) => Reply::Verdict(v),
                     Ok(Some(Message::Done)) => Reply::Done,
                     Ok(Some(Message::Error(e))) => Reply::Error(e),
-                    Ok(Some(other)) => Reply::Broken(format!(
+                    Ok(Some(other)) => Reply::Broken(anyhow::anyhow!(
                         "the receiver sent an unexpected {:?} message",
                         other.frame_type()
                     )),
                     Ok(None) => Reply::Closed,
-                    Err(e) => Reply::Broken(format!("{e:#}")),
+                    Err(e) => Reply::Broken(e),
                 };
                 let last = !matches!(reply, Reply::Verdict(_));
                 if matches!(reply, Reply::Error(_) | Reply::Broken(_)) {

@@ -6,6 +6,9 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
+mod auth;
+pub use auth::*;
+
 pub const MAGIC: [u8; 4] = [0x89, b'Z', b'C', b'P'];
 pub const HELLO: u8 = 1;
 pub const ENTRY: u8 = 2;

@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use crate::env::*;
 use crate::peer::*;
 
+mod auth;
 mod fake_receiver;
 mod handshake;
 mod landing;
