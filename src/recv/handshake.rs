@@ -92,7 +92,10 @@ impl Session {
                 Message::Auth(_) => {
                     return Err(error::coded(
                         Code::Auth,
-                        format!("authentication failed: the sender's key is not {}", key.origin),
+                        format!(
+                            "authentication failed: the sender's key is not {} (or the handshake was altered on the way)",
+                            key.origin
+                        ),
                     ));
                 }
                 Message::Error(e) => return Err(sender_error(&e)),

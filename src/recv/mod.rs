@@ -178,12 +178,12 @@ impl Session {
         }
         self.close_dirs(closed)?;
         self.settle()?;
-        self.encoder.push(&Message::Done, &mut self.queued);
-        self.flush()?;
-        self.reporter.finish();
         if self.totals.entries == 0 {
             bail!("the sender ended the session without sending a file");
         }
+        self.encoder.push(&Message::Done, &mut self.queued);
+        self.flush()?;
+        self.reporter.finish();
         Ok(self.totals.code())
     }
 

@@ -216,8 +216,8 @@ fn a_sealed_trailer_with_the_digest_of_other_bytes_fails_integrity() {
 
 #[test]
 fn a_sealed_done_before_any_entry_ends_an_empty_session() {
-    // The receiver closes the session properly (DONE) and then says why it
-    // counts as a failure: both frames sealed, in its own sequence.
+    // The receiver says why an empty session is a failure, in a sealed
+    // ERROR instead of DONE (a sender stops reading at DONE).
     let env = TestEnv::new();
     let mut replies = Vec::new();
     let out = sealed_session(&env, |s| {
@@ -227,8 +227,8 @@ fn a_sealed_done_before_any_entry_ends_an_empty_session() {
         }
     });
     let kinds: Vec<u8> = replies.iter().map(|(k, _)| *k).collect();
-    assert_eq!(kinds, [DONE, ERROR], "{replies:?}");
-    let (code, text) = parse_error(&replies[1].1);
+    assert_eq!(kinds, [ERROR], "{replies:?}");
+    let (code, text) = parse_error(&replies[0].1);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("without sending a file"), "{text}");
     assert_failed(&out, 1, &["receiving from 127.0.0.1:", "without sending a file"]);
