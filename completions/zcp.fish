@@ -34,7 +34,7 @@ complete -c zcp -n "__fish_zcp_using_subcommand send" -l name -d 'Name the recei
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l checksum -d 'Verification of the payload; both ends must use the same value. `none` is for trusted links: nothing is compared and the summary says "unverified"' -r -f -a "sha256\t'SHA-256, computed on both ends and compared before commit'
 none\t'No verification (trusted links only); summaries say "unverified"'"
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l timeout -d 'Seconds within which the whole handshake (authentication included) must be done, counted from the connection, so a silent, slow or wrong peer cannot hold zcp' -r
-complete -c zcp -n "__fish_zcp_using_subcommand send" -l key-file -d 'Read the shared key from FILE (its bytes, without a final newline) instead of the ZCP_KEY environment variable. FILE must not be readable by everyone' -r -F
+complete -c zcp -n "__fish_zcp_using_subcommand send" -l key-file -d 'Read the shared key from FILE (its bytes, without a final newline) instead of the ZCP_KEY environment variable. FILE must be yours and readable by you alone (mode 600 or 400)' -r -F
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s r -l recursive -d 'Send directories and everything in them'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s L -l dereference -d 'Follow symbolic links found inside directories and send what they point to (links named on the command line are always followed)'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s n -l no-clobber -d 'Ask the receiver not to replace anything that already exists there'
@@ -49,7 +49,7 @@ complete -c zcp -n "__fish_zcp_using_subcommand recv" -l idle-timeout -d 'Second
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l checksum -d 'Verification of the payload; both ends must use the same value. `none` is for trusted links: nothing is compared and the summary says "unverified"' -r -f -a "sha256\t'SHA-256, computed on both ends and compared before commit'
 none\t'No verification (trusted links only); summaries say "unverified"'"
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l timeout -d 'Seconds within which the whole handshake (authentication included) must be done, counted from the connection, so a silent, slow or wrong peer cannot hold zcp' -r
-complete -c zcp -n "__fish_zcp_using_subcommand recv" -l key-file -d 'Read the shared key from FILE (its bytes, without a final newline) instead of the ZCP_KEY environment variable. FILE must not be readable by everyone' -r -F
+complete -c zcp -n "__fish_zcp_using_subcommand recv" -l key-file -d 'Read the shared key from FILE (its bytes, without a final newline) instead of the ZCP_KEY environment variable. FILE must be yours and readable by you alone (mode 600 or 400)' -r -F
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l fsync -d 'Flush each file and its directory to disk before reporting success'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s n -l no-clobber -d 'Never replace an existing file, link or directory entry in DEST: such entries are skipped (their bytes are still read off the connection) and reported; existing directories are still entered'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s k -l keep-open -d 'Keep listening after a transfer and serve several senders at once (each transfer is reported on its own; stop with Ctrl-C)'

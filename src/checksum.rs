@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
@@ -160,6 +161,8 @@ pub struct FileHasher {
     frontier: Option<Sender<u64>>,
     cancel: Arc<AtomicBool>,
     worker: Option<JoinHandle<io::Result<Hashed>>>,
+    /// Disconnects when the worker ends, so waiting for it can time out.
+    ended: Option<mpsc::Receiver<()>>,
 }
 
 impl FileHasher {
@@ -173,15 +176,21 @@ impl FileHasher {
                 frontier: None,
                 cancel,
                 worker: None,
+                ended: None,
             });
         }
         let (tx, rx) = mpsc::channel();
+        let (alive, ended) = mpsc::channel::<()>();
         let stop = Arc::clone(&cancel);
-        let worker = signals::spawn_worker("zcp-hash", move || hash_file_behind(file, algorithm, start, &rx, &stop))?;
+        let worker = signals::spawn_worker("zcp-hash", move || {
+            let _alive = alive;
+            hash_file_behind(file, algorithm, start, &rx, &stop)
+        })?;
         Ok(FileHasher {
             frontier: Some(tx),
             cancel,
             worker: Some(worker),
+            ended: Some(ended),
         })
     }
 
@@ -190,6 +199,23 @@ impl FileHasher {
         if let Some(tx) = &self.frontier {
             let _ = tx.send(end);
         }
+    }
+
+    /// Like [`finish`](Self::finish), calling `idle` whenever `every`
+    /// passes while the worker is still behind (the sender keeps the
+    /// receiver informed while its hash catches up).
+    pub fn finish_calling(
+        mut self,
+        every: Option<Duration>,
+        mut idle: impl FnMut() -> io::Result<()>,
+    ) -> io::Result<Hashed> {
+        self.frontier = None;
+        if let (Some(every), Some(ended)) = (every, &self.ended) {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = ended.recv_timeout(every) {
+                idle()?;
+            }
+        }
+        self.finish()
     }
 
     /// Waits for the worker to hash everything up to the last frontier.

@@ -112,8 +112,8 @@ pub struct CommonArgs {
 #[derive(Debug, Args)]
 pub struct AuthArgs {
     /// Read the shared key from FILE (its bytes, without a final newline)
-    /// instead of the ZCP_KEY environment variable. FILE must not be
-    /// readable by everyone
+    /// instead of the ZCP_KEY environment variable. FILE must be yours and
+    /// readable by you alone (mode 600 or 400)
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
 
@@ -306,11 +306,14 @@ fn one_line(rendered: &str) -> String {
     line
 }
 
-/// Parses a whole number of seconds, at least 1.
+/// The longest timeout accepted: a day.
+const MAX_SECONDS: u64 = 86_400;
+
+/// Parses a whole number of seconds, from 1 to a day.
 fn parse_seconds(s: &str) -> Result<u64, String> {
     match s.trim().parse::<u64>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err("expected a whole number of seconds, at least 1".into()),
+        Ok(n) if (1..=MAX_SECONDS).contains(&n) => Ok(n),
+        _ => Err(format!("expected a whole number of seconds from 1 to {MAX_SECONDS}")),
     }
 }
 

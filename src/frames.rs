@@ -79,6 +79,9 @@ pub struct FrameReader {
     opener: Option<Opener>,
     /// The body of the last HELLO read, for the transcript.
     hello_body: Vec<u8>,
+    /// When set, every read waits at most until then (a total deadline,
+    /// which a peer trickling bytes cannot stretch).
+    deadline: Option<std::time::Instant>,
 }
 
 impl FrameReader {
@@ -90,7 +93,18 @@ impl FrameReader {
             end: 0,
             opener: None,
             hello_body: Vec::new(),
+            deadline: None,
         }
+    }
+
+    /// Makes every read end by `deadline` (None: no limit, and the
+    /// socket's read timeout is cleared).
+    pub fn set_deadline(&mut self, deadline: Option<std::time::Instant>) -> io::Result<()> {
+        self.deadline = deadline;
+        if deadline.is_none() {
+            self.sock.set_read_timeout(None)?;
+        }
+        Ok(())
     }
 
     /// From now on every frame but DATA must carry a valid tag.
@@ -131,6 +145,13 @@ impl FrameReader {
         }
         while self.buffered_len() < n {
             // Room is guaranteed: start + n <= len and end < start + n.
+            if let Some(deadline) = self.deadline {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out waiting for the peer").into());
+                }
+                self.sock.set_read_timeout(Some(left))?;
+            }
             let fd = self.sock.as_fd();
             let limit = if exact { self.start + n } else { self.buf.len() };
             let got = retry(|| sys::read_fd(fd, &mut self.buf[self.end..limit]))?;

@@ -90,26 +90,42 @@ pub fn one_time() -> Result<Key> {
     })
 }
 
-/// Reads a key file: its bytes without one trailing newline. A file that
-/// anyone may read is refused, like ssh refuses such private keys.
+/// Reads a key file: its bytes without one trailing newline. Like ssh
+/// with private keys, zcp refuses a file that group or others may read, or
+/// that belongs to someone else (root's files excepted). The checks and the
+/// read use the same open file, so the file cannot be swapped between them.
 fn read_file(path: &Path) -> Result<Key> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
     let shown = display::path(path);
     let file = fs::File::open(path).with_context(|| format!("opening key file {shown}"))?;
     let meta = file.metadata().with_context(|| format!("reading key file {shown}"))?;
     if !meta.is_file() {
         return Err(usage(format!("key file {shown} is not a regular file")));
     }
-    if meta.permissions().mode() & 0o004 != 0 {
+    if meta.permissions().mode() & 0o077 != 0 {
         return Err(usage(format!(
-            "key file {shown} is readable by everyone: `chmod o-r {shown}` first"
+            "key file {shown} may be read by others (mode {:o}): `chmod 600 {shown}` first",
+            meta.permissions().mode() & 0o777
         )));
     }
-    if meta.len() > MAX_KEY_FILE {
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(usage(format!(
+            "key file {shown} belongs to user {}, not to this user ({me})",
+            meta.uid()
+        )));
+    }
+    let mut bytes = Vec::new();
+    (&file)
+        .take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading key file {shown}"))?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
         return Err(usage(format!(
             "key file {shown} is larger than {MAX_KEY_FILE} bytes; is it the right file?"
         )));
     }
-    let mut bytes = fs::read(path).with_context(|| format!("reading key file {shown}"))?;
     if bytes.ends_with(b"\n") {
         bytes.pop();
         if bytes.ends_with(b"\r") {

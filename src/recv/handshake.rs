@@ -37,12 +37,13 @@ impl Session {
             );
         }
         match (key, hello.auth.is_some()) {
-            (Some(key), false) => {
+            // These texts go to an unauthenticated peer: they say nothing
+            // about where this receiver's key comes from.
+            (Some(_), false) => {
                 return Err(error::coded(
                     Code::Auth,
                     format!(
-                        "authentication required: this receiver accepts only senders that know {} (set {} or --key-file on the sender); the sender runs with --no-auth",
-                        key.origin,
+                        "authentication required: this receiver accepts only senders that know its key (set {} or --key-file on the sender); the sender runs with --no-auth",
                         key::ENV
                     ),
                 ));
@@ -92,10 +93,7 @@ impl Session {
                 Message::Auth(_) => {
                     return Err(error::coded(
                         Code::Auth,
-                        format!(
-                            "authentication failed: the sender's key is not {} (or the handshake was altered on the way)",
-                            key.origin
-                        ),
+                        "authentication failed: the sender's key is not this receiver's (or the handshake was altered on the way)",
                     ));
                 }
                 Message::Error(e) => return Err(sender_error(&e)),

@@ -131,13 +131,39 @@ fn serve_one(listener: &TcpListener, setup: &Setup) -> Result<Code> {
         if signals::interrupted() {
             return Err(error::interrupted_io().into());
         }
-        let (sock, addr) = accepted.context("waiting for a sender")?;
+        let (sock, addr) = match accepted {
+            Ok(a) => a,
+            Err(e) if passing(&e) => {
+                eprintln!("zcp: warning: accepting a connection: {e:#}; still listening");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("waiting for a sender")),
+        };
         match connection(setup, sock, net::show_addr(addr), true) {
             Ending::Turned(err) if !signals::interrupted() => turned_away(&err),
             Ending::Turned(err) => return Err(err),
             Ending::Served(result) => return result,
         }
     }
+}
+
+/// Whether an accept error is about one connection or a passing shortage
+/// (descriptors, memory), not about the listener: worth trying again.
+fn passing(err: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    sys::errno_of(err).is_some_and(|e| {
+        matches!(
+            e,
+            Errno::EMFILE
+                | Errno::ENFILE
+                | Errno::ENOBUFS
+                | Errno::ENOMEM
+                | Errno::ECONNABORTED
+                | Errno::EPROTO
+                | Errno::EPERM
+        )
+    })
 }
 
 fn turned_away(err: &anyhow::Error) {
@@ -147,13 +173,69 @@ fn turned_away(err: &anyhow::Error) {
     );
 }
 
+/// The connections a keep-open receiver is serving: how many, and a handle
+/// on each socket so an interruption can end them.
+#[derive(Default)]
+struct Slots {
+    open: Mutex<HashMap<u64, TcpStream>>,
+    next: AtomicUsize,
+}
+
+/// One connection's place among the [`Slots`]; dropping it (also when its
+/// thread unwinds) gives the place back.
+struct Slot {
+    slots: Arc<Slots>,
+    id: u64,
+}
+
+impl Slots {
+    fn count(&self) -> usize {
+        self.open.lock().map_or(0, |m| m.len())
+    }
+
+    /// Takes a place for `sock`, unless `max` are taken.
+    fn claim(self: &Arc<Slots>, sock: &TcpStream, max: usize) -> Option<Slot> {
+        let mut open = self.open.lock().ok()?;
+        if open.len() >= max {
+            return None;
+        }
+        let id = self.next.fetch_add(1, Ordering::SeqCst) as u64;
+        open.insert(id, sock.try_clone().ok()?);
+        Some(Slot {
+            slots: Arc::clone(self),
+            id,
+        })
+    }
+
+    /// Shuts down `how` on every connection still served.
+    fn shut_all(&self, how: Shutdown) {
+        if let Ok(open) = self.open.lock() {
+            for sock in open.values() {
+                let _ = sock.shutdown(how);
+            }
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.slots.open.lock() {
+            open.remove(&self.id);
+        }
+    }
+}
+
+/// How long connections get to finish after an interruption ended their
+/// reads, before their writes are cut too (a sender that stopped reading
+/// would otherwise hold the receiver).
+const WIND_DOWN: Duration = Duration::from_secs(2);
+
 /// `--keep-open`: serves senders until SIGINT/SIGTERM, at most `max` at
 /// once; one more is told the receiver is busy.
 fn keep_open(listener: TcpListener, setup: Arc<Setup>, max: usize) -> Result<Code> {
-    let open: Arc<Mutex<HashMap<u64, TcpStream>>> = Arc::default();
-    let active = Arc::new(AtomicUsize::new(0));
-    let mut workers = Vec::new();
-    let mut next_id = 0u64;
+    let slots = Arc::new(Slots::default());
+    let mut workers: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    let mut busy_notes = BusyNotes::default();
     signals::wake_on_interrupt(listener.as_fd());
     loop {
         let accepted = net::accept(&listener);
@@ -170,27 +252,19 @@ fn keep_open(listener: TcpListener, setup: Arc<Setup>, max: usize) -> Result<Cod
                 continue;
             }
         };
-        workers.retain(|w: &std::thread::JoinHandle<()>| !w.is_finished());
+        workers.retain(|w| !w.is_finished());
         let peer = net::show_addr(addr);
-        if active.load(Ordering::SeqCst) >= max {
-            busy(&sock, &peer, max);
+        let Some(slot) = slots.claim(&sock, max) else {
+            busy(&sock, max);
+            busy_notes.note(&peer, max);
             continue;
-        }
-        let id = next_id;
-        next_id += 1;
-        if let (Ok(mut map), Ok(clone)) = (open.lock(), sock.try_clone()) {
-            map.insert(id, clone);
-        }
-        active.fetch_add(1, Ordering::SeqCst);
-        let (shared, registry, count) = (Arc::clone(&setup), Arc::clone(&open), Arc::clone(&active));
+        };
+        let shared = Arc::clone(&setup);
         let worker = signals::spawn_worker("zcp-conn", move || {
             let ending = connection(&shared, sock, peer, false);
             // The slot is free before the end is reported: a sender that
             // connects once it reads "still listening" is not turned away.
-            if let Ok(mut map) = registry.lock() {
-                map.remove(&id);
-            }
-            count.fetch_sub(1, Ordering::SeqCst);
+            drop(slot);
             match ending {
                 // Cut short by the interruption: no longer listening, and
                 // nothing was written.
@@ -204,31 +278,51 @@ fn keep_open(listener: TcpListener, setup: Arc<Setup>, max: usize) -> Result<Cod
         });
         match worker {
             Ok(w) => workers.push(w),
-            Err(e) => {
-                eprintln!("zcp: warning: cannot start a thread for {}: {e}", net::show_addr(addr));
-                active.fetch_sub(1, Ordering::SeqCst);
-                if let Ok(mut map) = open.lock() {
-                    map.remove(&id);
-                }
-            }
+            Err(e) => eprintln!("zcp: warning: cannot start a thread for {}: {e}", net::show_addr(addr)),
         }
     }
     signals::wake_nothing();
     // Interrupted: end every connection's reads; each session cleans up
-    // (staged files go) and tells its sender why.
-    if let Ok(map) = open.lock() {
-        for sock in map.values() {
-            let _ = sock.shutdown(Shutdown::Read);
-        }
+    // (staged files go) and tells its sender why. One stuck writing to a
+    // sender that stopped reading is cut off after WIND_DOWN.
+    slots.shut_all(Shutdown::Read);
+    let deadline = Instant::now() + WIND_DOWN;
+    while slots.count() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
     }
+    slots.shut_all(Shutdown::Both);
     for w in workers {
         let _ = w.join();
     }
     Err(error::interrupted_io().into())
 }
 
+/// Warnings about senders turned away for being over the limit: at most
+/// one a second, with how many there were, so a flood cannot flood the log.
+#[derive(Default)]
+struct BusyNotes {
+    last: Option<Instant>,
+    unsaid: u64,
+}
+
+impl BusyNotes {
+    fn note(&mut self, peer: &str, max: usize) {
+        self.unsaid += 1;
+        if self.last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        let more = match self.unsaid {
+            1 => String::new(),
+            n => format!(" (and {} more since the last such warning)", n - 1),
+        };
+        eprintln!("zcp: warning: turned away {peer}: already serving {max} connections (--max-connections){more}");
+        self.last = Some(Instant::now());
+        self.unsaid = 0;
+    }
+}
+
 /// Tells a sender over the limit why it is turned away.
-fn busy(sock: &TcpStream, peer: &str, max: usize) {
+fn busy(sock: &TcpStream, max: usize) {
     let mut out = Preamble::ours().encode().to_vec();
     Message::Error(WireError {
         code: Code::Failure as u8,
@@ -237,7 +331,6 @@ fn busy(sock: &TcpStream, peer: &str, max: usize) {
     .encode(&mut out);
     let _ = frames::write_all(sock.as_fd(), &out);
     let _ = sock.shutdown(Shutdown::Write);
-    eprintln!("zcp: warning: turned away {peer}: already serving {max} connections (--max-connections)");
 }
 
 /// Handshake, then the session, for one accepted connection. `wake`: let
@@ -267,6 +360,13 @@ fn connection(setup: &Setup, sock: TcpStream, peer: String, wake: bool) -> Endin
         }
         Ok(()) => {
             watchdog.session_started();
+            // A sender that stops reading cannot hold a verdict write
+            // forever either.
+            if let Err(e) = session.sock.set_write_timeout(Some(setup.idle_timeout)) {
+                session
+                    .reporter
+                    .detail(format_args!("no write timeout on the socket: {e}"));
+            }
             session.reporter.detail(format!("connection from {peer}"));
             let started = Instant::now();
             match session.serve(&watchdog) {

@@ -78,6 +78,8 @@ pub struct Session {
     /// Files sent as LINKED in this session, and whether each was
     /// committed: the only files a hard-link entry may name.
     pub link_targets: HashMap<RelPath, bool>,
+    /// A write to the sender failed: nothing more is written.
+    pub write_failed: bool,
     /// The receiver's own long operations, which the watchdog's idle
     /// timeout waits out.
     pub local: LocalWork,
@@ -137,6 +139,7 @@ impl Session {
             link_targets: HashMap::new(),
             link_target_bytes: 0,
             local: LocalWork::default(),
+            write_failed: false,
         };
         if let Destination::Directory { dir, .. } | Destination::File { dir, .. } = &session.dest {
             let staging = session.stager.staging(dir);
@@ -255,6 +258,9 @@ impl Session {
         }
         let result = frames::write_all(self.sock.as_fd(), &self.queued).context("sending verdicts");
         self.queued.clear();
+        // Part of a sealed frame may have gone out: anything written after
+        // it would be out of step, so nothing more is.
+        self.write_failed |= result.is_err();
         result
     }
 
@@ -319,6 +325,9 @@ impl Session {
         // with its place in the sequence, so none may be left out.
         let _ = self.take_placed(false);
         let _ = self.write_queued();
+        if self.write_failed {
+            return;
+        }
         let code = match error::exit_code(err) {
             code @ (Code::Integrity | Code::Auth) => code,
             _ => Code::Failure,

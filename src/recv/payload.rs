@@ -29,11 +29,15 @@ pub enum PayloadEnd {
 
 /// Reads the frame that ends a payload.
 pub fn read_end(reader: &mut FrameReader) -> Result<PayloadEnd> {
-    match reader.expect()? {
-        Message::Trailer(t) => Ok(PayloadEnd::Trailer(t)),
-        Message::Abort(m) => Ok(PayloadEnd::Aborted(m)),
-        Message::Error(e) => Err(super::sender_error(&e)),
-        other => bail!("protocol error: expected TRAILER, got {:?}", other.frame_type()),
+    loop {
+        return match reader.expect()? {
+            // The sender's hash is still catching up with what it sent.
+            Message::Ping => continue,
+            Message::Trailer(t) => Ok(PayloadEnd::Trailer(t)),
+            Message::Abort(m) => Ok(PayloadEnd::Aborted(m)),
+            Message::Error(e) => Err(super::sender_error(&e)),
+            other => bail!("protocol error: expected TRAILER, got {:?}", other.frame_type()),
+        };
     }
 }
 
@@ -61,8 +65,8 @@ fn read_payload(
         let msg = reader.expect_exact()?;
         let len = match msg {
             Message::Data(n) => u64::from(n),
-            // The sender's input is idle; it is still there.
-            Message::Ping if !sparse => continue,
+            // The sender's input is idle, or its hash is catching up.
+            Message::Ping => continue,
             Message::Hole(n) if sparse => n,
             Message::Trailer(t) if sparse && at != limit => {
                 let _ = t;

@@ -154,8 +154,11 @@ fn watch(shared: &Shared, sock: &TcpStream, handshake: Duration, idle: Duration,
         } else {
             let intake = sys::tcp_intake(sock.as_fd()).ok();
             let waiting = intake.is_some_and(|(_, unread)| unread > 0);
-            let moved = intake.map(|(received, _)| received) != last_intake.map(|(received, _)| received);
-            last_intake = intake;
+            // Without a byte count (old kernels) silence cannot be told
+            // apart from a sender the receiver keeps up with: never idle.
+            let received = intake.and_then(|(received, _)| received);
+            let moved = received.is_none() || received != last_intake;
+            last_intake = received;
             if waiting || moved || work.busy() {
                 quiet_since = now;
             }

@@ -266,8 +266,16 @@ impl Link<'_> {
             }
             Err(e) => return Err(to_receiver(e)),
         };
-        let (digest, aborted) = vouch(hasher.finish(), fingerprint, file, shown)?;
+        let (digest, aborted) = vouch(self.catch_up(hasher), fingerprint, file, shown)?;
         self.end(done, digest, report, aborted)
+    }
+
+    /// Waits for the hash of a payload already sent, which may lag behind
+    /// a fast link: the receiver, waiting for the TRAILER, hears PING
+    /// meanwhile, so its idle timeout only cuts off a sender that is gone.
+    fn catch_up(&mut self, hasher: FileHasher) -> io::Result<Hashed> {
+        let (sock, outbox) = (self.sock, &mut *self.outbox);
+        hasher.finish_calling(self.ping_every, || outbox.ping(sock).map_err(io::Error::other))
     }
 
     /// Writes `n` zero bytes: the rest of a raw payload whose source
@@ -295,7 +303,7 @@ impl Link<'_> {
             let why = Abort::Changed(fingerprint.ended(file, shown, at, len));
             return self.end(at, Digest::None, Report::default(), Some(why));
         }
-        let (digest, aborted) = vouch(hasher.finish(), fingerprint, file, shown)?;
+        let (digest, aborted) = vouch(self.catch_up(hasher), fingerprint, file, shown)?;
         self.end(len, digest, report, aborted)
     }
 

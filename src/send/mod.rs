@@ -101,9 +101,8 @@ pub fn run(args: SendArgs) -> Result<Code> {
     } else {
         reporter.detail(format_args!("connected to {peer} ({resolved})"));
     }
-    sock.set_read_timeout(Some(args.common.handshake_timeout()))
-        .with_context(sending)?;
-    let agreed = handshake(&sock, algorithm, args.no_clobber, key.as_ref()).with_context(sending)?;
+    let deadline = Instant::now() + args.common.handshake_timeout();
+    let agreed = handshake(&sock, algorithm, args.no_clobber, key.as_ref(), deadline).with_context(sending)?;
     drop(key);
     let roots = operands
         .iter()
@@ -438,7 +437,13 @@ fn receiver_said(message: &str) -> String {
 /// Preamble, HELLO and (unless --no-auth) AUTH exchange; hands the
 /// reading half to a [`Replies`] worker once the receiver has accepted
 /// us.
-fn handshake(sock: &TcpStream, algorithm: Algorithm, no_clobber: bool, key: Option<&Key>) -> Result<Agreed> {
+fn handshake(
+    sock: &TcpStream,
+    algorithm: Algorithm,
+    no_clobber: bool,
+    key: Option<&Key>,
+    deadline: Instant,
+) -> Result<Agreed> {
     let nonce = key
         .map(|_| {
             let mut n = [0u8; NONCE_LEN];
@@ -462,6 +467,8 @@ fn handshake(sock: &TcpStream, algorithm: Algorithm, no_clobber: bool, key: Opti
     );
     frames::write_all(sock.as_fd(), &opening).context("sending HELLO")?;
     let mut reader = FrameReader::new(sock.try_clone()?);
+    // The whole handshake, however the receiver trickles it, ends by then.
+    reader.set_deadline(Some(deadline))?;
     let theirs = reader.read_preamble()?;
     Preamble::ours().negotiate(&theirs)?;
     let hello = match reader.expect()? {
@@ -472,7 +479,7 @@ fn handshake(sock: &TcpStream, algorithm: Algorithm, no_clobber: bool, key: Opti
             algorithm.name()
         ),
         Message::Hello(h) => h,
-        Message::Error(e) => return Err(error::coded(Code::from_peer_error(e.code), receiver_said(&e.message))),
+        Message::Error(e) => return Err(unauthenticated_refusal(&e)),
         other => bail!("expected HELLO, the receiver sent {:?}", other.frame_type()),
     };
     match (key, hello.auth.is_some()) {
@@ -492,9 +499,7 @@ fn handshake(sock: &TcpStream, algorithm: Algorithm, no_clobber: bool, key: Opti
                         format!("authentication failed: {why} (or another program answered on that port)"),
                     ));
                 }
-                Message::Error(e) => {
-                    return Err(error::coded(Code::from_peer_error(e.code), receiver_said(&e.message)));
-                }
+                Message::Error(e) => return Err(unauthenticated_refusal(&e)),
                 other => bail!("expected AUTH, the receiver sent {:?}", other.frame_type()),
             }
             let (sealer, opener) = agreement.channel(Role::Sender);
@@ -524,7 +529,7 @@ fn handshake(sock: &TcpStream, algorithm: Algorithm, no_clobber: bool, key: Opti
         (None, false) => {}
     }
     // The receiver answered: from here on it may take as long as the data.
-    sock.set_read_timeout(None)?;
+    reader.set_deadline(None)?;
     Ok(Agreed {
         replies: Replies::spawn(reader, sock.try_clone()?)?,
         no_clobber: no_clobber || hello.no_clobber,
@@ -542,6 +547,18 @@ struct Agreed {
     encoder: Encoder,
     /// The receiver's idle timeout.
     idle_timeout: Option<Duration>,
+}
+
+/// The receiver's ERROR before it proved it knows the key: anyone could
+/// have sent it, so it may say "authentication failed" (5) but not claim
+/// an integrity failure.
+fn unauthenticated_refusal(e: &WireError) -> anyhow::Error {
+    let code = if e.code == Code::Auth as u8 {
+        Code::Auth
+    } else {
+        Code::Failure
+    };
+    error::coded(code, receiver_said(&e.message))
 }
 
 /// The ERROR that ends a session which failed to authenticate.

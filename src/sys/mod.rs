@@ -265,8 +265,8 @@ pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
 /// How much a TCP socket has taken in: the bytes the kernel received on
 /// it so far (TCP_INFO `tcpi_bytes_received`) and how many of them are
 /// still unread. Either changing, or bytes waiting, means the peer is not
-/// silent.
-pub fn tcp_intake(sock: BorrowedFd<'_>) -> io::Result<(u64, usize)> {
+/// silent. The count is None on kernels too old to report it (before 4.1).
+pub fn tcp_intake(sock: BorrowedFd<'_>) -> io::Result<(Option<u64>, usize)> {
     let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
     // SAFETY: `info` is a zeroed tcp_info of `len` bytes that outlives the
@@ -285,7 +285,9 @@ pub fn tcp_intake(sock: BorrowedFd<'_>) -> io::Result<(u64, usize)> {
     }
     // SAFETY: tcp_info is plain integers, so the zeroed value is valid and
     // stays valid with whatever prefix the kernel filled in.
-    let received = unsafe { info.assume_init() }.tcpi_bytes_received;
+    let info = unsafe { info.assume_init() };
+    let needed = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_received) + std::mem::size_of::<u64>();
+    let received = (len as usize >= needed).then_some(info.tcpi_bytes_received);
     let mut unread: libc::c_int = 0;
     // SAFETY: FIONREAD writes one c_int through the pointer, which points
     // to a live local.

@@ -163,7 +163,12 @@ fn a_sender_with_another_key_is_refused_before_the_receiver_proves_anything() {
     };
     let env = TestEnv::new();
     let t = turned_away(&env, |addr| prove(addr, OTHER_KEY).0);
-    assert_turned(&env, &t, 5, &["authentication failed: the sender's key is not ZCP_KEY"]);
+    assert_turned(
+        &env,
+        &t,
+        5,
+        &["authentication failed: the sender's key is not this receiver's"],
+    );
     honest_twin_is_accepted(|addr| prove(addr, KEY));
 }
 

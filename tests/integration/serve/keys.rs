@@ -98,7 +98,7 @@ fn a_receiver_without_a_key_prints_a_one_time_key_senders_can_use() {
     // Another key is turned away; the receiver goes on.
     send_keyed(&env, &["src/f"], &rx.addr, Some(WRONG_KEY))
         .assert_code(5)
-        .assert_stderr("receiver: authentication failed: the sender's key is not the one-time key");
+        .assert_stderr("receiver: authentication failed: the sender's key is not this receiver's");
     // The key in a file nobody else may read works too.
     key_file(&env, "one-time.key", &key, 0o600);
     let by_file = ["--key-file", "one-time.key", "--name", "by-file", "src/f"];
@@ -111,7 +111,7 @@ fn a_receiver_without_a_key_prints_a_one_time_key_senders_can_use() {
         warned[0],
         &[
             "connection from 127.0.0.1:",
-            "authentication failed: the sender's key is not the one-time key",
+            "authentication failed: the sender's key is not this receiver's",
             "still listening",
         ],
     );
@@ -145,7 +145,7 @@ fn key_files_work_on_both_ends_unless_everyone_may_read_them() {
     let key = "a-key-from-a-file-0123456789abcdef";
     key_file(&env, "private.key", key, 0o600);
     key_file(&env, "open.key", key, 0o644);
-    let refused = "key file open.key is readable by everyone: `chmod o-r open.key` first";
+    let refused = "key file open.key may be read by others (mode 644): `chmod 600 open.key` first";
 
     // A receiver with the open file never listens.
     let cmd = recv_without_key(&env, &["--key-file", "open.key", "dst"]);
@@ -157,9 +157,14 @@ fn key_files_work_on_both_ends_unless_everyone_may_read_them() {
     send_keyed(&env, &["--name", "by-env", "src/f"], &rx.addr, Some(key)).assert_code(0);
     let by_file = ["--key-file", "private.key", "--name", "by-file", "src/f"];
     send_keyed(&env, &by_file, &rx.addr, None).assert_code(0);
-    // A sender with the open file never connects.
+    // A sender with the open file never connects, nor with a file its
+    // group may read (as ssh, zcp wants the key its user's alone).
     let out = send_keyed(&env, &["--key-file", "open.key", "src/f"], &rx.addr, None);
     out.assert_code(2).assert_stderr(refused);
+    key_file(&env, "group.key", key, 0o640);
+    let out = send_keyed(&env, &["--key-file", "group.key", "src/f"], &rx.addr, None);
+    out.assert_code(2)
+        .assert_stderr("key file group.key may be read by others (mode 640)");
 
     let out = interrupt(rx, SIGINT);
     assert!(!out.stderr.contains("one-time key"), "{}", out.stderr);
@@ -180,7 +185,7 @@ fn no_auth_must_be_on_both_ends() {
     send_keyed(&env, &["--no-auth", "src/f"], &rx.addr, None)
         .assert_code(5)
         .assert_stderr(
-            "receiver: authentication required: this receiver accepts only senders that know ZCP_KEY (set ZCP_KEY or --key-file on the sender); the sender runs with --no-auth",
+            "receiver: authentication required: this receiver accepts only senders that know its key (set ZCP_KEY or --key-file on the sender); the sender runs with --no-auth",
         );
     rx.run.await_stderr_count("; still listening", 1);
     let out = interrupt(rx, SIGINT);

@@ -114,3 +114,33 @@ fn a_handshake_dripped_byte_by_byte_is_cut_off_at_the_deadline() {
     assert!(out.error_lines().is_empty(), "{}", out.stderr);
     assert_eq!(env.tree("dst"), ["alive"]);
 }
+
+#[test]
+fn a_receiver_dripping_its_handshake_is_cut_off_at_the_senders_deadline() {
+    // The mirror case: a fake receiver answers with a valid preamble and
+    // HELLO, one byte every 500 ms; the sender's --timeout 2 is one
+    // deadline for the whole handshake, not a limit per read.
+    let env = TestEnv::new();
+    env.random_file("f", 1000, 1);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    let dripper = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let opening = [our_preamble(), hello(ROLE_RECEIVER, SHA256)].concat();
+        for byte in opening {
+            if stopped.load(Ordering::SeqCst) || conn.write_all(&[byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    let out = env.send(&["--no-auth", "--timeout", "2", "src/f"], &addr);
+    stop.store(true, Ordering::SeqCst);
+    dripper.join().unwrap();
+    out.assert_code(1)
+        .assert_stderr(&format!("sending src/f to {addr}: "))
+        .assert_stderr("timed out");
+    assert_eq!(out.error_lines().len(), 1, "{}", out.stderr);
+}
