@@ -89,6 +89,9 @@ pub fn run(args: SendArgs) -> Result<Code> {
             key::ENV
         )));
     }
+    if args.common.auth.no_auth {
+        reporter.warn("--no-auth: nothing proves who the receiver is, and anyone on the path could alter what arrives");
+    }
     crate::sys::raise_open_file_limit();
     let peer = args.target.to_string();
     // Until the first entry goes out, errors name what could not be sent.

@@ -3,29 +3,10 @@
 
 use super::*;
 
-/// Runs the real `zcp send src/f.txt` (`size` deterministic bytes) against
-/// a fake receiver; `play` accepts the connection, given the file's bytes,
-/// and returns it to be held until the sender exited. Checks that the
-/// sender left src/ alone and wrote nothing.
+/// [`sender_against`] with `--no-auth`, against a fake receiver that does
+/// not authenticate either.
 fn against_sender(size: usize, play: impl FnOnce(&FakeReceiver, &[u8]) -> Peer) -> Finished {
-    let env = TestEnv::new();
-    let src = env.random_file("f.txt", size, 7);
-    let data = std::fs::read(&src).unwrap();
-    let fake = FakeReceiver::bind();
-    let mut cmd = zcp();
-    cmd.current_dir(env.dir.path())
-        .args(["send", "--no-auth", "src/f.txt", &fake.addr()])
-        .stdin(Stdio::null());
-    let sender = Running::spawn(cmd, "zcp send");
-    let conn = play(&fake, &data);
-    let out = sender.finish();
-    drop(conn);
-    assert_eq!(env.list("."), ["dst", "src"]);
-    assert_eq!(env.list("src"), ["f.txt"]);
-    assert!(env.list("dst").is_empty());
-    assert_eq!(std::fs::read(&src).unwrap(), data, "the sender changed its source");
-    assert_no_escape_bytes(&out.stderr);
-    out
+    sender_against(&["--no-auth"], size, play)
 }
 
 /// Accepts with the handshake, then takes the sender's ENTRY, checked

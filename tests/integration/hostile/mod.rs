@@ -90,6 +90,33 @@ fn run_against<T>(env: &TestEnv, cmd: Command, script: impl FnOnce(&str) -> T) -
     (out, held)
 }
 
+/// Runs the real `zcp send ARGS... src/f.txt` (`size` deterministic bytes)
+/// against a fake receiver; `play` accepts the connection, given the
+/// file's bytes, and returns what to hold until the sender exited. Checks
+/// that the sender left src/ alone and wrote nothing.
+fn sender_against<T>(args: &[&str], size: usize, play: impl FnOnce(&FakeReceiver, &[u8]) -> T) -> Finished {
+    let env = TestEnv::new();
+    let src = env.random_file("f.txt", size, 7);
+    let data = std::fs::read(&src).unwrap();
+    let fake = FakeReceiver::bind();
+    let mut cmd = zcp();
+    cmd.current_dir(env.dir.path())
+        .arg("send")
+        .args(args)
+        .args(["src/f.txt", &fake.addr()])
+        .stdin(Stdio::null());
+    let sender = Running::spawn(cmd, "zcp send");
+    let held = play(&fake, &data);
+    let out = sender.finish();
+    drop(held);
+    assert_eq!(env.list("."), ["dst", "src"]);
+    assert_eq!(env.list("src"), ["f.txt"]);
+    assert!(env.list("dst").is_empty());
+    assert_eq!(std::fs::read(&src).unwrap(), data, "the sender changed its source");
+    assert_no_escape_bytes(&out.stderr);
+    out
+}
+
 /// A receiver into dst/ (with `args`) against `script`.
 fn against_receiver<T>(env: &TestEnv, args: &[&str], script: impl FnOnce(&str) -> T) -> Finished {
     run_against(env, recv_cmd(env, args, "dst"), script).0

@@ -5,29 +5,9 @@
 
 use super::*;
 
-/// Runs the real `zcp send src/f.txt` (`size` deterministic bytes, with
-/// the key) against a fake receiver; `play` accepts the connection, given
-/// the file's bytes, and returns what to hold until the sender exited.
-/// Checks that the sender left src/ alone and wrote nothing.
+/// [`sender_against`] with the key.
 fn against_keyed_sender<T>(size: usize, play: impl FnOnce(&FakeReceiver, &[u8]) -> T) -> Finished {
-    let env = TestEnv::new();
-    let src = env.random_file("f.txt", size, 9);
-    let data = std::fs::read(&src).unwrap();
-    let fake = FakeReceiver::bind();
-    let mut cmd = zcp();
-    cmd.current_dir(env.dir.path())
-        .args(["send", "src/f.txt", &fake.addr()])
-        .stdin(Stdio::null());
-    let sender = Running::spawn(cmd, "zcp send");
-    let held = play(&fake, &data);
-    let out = sender.finish();
-    drop(held);
-    assert_eq!(env.list("."), ["dst", "src"]);
-    assert_eq!(env.list("src"), ["f.txt"]);
-    assert!(env.list("dst").is_empty());
-    assert_eq!(std::fs::read(&src).unwrap(), data, "the sender changed its source");
-    assert_no_escape_bytes(&out.stderr);
-    out
+    sender_against(&[], size, play)
 }
 
 /// Every frame the sender sends until it closes, read as they come
