@@ -160,14 +160,20 @@ impl Session {
     }
 
     /// An entry whose directory could not be made: drained and failed.
+    /// Said in one line per failed directory when its subtree closes (see
+    /// [`Session::report_refused`]); each entry's own line only with -v.
     fn refuse_entry(&mut self, entry: &Entry, why: &str) -> Result<Outcome> {
+        let tree = self.tree_mut()?;
+        tree.note_refused();
         if entry.kind == EntryKind::Directory {
             // Its own subtree must exist on the stack for its children.
             let parent = Parent::Failed(why.to_string());
-            let _ = self.tree_mut()?.open_dir(&parent, &entry.path, None, None);
+            let _ = tree.open_dir(&parent, &entry.path, None, None);
         }
         self.discard_payload(entry)?;
-        self.fail(entry, why.to_string());
+        self.reporter
+            .detail(format!("receiving {} from {}: {why}", entry.path, self.peer));
+        self.verdict(VerdictStatus::Failed, Digest::None, why.to_string());
         Ok(Outcome::Failed)
     }
 

@@ -212,6 +212,7 @@ impl Session {
         if let Some(tree) = self.tree.as_mut() {
             tree.close_all(&mut closed);
         }
+        self.report_refused();
         for dir in closed {
             let _ = dir.apply();
         }

@@ -232,6 +232,7 @@ impl Session {
     /// Applies the metadata of closed directories: through the placer when
     /// it runs, so that it comes after the files placed in them.
     pub fn close_dirs(&mut self, closed: Vec<ClosedDir>) -> Result<()> {
+        self.report_refused();
         for dir in closed {
             match &mut self.placer {
                 Some(placer) => placer.dir(dir)?,
@@ -242,6 +243,21 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// One line for each directory that could not be made whose subtree
+    /// has closed: how many entries beneath it failed with it.
+    pub fn report_refused(&mut self) {
+        let Some(tree) = self.tree.as_mut() else {
+            return;
+        };
+        for (dir, n) in tree.take_refused() {
+            let entries = if n == 1 { "entry" } else { "entries" };
+            self.reporter.error(format!(
+                "receiving {dir}/... from {}: {n} {entries} beneath {dir} failed with it (-v lists them)",
+                self.peer
+            ));
+        }
     }
 
     /// Waits until everything handed to the placer is done and its

@@ -43,6 +43,9 @@ struct OpenDir {
     path: Vec<u8>,
     /// None when the directory could not be made: entries under it fail.
     dir: Option<Arc<File>>,
+    /// Entries refused beneath it, when it is the outermost directory
+    /// that could not be made (reported together when it closes).
+    refused: u64,
     /// Why it could not be made.
     failure: String,
     /// Mode and mtime to apply when the subtree closes.
@@ -87,6 +90,9 @@ pub struct Tree {
     shown: PathBuf,
     stack: Vec<OpenDir>,
     umask: u32,
+    /// Directories that could not be made and closed since the last
+    /// [`Tree::take_refused`], with how many entries beneath them failed.
+    refused: Vec<(String, u64)>,
 }
 
 impl Tree {
@@ -96,12 +102,28 @@ impl Tree {
             stack: vec![OpenDir {
                 path: Vec::new(),
                 dir: Some(root),
+                refused: 0,
                 failure: String::new(),
                 mode: None,
                 mtime: None,
             }],
             umask,
+            refused: Vec::new(),
         }
+    }
+
+    /// Counts an entry refused because its directory could not be made,
+    /// against the outermost such directory.
+    pub fn note_refused(&mut self) {
+        if let Some(level) = self.stack.iter_mut().find(|l| l.dir.is_none()) {
+            level.refused += 1;
+        }
+    }
+
+    /// The directories that could not be made whose subtrees have closed,
+    /// with how many entries beneath each failed with it.
+    pub fn take_refused(&mut self) -> Vec<(String, u64)> {
+        std::mem::take(&mut self.refused)
     }
 
     /// The destination path of `path`, for messages.
@@ -138,6 +160,10 @@ impl Tree {
 
     fn close_top(&mut self) -> Option<ClosedDir> {
         let level = self.stack.pop()?;
+        if level.dir.is_none() && level.refused > 0 {
+            let path = crate::display::escape_bytes(&level.path);
+            self.refused.push((path, level.refused));
+        }
         let dir = level.dir?;
         Some(ClosedDir {
             dir,
@@ -170,6 +196,7 @@ impl Tree {
         self.stack.push(OpenDir {
             path: path.as_bytes().to_vec(),
             dir,
+            refused: 0,
             failure,
             mode,
             mtime,

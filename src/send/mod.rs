@@ -75,6 +75,10 @@ struct Session {
     walked: u64,
     /// A third of the receiver's idle timeout: the longest we stay silent.
     ping_every: Option<Duration>,
+    /// The directory the receiver could not make, whose subtree the
+    /// verdicts are in, and how many entries beneath it failed with it:
+    /// they are reported in one line, not one each.
+    failed_dir: Option<(String, u64)>,
 }
 
 pub fn run(args: SendArgs) -> Result<Code> {
@@ -128,6 +132,7 @@ pub fn run(args: SendArgs) -> Result<Code> {
         census,
         walked: 0,
         ping_every: agreed.idle_timeout.map(|t| (t / 3).max(Duration::from_millis(500))),
+        failed_dir: None,
     };
     let started = Instant::now();
     let mut outbox = Outbox::new(agreed.encoder);
@@ -290,6 +295,8 @@ impl Session {
                 None => return Err(error::interrupted_io().into()),
             }
         }
+        // An empty path is beneath nothing: reports a failed subtree last.
+        self.leave_failed_dir("");
         // The session ends with the receiver's DONE. Its absence is harmless
         // now, but a verdict where DONE belongs means the pairing was off,
         // and a DONE that fails authentication means someone on the path
@@ -312,6 +319,7 @@ impl Session {
                 let Some(p) = self.pending.pop_front() else {
                     bail!("{what}: the receiver sent a verdict for an entry we did not send");
                 };
+                self.leave_failed_dir(&p.path);
                 let outcome = self.judge(&p, &v);
                 self.totals.count(outcome);
                 Ok(())
@@ -366,10 +374,44 @@ impl Session {
                 Outcome::Skipped
             }
             VerdictStatus::Failed => {
-                self.reporter.error(format!("{what}: {}", receiver_said(&v.message)));
+                match &mut self.failed_dir {
+                    Some((_, beneath)) => {
+                        *beneath += 1;
+                        self.reporter.detail(format!("{what}: {}", receiver_said(&v.message)));
+                    }
+                    None => {
+                        self.reporter.error(format!("{what}: {}", receiver_said(&v.message)));
+                        if p.kind == EntryKind::Directory {
+                            self.failed_dir = Some((p.path.clone(), 0));
+                        }
+                    }
+                }
                 Outcome::Failed
             }
         }
+    }
+
+    /// Before the verdict on `path`: if it is outside the subtree of a
+    /// directory the receiver could not make, says in one line how many
+    /// entries beneath that directory failed with it.
+    fn leave_failed_dir(&mut self, path: &str) {
+        let Some((dir, beneath)) = &self.failed_dir else {
+            return;
+        };
+        if path
+            .strip_prefix(dir.as_str())
+            .is_some_and(|rest| rest.starts_with('/'))
+        {
+            return;
+        }
+        if *beneath > 0 {
+            self.reporter.error(format!(
+                "sending {dir}/... to {}: {} beneath {dir} failed with it (-v lists them)",
+                self.peer,
+                counted_entries(*beneath),
+            ));
+        }
+        self.failed_dir = None;
     }
 
     fn committed(&mut self, p: &Pending) {
@@ -429,6 +471,11 @@ impl Session {
         self.reporter.detail(format!("send: {}", t.report.describe_totals()));
         self.reporter.note(line);
     }
+}
+
+/// "1 entry", "5 entries".
+fn counted_entries(n: u64) -> String {
+    format!("{n} {}", if n == 1 { "entry" } else { "entries" })
 }
 
 /// The receiver's ERROR or VERDICT text, escaped once (see

@@ -398,6 +398,44 @@ fn a_receiver_side_failure_is_partial_on_both_ends() {
 }
 
 #[test]
+fn a_directory_that_cannot_be_made_is_reported_once_with_what_it_takes_along() {
+    // Six entries beneath a directory the receiver cannot make: one line
+    // for the directory and one counting the rest, on each end; -v lists
+    // each of them.
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.src("t/blocked/deeper")).unwrap();
+    for i in 0..4 {
+        std::fs::write(env.src(&format!("t/blocked/f{i}")), b"x").unwrap();
+    }
+    std::fs::write(env.src("t/blocked/deeper/z"), b"z").unwrap();
+    std::fs::write(env.src("t/fine"), b"f").unwrap();
+    std::fs::create_dir_all(env.dst("t")).unwrap();
+    std::fs::write(env.dst("t/blocked"), b"in the way").unwrap();
+    for verbose in [false, true] {
+        let args: &[&str] = if verbose { &["-v"] } else { &[] };
+        let (tx, rr) = transfer(&env, &[args, &["-r", "src/t"]].concat(), args);
+        tx.assert_code(4);
+        rr.assert_code(4);
+        for (out, end) in [(&tx, "sending"), (&rr, "receiving")] {
+            let lines = out.error_lines();
+            assert_eq!(lines.len(), 2, "{end}:\n{}", out.stderr);
+            assert!(lines[0].contains(&format!("{end} t/blocked ")), "{}", lines[0]);
+            assert!(lines[1].contains(&format!("{end} t/blocked/... ")), "{}", lines[1]);
+            assert!(
+                lines[1].contains("6 entries beneath t/blocked failed with it"),
+                "{}",
+                lines[1]
+            );
+            let listed = out.stderr.lines().filter(|l| l.contains("could not be made")).count();
+            assert_eq!(listed, if verbose { 6 } else { 0 }, "{end}:\n{}", out.stderr);
+            assert!(out.stderr.contains("7 FAILED"), "{end}:\n{}", out.stderr);
+        }
+        assert_eq!(std::fs::read(env.dst("t/fine")).unwrap(), b"f");
+        assert_eq!(std::fs::read(env.dst("t/blocked")).unwrap(), b"in the way");
+    }
+}
+
+#[test]
 fn a_receiver_message_naming_an_odd_file_is_escaped_once() {
     let env = TestEnv::new();
     std::fs::create_dir_all(env.src("t")).unwrap();
