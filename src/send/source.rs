@@ -118,6 +118,17 @@ impl Fingerprint {
     }
 }
 
+/// Whether `path` is one of the names of this process's stdin, which
+/// would read the /dev/null put in place of a closed one.
+fn names_stdin(path: &Path) -> bool {
+    let fd0 = [
+        Path::new("/dev/stdin"),
+        Path::new("/dev/fd/0"),
+        Path::new("/proc/self/fd/0"),
+    ];
+    fd0.contains(&path) || std::fs::read_link(path).is_ok_and(|target| fd0.contains(&target.as_path()))
+}
+
 impl Source {
     /// Opens `path` (`-` is stdin) and chooses the entry name.
     pub fn open(path: &Path, name: Option<&OsString>) -> Result<Source> {
@@ -130,6 +141,9 @@ impl Source {
             (stdin, "stdin".to_string())
         } else {
             let shown = display::path(path);
+            if sys::stdin_was_closed() && names_stdin(path) {
+                bail!("reading {shown}: standard input is closed");
+            }
             let file = File::open(path).with_context(|| format!("opening {shown}"))?;
             (file, shown)
         };

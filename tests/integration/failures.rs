@@ -42,6 +42,23 @@ fn a_closed_stdin_is_an_error_not_an_empty_file() {
         "{}",
         out.stderr
     );
+    // Nor when stdin is named by a path.
+    for name in ["/dev/stdin", "/proc/self/fd/0"] {
+        let mut cmd = Command::new("sh");
+        cmd.current_dir(env.dir.path())
+            .args(["-c", "exec \"$0\" send \"$1\" \"$2\" <&-", zcp_path(), name, &rx.addr])
+            .env_remove("ZCP_FAULT")
+            .env("ZCP_KEY", TEST_KEY)
+            .stdin(Stdio::null());
+        let out = Running::spawn(cmd, "zcp send /dev/stdin <&-").finish();
+        out.assert_code(1);
+        assert_eq!(
+            out.error_lines(),
+            [format!("zcp: error: reading {name}: standard input is closed")],
+            "{}",
+            out.stderr
+        );
+    }
     // The receiver got nothing from it: the next sender is its only one.
     let src = env.random_file("after", 10, 1);
     env.send(&[src.to_str().unwrap()], &rx.addr).assert_code(0);
