@@ -140,15 +140,25 @@ pub fn run(args: SendArgs) -> Result<Code> {
         session.reporter.finish();
         let what = session.sending();
         // The receiver's reason (disk full, ...) beats our broken pipe; it
-        // comes after the verdicts on the entries before.
+        // comes after the verdicts on the entries before, so the first entry
+        // still without one is the entry it is about.
         let deadline = Instant::now() + REASON_GRACE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match session.replies.next(Some(left)) {
-                Some(Reply::Verdict(_)) if !left.is_zero() => {}
+                Some(Reply::Verdict(v)) if !left.is_zero() => {
+                    if let Some(p) = session.pending.pop_front() {
+                        let outcome = session.judge(&p, &v);
+                        session.totals.count(outcome);
+                    }
+                }
                 Some(Reply::Error(e)) => {
                     let reason = error::coded(Code::from_peer_error(e.code), receiver_said(&e.message));
-                    return Err(reason.context(what));
+                    let about = match session.pending.front() {
+                        Some(p) => format!("sending {} to {}", p.path, session.peer),
+                        None => what,
+                    };
+                    return Err(reason.context(about));
                 }
                 // A forged frame is why the connection was shut down.
                 Some(Reply::Broken(e)) if replies::forged(&e) => return Err(e.context(what)),

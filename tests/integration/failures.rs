@@ -411,6 +411,19 @@ fn a_full_filesystem_is_reported_and_cleaned_up() {
             // Named once: the file that failed, not also the entry being read.
             assert_eq!(line.matches("receiving many/f").count(), 1, "{line}");
             tx.assert_code(1).assert_stderr("No space left on device");
+            // The sender names the same file as the receiver, not the one
+            // it was sending when it heard.
+            // "... receiving from PEER: receiving many/fNNNN: writing ..."
+            let failed = line
+                .split("receiving ")
+                .nth(2)
+                .and_then(|r| r.split(':').next())
+                .unwrap();
+            let sender_line = tx.error_lines().last().copied().unwrap_or_default().to_string();
+            assert!(
+                sender_line.starts_with(&format!("zcp: error: sending {failed} to ")),
+                "{sender_line}\n{line}"
+            );
             // The directory made before the failure has its own mode, not 0700.
             use std::os::unix::fs::PermissionsExt;
             let mode = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
