@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::Session;
 use super::watchdog::{Fired, Watchdog};
@@ -30,6 +30,7 @@ use crate::key::{self, Key};
 use crate::net;
 use crate::progress::Verbosity;
 use crate::protocol::{Message, Preamble, WireError};
+use crate::serve::{self, Ending};
 use crate::sys::{self, signals};
 
 /// What every connection of one receiver shares.
@@ -64,11 +65,11 @@ pub fn run(args: RecvArgs) -> Result<Code> {
         None => (Some(key::one_time()?), true),
     };
     sys::raise_open_file_limit();
-    let listener = net::listen(&args.listen)?;
-    let local = listener.local_addr().context("reading the bound address")?;
-    eprintln!("zcp: listening on {}", net::show_addr(local));
+    let (listener, local) = serve::bind(&args.listen)?;
     match &key {
-        Some(k) if one_time => announce(k, local),
+        Some(k) if one_time => serve::announce(k, local, "receiver", "send with", |target| {
+            format!("zcp send FILE... {target}")
+        }),
         Some(_) => {}
         None => eprintln!("zcp: warning: --no-auth: anyone who can reach this port can write into the destination"),
     }
@@ -92,85 +93,10 @@ pub fn run(args: RecvArgs) -> Result<Code> {
     }
 }
 
-/// Prints the one-time key and a command to paste on the sender.
-fn announce(key: &Key, local: std::net::SocketAddr) {
-    let secret = String::from_utf8_lossy(key.bytes());
-    let host = if local.ip().is_unspecified() {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "HOST".into())
-    } else {
-        local.ip().to_string()
-    };
-    let target = if host.contains(':') {
-        format!("[{host}]:{}", local.port())
-    } else {
-        format!("{host}:{}", local.port())
-    };
-    eprintln!("zcp: one-time key (valid until this receiver exits): {secret}");
-    eprintln!("zcp: send with: ZCP_KEY={secret} zcp send FILE... {target}");
-}
-
-/// How one connection ended.
-enum Ending {
-    /// It failed before its session started; nothing was written.
-    Turned(anyhow::Error),
-    /// A session ran, with this status or error.
-    Served(Result<Code>),
-}
-
 /// Default mode: serves the first sender that completes the handshake,
 /// then exits with its status.
 fn serve_one(listener: &TcpListener, setup: &Setup) -> Result<Code> {
-    loop {
-        signals::wake_on_interrupt(listener.as_fd());
-        let accepted = net::accept(listener);
-        signals::wake_nothing();
-        if signals::interrupted() {
-            return Err(error::interrupted_io().into());
-        }
-        let (sock, addr) = match accepted {
-            Ok(a) => a,
-            Err(e) if passing(&e) => {
-                eprintln!("zcp: warning: accepting a connection: {e:#}; still listening");
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-            Err(e) => return Err(anyhow::Error::new(e).context("waiting for a sender")),
-        };
-        match connection(setup, sock, net::show_addr(addr), true) {
-            Ending::Turned(err) if !signals::interrupted() => turned_away(&err),
-            Ending::Turned(err) => return Err(err),
-            Ending::Served(result) => return result,
-        }
-    }
-}
-
-/// Whether an accept error is about one connection or a passing shortage
-/// (descriptors, memory), not about the listener: worth trying again.
-fn passing(err: &std::io::Error) -> bool {
-    use nix::errno::Errno;
-    sys::errno_of(err).is_some_and(|e| {
-        matches!(
-            e,
-            Errno::EMFILE
-                | Errno::ENFILE
-                | Errno::ENOBUFS
-                | Errno::ENOMEM
-                | Errno::ECONNABORTED
-                | Errno::EPROTO
-                | Errno::EPERM
-        )
-    })
-}
-
-fn turned_away(err: &anyhow::Error) {
-    eprintln!(
-        "zcp: warning: {}; still listening",
-        crate::display::one_line(&format!("{err:#}"))
-    );
+    serve::first(listener, "a sender", |sock, peer| connection(setup, sock, peer, true))
 }
 
 /// The connections a keep-open receiver is serving: how many, and a handle
@@ -269,7 +195,7 @@ fn keep_open(listener: TcpListener, setup: Arc<Setup>, max: usize) -> Result<Cod
                 // Cut short by the interruption: no longer listening, and
                 // nothing was written.
                 Ending::Turned(_) if signals::interrupted() => {}
-                Ending::Turned(err) => turned_away(&err),
+                Ending::Turned(err) => serve::turned_away(&err),
                 Ending::Served(Err(err)) => {
                     eprintln!("zcp: error: {}", crate::display::one_line(&format!("{err:#}")));
                 }
@@ -336,7 +262,7 @@ fn busy(sock: &TcpStream, max: usize) {
 /// Handshake, then the session, for one accepted connection. `wake`: let
 /// SIGINT end this connection's reads (only one connection can be woken
 /// this way; keep-open shuts its connections down itself).
-fn connection(setup: &Setup, sock: TcpStream, peer: String, wake: bool) -> Ending {
+fn connection(setup: &Setup, sock: TcpStream, peer: String, wake: bool) -> Ending<Result<Code>> {
     let mut session = match Session::new(setup, sock, peer.clone()) {
         Ok(s) => s,
         Err(e) => return Ending::Turned(e.context(format!("connection from {peer}"))),
