@@ -1,0 +1,90 @@
+//! One connection to one sender, as the receiver accepted it (listen.rs):
+//! the watchdog, the handshake, then the session.
+
+use std::net::TcpStream;
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::Session;
+use super::start::Setup;
+use super::watchdog::{Fired, Watchdog};
+use crate::error::{self, Code};
+use crate::serve::Ending;
+use crate::sys::signals;
+
+/// Handshake, then the session, for one connection. `wake`: let
+/// SIGINT end this connection's reads (only one connection can be woken
+/// this way; keep-open shuts its connections down itself).
+pub fn connection(setup: &Setup, sock: TcpStream, peer: String, wake: bool) -> Ending<Result<Code>> {
+    let turned = format!("connection from {peer}");
+    let mut session = match Session::new(setup, sock, peer.clone()) {
+        Ok(s) => s,
+        Err(e) => return Ending::Turned(e.context(turned)),
+    };
+    let watchdog = match session
+        .sock
+        .try_clone()
+        .and_then(|s| Watchdog::spawn(s, setup.handshake_timeout, setup.idle_timeout, session.local.clone()))
+    {
+        Ok(w) => w,
+        Err(e) => return Ending::Turned(anyhow::Error::new(e).context(format!("watching {peer}"))),
+    };
+    if wake {
+        signals::wake_on_interrupt(session.sock.as_fd());
+    }
+    let ending = match session.handshake(setup.key.as_ref()) {
+        Err(err) => {
+            let err = explain(err, watchdog.fired());
+            session.refuse(&err);
+            Ending::Turned(err.context(turned))
+        }
+        Ok(()) => {
+            watchdog.session_started();
+            // A sender that stops reading cannot hold a verdict write
+            // forever either.
+            if let Err(e) = session.sock.set_write_timeout(Some(setup.idle_timeout)) {
+                session
+                    .reporter
+                    .detail(format_args!("no write timeout on the socket: {e}"));
+            }
+            session.reporter.detail(format!("connection from {peer}"));
+            let started = Instant::now();
+            match session.serve(&watchdog) {
+                Ok(code) => {
+                    session.summarize_session(started);
+                    Ending::Served(Ok(code))
+                }
+                Err(err) => {
+                    let err = explain(err, watchdog.fired());
+                    session.reporter.finish();
+                    session.refuse(&err);
+                    session.close_after_failure();
+                    Ending::Served(Err(err.context(format!("receiving from {peer}"))))
+                }
+            }
+        }
+    };
+    if wake {
+        signals::wake_nothing();
+    }
+    ending
+}
+
+/// Names a timeout or an interruption for what it is: the watchdog (or
+/// the interruption) shut the socket down, so the error at hand is only
+/// "connection closed".
+fn explain(err: anyhow::Error, fired: Option<Fired>) -> anyhow::Error {
+    match fired {
+        Some(Fired::Handshake(t)) => anyhow::anyhow!(
+            "the sender did not complete the handshake within {} s (--timeout)",
+            t.as_secs()
+        ),
+        Some(Fired::Idle(t)) => anyhow::anyhow!("the sender sent nothing for {} s (--idle-timeout)", t.as_secs()),
+        // SIGINT/SIGTERM shut the socket down as well (the handler, or
+        // keep-open's main thread), so the end of the stream was ours.
+        None if signals::interrupted() => error::interrupted_io().into(),
+        None => err,
+    }
+}

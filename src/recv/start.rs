@@ -1,0 +1,84 @@
+//! `zcp recv` starts here: the destination, the key and what every
+//! connection shares ([`Setup`]); then it listens for senders
+//! (listen.rs), and serves each connection (connection.rs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::listen;
+use crate::checksum::Algorithm;
+use crate::cli::RecvArgs;
+use crate::dest::Destination;
+use crate::engine::Policy;
+use crate::error::{self, Code};
+use crate::key::{self, Key};
+use crate::progress::Verbosity;
+use crate::serve;
+use crate::sys;
+
+/// What every connection of one receiver shares.
+pub struct Setup {
+    pub dest: Destination,
+    /// None under --no-auth.
+    pub key: Option<Key>,
+    pub umask: u32,
+    pub fsync: bool,
+    pub no_clobber: bool,
+    pub algorithm: Algorithm,
+    pub policy: Policy,
+    pub verbosity: Verbosity,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Whether a progress bar may be drawn (not with concurrent sessions).
+    pub bars: bool,
+}
+
+pub fn run(args: RecvArgs) -> Result<Code> {
+    // umask(2) can only be read by changing it: do it before any thread.
+    let umask = sys::read_umask();
+    let dest = Destination::resolve(&args.dest)?;
+    if args.keep_open && matches!(dest, Destination::Stdout) {
+        return Err(error::usage(
+            "--keep-open cannot write to stdout: concurrent transfers would interleave (give a directory)",
+        ));
+    }
+    let (key, one_time) = match key::choose(&args.common.auth)? {
+        Some(k) => (Some(k), false),
+        None if args.common.auth.no_auth => (None, false),
+        None => (Some(key::one_time()?), true),
+    };
+    sys::raise_open_file_limit();
+    let (listener, local) = serve::bind(&args.listen)?;
+    match &key {
+        Some(k) if one_time => serve::announce(k, local, "receiver", "send with", |target| {
+            format!("zcp send FILE... {target}")
+        }),
+        Some(_) => {}
+        None => eprintln!("zcp: warning: --no-auth: anyone who can reach this port can write into the destination"),
+    }
+    let setup = setup(&args, dest, key, umask);
+    if args.keep_open {
+        listen::keep_open(listener, Arc::new(setup), usize::from(args.max_connections))
+    } else {
+        listen::serve_one(&listener, &setup)
+    }
+}
+
+/// What every connection shares, from the command line.
+fn setup(args: &RecvArgs, dest: Destination, key: Option<Key>, umask: u32) -> Setup {
+    Setup {
+        dest,
+        key,
+        umask,
+        fsync: args.fsync,
+        no_clobber: args.no_clobber,
+        algorithm: args.common.checksum,
+        policy: Policy::new(!args.common.no_zerocopy),
+        verbosity: args.common.verbosity(),
+        handshake_timeout: args.common.handshake_timeout(),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        bars: !args.keep_open,
+    }
+}
