@@ -3,11 +3,12 @@
 //! frame is sealed. The receiver's reading half is handed to a
 //! [`Replies`] worker once the receiver has accepted the session.
 
+use std::io::ErrorKind;
 use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 use super::receiver_said;
 use super::replies::Replies;
@@ -18,10 +19,39 @@ use crate::key::{self, Key};
 use crate::protocol::auth::{Agreement, Transcript};
 use crate::protocol::{FRAME_HEADER_LEN, Hello, Message, NONCE_LEN, Preamble, Role, WireError};
 
-/// Preamble, HELLO and (unless --no-auth) AUTH exchange; hands the
-/// reading half to a [`Replies`] worker once the receiver has accepted
-/// us.
+/// Preamble, HELLO and (unless --no-auth) AUTH exchange, all within
+/// `timeout` from now; hands the reading half to a [`Replies`] worker
+/// once the receiver has accepted us.
 pub fn handshake(
+    sock: &TcpStream,
+    algorithm: Algorithm,
+    no_clobber: bool,
+    key: Option<&Key>,
+    timeout: Duration,
+) -> Result<Agreed> {
+    let deadline = Instant::now() + timeout;
+    exchange(sock, algorithm, no_clobber, key, deadline).map_err(|err| {
+        if timed_out(&err) && Instant::now() >= deadline {
+            anyhow!(
+                "the receiver did not complete the handshake within {} s (--timeout)",
+                timeout.as_secs()
+            )
+        } else {
+            err
+        }
+    })
+}
+
+/// Whether the handshake ended because a read reached the deadline.
+fn timed_out(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == ErrorKind::TimedOut)
+    })
+}
+
+fn exchange(
     sock: &TcpStream,
     algorithm: Algorithm,
     no_clobber: bool,

@@ -101,8 +101,8 @@ pub fn run(args: SendArgs) -> Result<Code> {
     } else {
         reporter.detail(format_args!("connected to {peer} ({resolved})"));
     }
-    let deadline = Instant::now() + args.common.handshake_timeout();
-    let agreed = handshake(&sock, algorithm, args.no_clobber, key.as_ref(), deadline).with_context(sending)?;
+    let timeout = args.common.handshake_timeout();
+    let agreed = handshake(&sock, algorithm, args.no_clobber, key.as_ref(), timeout).with_context(sending)?;
     drop(key);
     let roots = operands
         .iter()
