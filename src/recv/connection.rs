@@ -34,7 +34,7 @@ pub fn connection(setup: &Setup, sock: TcpStream, peer: String, wake: bool) -> E
     if wake {
         signals::wake_on_interrupt(session.sock.as_fd());
     }
-    let ending = match session.handshake(setup.key.as_ref()) {
+    let ending = match session.handshake(setup.key.as_ref(), setup.approach) {
         Err(err) => {
             let err = explain(err, watchdog.fired());
             session.refuse(&err);

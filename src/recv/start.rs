@@ -15,6 +15,7 @@ use crate::engine::Policy;
 use crate::error::{self, Code};
 use crate::key::{self, Key};
 use crate::progress::Verbosity;
+use crate::protocol::auth::Approach;
 use crate::serve;
 use crate::sys;
 
@@ -33,6 +34,8 @@ pub struct Setup {
     pub idle_timeout: Duration,
     /// Whether a progress bar may be drawn (not with concurrent sessions).
     pub bars: bool,
+    /// Whether this receiver connected (and so proves first) or listens.
+    pub approach: Approach,
 }
 
 pub fn run(args: RecvArgs) -> Result<Code> {
@@ -80,5 +83,6 @@ fn setup(args: &RecvArgs, dest: Destination, key: Option<Key>, umask: u32) -> Se
         handshake_timeout: args.common.handshake_timeout(),
         idle_timeout: Duration::from_secs(args.idle_timeout),
         bars: !args.keep_open,
+        approach: Approach::Accepted,
     }
 }

@@ -1,7 +1,10 @@
 //! The sender's side of the handshake: preamble, HELLO and, unless the
 //! sender runs with `--no-auth`, the AUTH exchange, after which every
-//! frame is sealed. The receiver's reading half is handed to a
-//! [`Replies`] worker once the receiver has accepted the session.
+//! frame is sealed. The end that connected proves first: a sender that
+//! connected sends its proof and then checks the receiver's; a listening
+//! sender (`--listen`) checks the receiver's proof before it reveals its
+//! own. The receiver's reading half is handed to a [`Replies`] worker
+//! once the receiver has accepted the session.
 
 use std::io::ErrorKind;
 use std::net::TcpStream;
@@ -16,21 +19,23 @@ use crate::checksum::Algorithm;
 use crate::error::{self, Code};
 use crate::frames::{self, Encoder, FrameReader};
 use crate::key::{self, Key};
-use crate::protocol::auth::{Agreement, Transcript};
+use crate::protocol::auth::{Agreement, Approach, Transcript};
 use crate::protocol::{FRAME_HEADER_LEN, Hello, Message, NONCE_LEN, Preamble, Role, WireError};
 
-/// Preamble, HELLO and (unless --no-auth) AUTH exchange, all within
-/// `timeout` from now; hands the reading half to a [`Replies`] worker
-/// once the receiver has accepted us.
+/// Preamble, HELLO and (unless --no-auth) AUTH exchange on a connection
+/// that is `approach` for us, all within `timeout` from now; hands the
+/// reading half to a [`Replies`] worker once the receiver has accepted
+/// us.
 pub fn handshake(
     sock: &TcpStream,
     algorithm: Algorithm,
     no_clobber: bool,
     key: Option<&Key>,
+    approach: Approach,
     timeout: Duration,
 ) -> Result<Agreed> {
     let deadline = Instant::now() + timeout;
-    exchange(sock, algorithm, no_clobber, key, deadline).map_err(|err| {
+    exchange(sock, algorithm, no_clobber, key, approach, deadline).map_err(|err| {
         if timed_out(&err) && Instant::now() >= deadline {
             anyhow!(
                 "the receiver did not complete the handshake within {} s (--timeout)",
@@ -56,6 +61,7 @@ fn exchange(
     algorithm: Algorithm,
     no_clobber: bool,
     key: Option<&Key>,
+    approach: Approach,
     deadline: Instant,
 ) -> Result<Agreed> {
     let nonce = key
@@ -102,19 +108,36 @@ fn exchange(
             transcript.hello(&opening[hello_at + FRAME_HEADER_LEN..]);
             transcript.hello(reader.hello_body());
             let agreement = Agreement::new(key.bytes(), transcript.finish());
-            encoder.send(sock, &Message::Auth(agreement.proof(Role::Sender)))?;
+            let ours = Message::Auth(agreement.proof(Role::Sender));
+            if approach.proves_first() {
+                encoder.send(sock, &ours)?;
+            }
             match reader.expect()? {
                 Message::Auth(proof) if agreement.check(Role::Receiver, &proof) => {}
                 Message::Auth(_) => {
-                    let why = "the receiver's proof is wrong: it does not know this sender's key";
-                    let _ = encoder.send(sock, &refusal(why));
-                    return Err(error::coded(
-                        Code::Auth,
-                        format!("authentication failed: {why} (or another program answered on that port)"),
-                    ));
+                    // The peer has proved nothing: a listening sender tells
+                    // it no more than a listening receiver would.
+                    let (told, local) = match approach {
+                        Approach::Connected => {
+                            let why = "the receiver's proof is wrong: it does not know this sender's key";
+                            (
+                                why,
+                                format!("authentication failed: {why} (or another program answered on that port)"),
+                            )
+                        }
+                        Approach::Accepted => {
+                            let why = "authentication failed: the receiver's key is not this sender's (or the handshake was altered on the way)";
+                            (why, why.to_string())
+                        }
+                    };
+                    let _ = encoder.send(sock, &refusal(told));
+                    return Err(error::coded(Code::Auth, local));
                 }
                 Message::Error(e) => return Err(unauthenticated_refusal(&e)),
                 other => bail!("expected AUTH, the receiver sent {:?}", other.frame_type()),
+            }
+            if !approach.proves_first() {
+                encoder.send(sock, &ours)?;
             }
             let (sealer, opener) = agreement.channel(Role::Sender);
             encoder.seal_with(sealer);

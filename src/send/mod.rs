@@ -29,6 +29,7 @@ use crate::error::{self, Code};
 use crate::key;
 use crate::net;
 use crate::progress::Reporter;
+use crate::protocol::auth::Approach;
 use crate::protocol::{EntryKind, RelPath, Verdict, VerdictStatus};
 use crate::tally::{Outcome, Totals, verified};
 use census::Census;
@@ -102,7 +103,15 @@ pub fn run(args: SendArgs) -> Result<Code> {
         reporter.detail(format_args!("connected to {peer} ({resolved})"));
     }
     let timeout = args.common.handshake_timeout();
-    let agreed = handshake(&sock, algorithm, args.no_clobber, key.as_ref(), timeout).with_context(sending)?;
+    let agreed = handshake(
+        &sock,
+        algorithm,
+        args.no_clobber,
+        key.as_ref(),
+        Approach::Connected,
+        timeout,
+    )
+    .with_context(sending)?;
     drop(key);
     let roots = operands
         .iter()
