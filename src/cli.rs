@@ -65,7 +65,8 @@ pub enum Command {
     /// Send files, directory trees (-r) or stdin to a listening `zcp recv`
     #[command(after_help = after_help())]
     Send(SendArgs),
-    /// Receive one transfer (with -k, many) into a directory, a file or stdout
+    /// Receive one transfer (with -k, many) into a directory, a file or
+    /// stdout, listening or (--connect) from a listening sender
     #[command(after_help = after_help())]
     Recv(RecvArgs),
     /// Measure zcp on loopback: default, --checksum none and --no-zerocopy
@@ -191,6 +192,13 @@ pub struct RecvArgs {
         default_value = "7227"
     )]
     pub listen: ListenSpec,
+
+    /// Connect to a sender that listens (`zcp send --listen`) at HOST:PORT,
+    /// IPV4:PORT or [IPV6]:PORT instead of listening, for when the sender
+    /// is the reachable machine; needs its key (ZCP_KEY or --key-file)
+    #[arg(long, value_name = "HOST:PORT", value_parser = net::parse_host_port,
+          conflicts_with_all = ["listen", "keep_open"])]
+    pub connect: Option<HostPort>,
 
     /// Flush each file and its directory to disk before reporting success
     #[arg(long)]

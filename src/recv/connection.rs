@@ -1,24 +1,43 @@
-//! One connection to one sender, as the receiver accepted it (listen.rs):
-//! the watchdog, the handshake, then the session.
+//! One connection to one sender: the watchdog, the handshake, then the
+//! session, for a connection the receiver accepted (listen.rs) or made
+//! itself to a listening sender ([`dial`], `--connect`).
 
 use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::Session;
 use super::start::Setup;
 use super::watchdog::{Fired, Watchdog};
 use crate::error::{self, Code};
+use crate::net::{self, HostPort};
+use crate::protocol::auth::Approach;
 use crate::serve::Ending;
 use crate::sys::signals;
+
+/// `--connect`: connects to a sender that listens at `target` and runs
+/// one session with it; a failed handshake is this receiver's error.
+pub fn dial(setup: &Setup, target: &HostPort) -> Result<Code> {
+    let peer = target.to_string();
+    let (sock, _) = net::connect(target).with_context(|| format!("receiving from {peer}"))?;
+    match connection(setup, sock, peer, true) {
+        Ending::Turned(err) => Err(err),
+        Ending::Served(result) => result,
+    }
+}
 
 /// Handshake, then the session, for one connection. `wake`: let
 /// SIGINT end this connection's reads (only one connection can be woken
 /// this way; keep-open shuts its connections down itself).
 pub fn connection(setup: &Setup, sock: TcpStream, peer: String, wake: bool) -> Ending<Result<Code>> {
-    let turned = format!("connection from {peer}");
+    // Until the session starts, errors name the connection; a receiver
+    // that connected names it as it will for the session.
+    let turned = match setup.approach {
+        Approach::Accepted => format!("connection from {peer}"),
+        Approach::Connected => format!("receiving from {peer}"),
+    };
     let mut session = match Session::new(setup, sock, peer.clone()) {
         Ok(s) => s,
         Err(e) => return Ending::Turned(e.context(turned)),

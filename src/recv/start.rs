@@ -1,13 +1,14 @@
 //! `zcp recv` starts here: the destination, the key and what every
-//! connection shares ([`Setup`]); then it listens for senders
-//! (listen.rs), and serves each connection (connection.rs).
+//! connection shares ([`Setup`]); then it either listens for senders
+//! (listen.rs) or, with `--connect`, connects to a sender that listens
+//! (connection.rs).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 
-use super::listen;
+use super::{connection, listen};
 use crate::checksum::Algorithm;
 use crate::cli::RecvArgs;
 use crate::dest::Destination;
@@ -47,12 +48,17 @@ pub fn run(args: RecvArgs) -> Result<Code> {
             "--keep-open cannot write to stdout: concurrent transfers would interleave (give a directory)",
         ));
     }
-    let (key, one_time) = match key::choose(&args.common.auth)? {
-        Some(k) => (Some(k), false),
-        None if args.common.auth.no_auth => (None, false),
-        None => (Some(key::one_time()?), true),
-    };
     sys::raise_open_file_limit();
+    if let Some(target) = &args.connect {
+        let key = key::for_connecting(&args.common.auth, "sender")?;
+        if key.is_none() {
+            eprintln!(
+                "zcp: warning: --no-auth: nothing proves who the sender is, and anyone on the path could alter what arrives"
+            );
+        }
+        return connection::dial(&setup(&args, dest, key, umask, Approach::Connected), target);
+    }
+    let (key, one_time) = key::for_listening(&args.common.auth)?;
     let (listener, local) = serve::bind(&args.listen)?;
     match &key {
         Some(k) if one_time => serve::announce(k, local, "receiver", "send with", |target| {
@@ -61,7 +67,7 @@ pub fn run(args: RecvArgs) -> Result<Code> {
         Some(_) => {}
         None => eprintln!("zcp: warning: --no-auth: anyone who can reach this port can write into the destination"),
     }
-    let setup = setup(&args, dest, key, umask);
+    let setup = setup(&args, dest, key, umask, Approach::Accepted);
     if args.keep_open {
         listen::keep_open(listener, Arc::new(setup), usize::from(args.max_connections))
     } else {
@@ -70,7 +76,7 @@ pub fn run(args: RecvArgs) -> Result<Code> {
 }
 
 /// What every connection shares, from the command line.
-fn setup(args: &RecvArgs, dest: Destination, key: Option<Key>, umask: u32) -> Setup {
+fn setup(args: &RecvArgs, dest: Destination, key: Option<Key>, umask: u32, approach: Approach) -> Setup {
     Setup {
         dest,
         key,
@@ -83,6 +89,6 @@ fn setup(args: &RecvArgs, dest: Destination, key: Option<Key>, umask: u32) -> Se
         handshake_timeout: args.common.handshake_timeout(),
         idle_timeout: Duration::from_secs(args.idle_timeout),
         bars: !args.keep_open,
-        approach: Approach::Accepted,
+        approach,
     }
 }

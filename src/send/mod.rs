@@ -80,14 +80,8 @@ pub fn run(args: SendArgs) -> Result<Code> {
     let policy = Policy::new(!args.common.no_zerocopy);
     let algorithm = args.common.checksum;
     let operands = operands::classify(&args)?;
-    let key = key::choose(&args.common.auth)?;
-    if key.is_none() && !args.common.auth.no_auth {
-        return Err(error::usage(format!(
-            "no key to authenticate with: set {} to the receiver's key (a receiver without one prints a one-time key), use --key-file FILE, or --no-auth if the receiver runs with --no-auth",
-            key::ENV
-        )));
-    }
-    if args.common.auth.no_auth {
+    let key = key::for_connecting(&args.common.auth, "receiver")?;
+    if key.is_none() {
         reporter.warn("--no-auth: nothing proves who the receiver is, and anyone on the path could alter what arrives");
     }
     crate::sys::raise_open_file_limit();
