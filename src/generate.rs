@@ -73,39 +73,32 @@ fn items(out: &mut Vec<u8>, rows: &[(&str, &str)]) -> io::Result<()> {
     Ok(())
 }
 
-/// The arguments of one subcommand's SYNOPSIS line, with the value every
-/// option takes, which clap_mangen's synopsis leaves out: for `zcp recv`,
-/// `[-l|--listen [ADDR:]PORT] ... [--checksum sha256|none] ... [DEST]`.
-/// An option and its value are joined by an unbreakable space.
-fn synopsis(sub: &clap::Command) -> String {
-    let bold = |t: &str| format!("\\fB{}\\fR", roff(t));
-    let italic = |t: &str| format!("\\fI{}\\fR", roff(t));
-    let mut items = Vec::new();
-    for arg in sub.get_arguments().filter(|a| !a.is_hide_set() && !a.is_positional()) {
-        let mut names = Vec::new();
-        if let Some(c) = arg.get_short() {
-            names.push(bold(&format!("-{c}")));
-        }
-        if let Some(l) = arg.get_long() {
-            names.push(bold(&format!("--{l}")));
-        }
-        let mut item = names.join("|");
-        if arg.get_action().takes_values() {
-            let values: Vec<String> = arg
-                .get_possible_values()
-                .iter()
-                .filter(|v| !v.is_hide_set())
-                .map(|v| bold(v.get_name()))
-                .collect();
-            let value = if values.is_empty() {
-                italic(&arg.get_value_names().map(|n| n.join(" ")).unwrap_or_default())
-            } else {
-                values.join("|")
-            };
-            item = format!("{item}\\ {value}");
-        }
-        items.push(format!("[{item}]"));
+/// The arguments of each SYNOPSIS line of one subcommand, with the value
+/// every option takes, which clap_mangen's synopsis leaves out: for `zcp
+/// recv`, `[-l|--listen [ADDR:]PORT] ... [--checksum sha256|none] ...
+/// [DEST]`. An option and its value are joined by an unbreakable space.
+/// `zcp send` has two lines, which clap cannot express (cli.rs takes
+/// HOST:PORT off its operands itself): options, SOURCEs and HOST:PORT, or
+/// --listen and only SOURCEs.
+fn synopses(sub: &clap::Command) -> Vec<String> {
+    let options = |skip: &str| {
+        sub.get_arguments()
+            .filter(|a| !a.is_hide_set() && !a.is_positional() && a.get_id() != skip)
+            .map(|a| format!("[{}]", option(a)))
+            .collect::<Vec<_>>()
+    };
+    if sub.get_name() == "send" {
+        let listen = sub.get_arguments().find(|a| a.get_id() == "listen").map(option);
+        let mut connecting = options("listen");
+        connecting.push(format!("{}... {}", italic("SOURCE"), italic("HOST:PORT")));
+        let listening = [
+            listen.unwrap_or_default(),
+            format!("[{}]", italic("OPTIONS")),
+            format!("{}...", italic("SOURCE")),
+        ];
+        return vec![connecting.join(" "), listening.join(" ")];
     }
+    let mut items = options("");
     for arg in sub.get_positionals().filter(|a| !a.is_hide_set()) {
         let name = arg.get_value_names().map(|n| n.join(" ")).unwrap_or_default();
         let many = arg.get_num_args().is_some_and(|n| n.max_values() > 1);
@@ -116,7 +109,43 @@ fn synopsis(sub: &clap::Command) -> String {
             format!("[{item}]")
         });
     }
-    items.join(" ")
+    vec![items.join(" ")]
+}
+
+fn bold(text: &str) -> String {
+    format!("\\fB{}\\fR", roff(text))
+}
+
+fn italic(text: &str) -> String {
+    format!("\\fI{}\\fR", roff(text))
+}
+
+/// One option as SYNOPSIS shows it: `-l|--listen [ADDR:]PORT`, or
+/// `--checksum sha256|none` with the values it takes.
+fn option(arg: &clap::Arg) -> String {
+    let mut names = Vec::new();
+    if let Some(c) = arg.get_short() {
+        names.push(bold(&format!("-{c}")));
+    }
+    if let Some(l) = arg.get_long() {
+        names.push(bold(&format!("--{l}")));
+    }
+    let mut item = names.join("|");
+    if arg.get_action().takes_values() {
+        let values: Vec<String> = arg
+            .get_possible_values()
+            .iter()
+            .filter(|v| !v.is_hide_set())
+            .map(|v| bold(v.get_name()))
+            .collect();
+        let value = if values.is_empty() {
+            italic(&arg.get_value_names().map(|n| n.join(" ")).unwrap_or_default())
+        } else {
+            values.join("|")
+        };
+        item = format!("{item}\\ {value}");
+    }
+    item
 }
 
 fn man_page(out: &mut Vec<u8>) -> Result<()> {
@@ -130,7 +159,9 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
     writeln!(out, ".SH SYNOPSIS\n.nh\n.ad l")?;
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("\\fBzcp\\ {}\\fR", sub.get_name());
-        writeln!(out, ".TP \\w'{name}\\ 'u\n{name}\n{}", synopsis(sub))?;
+        for line in synopses(sub) {
+            writeln!(out, ".TP \\w'{name}\\ 'u\n{name}\n{line}")?;
+        }
     }
     writeln!(out, ".ad\n.hy")?;
     man.render_description_section(out)?;

@@ -1,5 +1,6 @@
-//! `zcp send`: classify the operands, connect, agree on version and
-//! checksum, stream every entry the walk produces without waiting for the
+//! `zcp send`: classify the operands, meet the receiver (connect to it,
+//! or with --listen let it connect), agree on version and checksum and
+//! authenticate, stream every entry the walk produces without waiting for the
 //! receiver, match the verdicts that flow back to the entries in order,
 //! and exit with the outcome: 0 only once the receiver holds every entry,
 //! verified, under its final name.
@@ -7,6 +8,7 @@
 mod census;
 mod entry;
 mod handshake;
+mod meet;
 mod operands;
 mod replies;
 mod source;
@@ -26,15 +28,12 @@ use crate::cli::SendArgs;
 use crate::display;
 use crate::engine::Policy;
 use crate::error::{self, Code};
-use crate::key;
-use crate::net;
 use crate::progress::Reporter;
-use crate::protocol::auth::Approach;
 use crate::protocol::{EntryKind, RelPath, Verdict, VerdictStatus};
 use crate::tally::{Outcome, Totals, verified};
 use census::Census;
 use entry::{Abort, Link, Outbox, Sent};
-use handshake::handshake;
+use meet::Met;
 use replies::{Replies, Reply};
 use walk::{Batch, Item, Walked};
 
@@ -80,33 +79,11 @@ pub fn run(args: SendArgs) -> Result<Code> {
     let policy = Policy::new(!args.common.no_zerocopy);
     let algorithm = args.common.checksum;
     let operands = operands::classify(&args)?;
-    let key = key::for_connecting(&args.common.auth, "receiver")?;
-    if key.is_none() {
-        reporter.warn("--no-auth: nothing proves who the receiver is, and anyone on the path could alter what arrives");
-    }
-    crate::sys::raise_open_file_limit();
-    let peer = args.target.to_string();
-    // Until the first entry goes out, errors name what could not be sent.
-    let sending = || format!("sending {} to {peer}", operands::describe(&args.sources));
-
-    let (sock, addr) = net::connect(&args.target).with_context(sending)?;
-    let resolved = net::show_addr(addr);
-    if resolved == peer {
-        reporter.detail(format_args!("connected to {peer}"));
-    } else {
-        reporter.detail(format_args!("connected to {peer} ({resolved})"));
-    }
-    let timeout = args.common.handshake_timeout();
-    let agreed = handshake(
-        &sock,
-        algorithm,
-        args.no_clobber,
-        key.as_ref(),
-        Approach::Connected,
-        timeout,
-    )
-    .with_context(sending)?;
-    drop(key);
+    let Met { sock, peer, agreed } = match (&args.listen, &args.target) {
+        (Some(spec), _) => meet::listen(&args, spec, &reporter)?,
+        (None, Some(target)) => meet::connect(&args, target, &reporter)?,
+        (None, None) => return Err(error::usage("no HOST:PORT to send to, and no --listen")),
+    };
     let roots = operands
         .iter()
         .filter_map(|op| op.path().map(|p| p.to_path_buf()))
