@@ -4,15 +4,16 @@
 //! listening receiver checks the sender's proof before it reveals its own
 //! (it reveals nothing derived from its key to a peer that has not proved
 //! it knows it); a receiver that connected to a listening sender
-//! proves first and then checks the sender's proof.
+//! (`--connect`) proves first and then checks the sender's proof.
 
 use anyhow::{Context, Result, bail};
 
-use super::{Session, sender_error};
+use super::Session;
 use crate::display;
 use crate::error::{self, Code};
 use crate::frames;
 use crate::key::{self, Key};
+use crate::protocol::WireError;
 use crate::protocol::auth::{Agreement, Approach, Transcript};
 use crate::protocol::{FRAME_HEADER_LEN, Hello, Message, NONCE_LEN, Preamble, Role};
 
@@ -26,7 +27,7 @@ impl Session {
         Preamble::ours().negotiate(&theirs)?;
         let hello = match self.reader.expect()? {
             Message::Hello(h) => h,
-            Message::Error(e) => return Err(sender_error(&e)),
+            Message::Error(e) => return Err(unauthenticated(&e)),
             other => bail!("protocol error: expected HELLO, got {:?}", other.frame_type()),
         };
         if hello.role != Role::Sender {
@@ -109,7 +110,7 @@ impl Session {
                         "authentication failed: the sender's key is not this receiver's (or the handshake was altered on the way)",
                     ));
                 }
-                Message::Error(e) => return Err(sender_error(&e)),
+                Message::Error(e) => return Err(unauthenticated(&e)),
                 other => bail!("protocol error: expected AUTH, got {:?}", other.frame_type()),
             }
             if !approach.proves_first() {
@@ -131,4 +132,16 @@ impl Session {
         ));
         Ok(())
     }
+}
+
+/// The sender's ERROR before it proved it knows the key: anyone could have
+/// sent it, so it may say "authentication failed" (5) but not claim an
+/// integrity failure.
+fn unauthenticated(e: &WireError) -> anyhow::Error {
+    let code = if e.code == Code::Auth as u8 {
+        Code::Auth
+    } else {
+        Code::Failure
+    };
+    error::coded(code, format!("sender: {}", display::peer_text(&e.message)))
 }

@@ -3,7 +3,8 @@
 //! receiver connecting to a listening sender must prove first, and gets
 //! ERROR code 5 and no proof for a wrong one; a real receiver that
 //! connects to a fake listening sender proves first, and refuses a wrong
-//! proof from it.
+//! proof from it (and believes no integrity failure from a sender that
+//! proved nothing).
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -35,6 +36,13 @@ fn fake_receiver_opening(addr: &str, key: &[u8]) -> (Peer, Keys) {
     p.send(&[our_preamble(), ours.clone()].concat());
     let keys = Keys::derive(key, &transcript(&preamble, &our_preamble(), &theirs, &ours[5..]));
     (p, keys)
+}
+
+/// A fake listening sender's end of the connection a receiver made.
+fn accept(listener: &TcpListener) -> Peer {
+    let (stream, _) = listener.accept().unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    Peer { stream }
 }
 
 #[test]
@@ -89,9 +97,7 @@ fn a_receiver_that_connects_proves_first_and_refuses_a_wrong_proof() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let rx = Running::spawn(receiver_command(&env, &addr, &["dst"]), "zcp recv --connect");
-    let (stream, _) = listener.accept().unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut p = Peer { stream };
+    let mut p = accept(&listener);
     let ours = hello_auth(ROLE_SENDER, SHA256, &nonce());
     p.send(&[our_preamble(), ours.clone()].concat());
     let preamble = p.read_exact_vec(8);
@@ -115,4 +121,22 @@ fn a_receiver_that_connects_proves_first_and_refuses_a_wrong_proof() {
         "zcp: error: receiving from {addr}: authentication failed: the sender's proof is wrong: it does not know this receiver's key"
     ));
     assert!(env.list("dst").is_empty(), "{:?}", env.list("dst"));
+}
+
+#[test]
+fn an_error_from_a_sender_that_proved_nothing_claims_no_integrity_failure() {
+    // In place of its HELLO, so before any proof: code 3 would claim an
+    // integrity failure, which only an authenticated sender may report.
+    for (code, exit) in [(3, 1), (5, 5), (1, 1)] {
+        let env = TestEnv::new();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let rx = Running::spawn(receiver_command(&env, &addr, &["dst"]), "zcp recv --connect");
+        let mut p = accept(&listener);
+        p.send(&[our_preamble(), error(code, "made up")].concat());
+        let out = rx.finish();
+        out.assert_code(exit)
+            .assert_stderr(&format!("zcp: error: receiving from {addr}: sender: made up"));
+        assert!(env.list("dst").is_empty(), "{:?}", env.list("dst"));
+    }
 }
