@@ -188,6 +188,13 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
     )?;
     section(
         out,
+        "WHEN THE SENDER IS THE REACHABLE MACHINE",
+        &[
+            "Usually zcp recv listens and zcp send connects. When only the sender can be reached (the receiver is behind a firewall or NAT), zcp send --listen [ADDR:]PORT SOURCE... listens instead, printing `zcp: listening on ADDR:PORT` (and, without a key, a one-time key and the command to paste), and zcp recv --connect HOST:PORT [DEST] connects to it. Everything else is the same in both directions: authentication, verification, trees, stdin and stdout, --no-clobber, the timeouts, messages and exit statuses. The listening sender serves the first receiver that completes the handshake and exits with that transfer's status; a connection that fails before (a wrong key, not zcp, too slow for --timeout) gets a warning, and the sender goes on listening.",
+        ],
+    )?;
+    section(
+        out,
         "MECHANISMS",
         &["With -v each end names the mechanism that moved the payload and, if it is not the zero-copy one, why."],
     )?;
@@ -221,9 +228,9 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
         out,
         "SECURITY",
         &[
-            "Authentication is on by default. Both ends hold the same key: from --key-file FILE (its bytes without a final newline; as ssh does, a file that group or others may read, or that another user owns, is refused), else the ZCP_KEY environment variable, else, for zcp recv only, a random one-time key that the receiver prints on stderr together with a zcp send command to paste. A key is never a command-line argument, so it never shows in ps(1). Keys shorter than 16 bytes draw a warning.",
-            "Before any entry is accepted, the sender and then the receiver prove they know the key (HMAC-SHA256 over fresh nonces from both ends and both HELLO messages, compared in constant time); a receiver reveals nothing derived from its key to a sender that has not proved it first. Every later control frame is sealed with a per-direction session key and its position, so entries, digests, verdicts and the end of the session cannot be forged, altered, dropped or replayed; payload bytes move unsealed by sendfile/splice and are covered by the sealed digest (not with --checksum none). A failure is exit status 5. --no-auth on both ends gives an open receiver for trusted links; one end alone is refused.",
-            "A receiver may be left listening: a connection that fails before its transfer starts (not zcp, a wrong key, a handshake not done within --timeout, counted from the connection) writes nothing and only prints a warning; the receiver goes on listening. During a transfer a sender silent for --idle-timeout is cut off (a sender with idle input sends PING frames). With -k several senders are served at once, up to --max-connections, and one failing transfer never affects another; connections still in their handshake count toward that limit, so anyone who can reach the port can keep it full (each connection for up to --timeout), which denies service but writes nothing. Paths are resolved beneath DEST with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS) or, where that is missing, one component at a time with O_NOFOLLOW; every length from the peer is checked before use; text from the peer is escaped before it reaches a terminal.",
+            "Authentication is on by default. Both ends hold the same key: from --key-file FILE (its bytes without a final newline; as ssh does, a file that group or others may read, or that another user owns, is refused), else the ZCP_KEY environment variable, else, for the end that listens only (zcp recv, or zcp send --listen), a random one-time key that it prints on stderr together with the command to paste on the other end; the end that connects needs ZCP_KEY or --key-file. A key is never a command-line argument, so it never shows in ps(1). Keys shorter than 16 bytes draw a warning.",
+            "Before any entry is accepted, both ends prove they know the key (HMAC-SHA256 over fresh nonces from both ends and both HELLO messages, compared in constant time); the end that connected proves first, so the end that listens (the receiver, or the sender with --listen) reveals nothing derived from its key to a peer that has not proved it knows it. Every later control frame is sealed with a per-direction session key and its position, so entries, digests, verdicts and the end of the session cannot be forged, altered, dropped or replayed; payload bytes move unsealed by sendfile/splice and are covered by the sealed digest (not with --checksum none). A failure is exit status 5. --no-auth on both ends turns authentication off for trusted links; one end alone is refused.",
+            "A receiver may be left listening: a connection that fails before its transfer starts (not zcp, a wrong key, a handshake not done within --timeout, counted from the connection) writes nothing and only prints a warning; the receiver goes on listening. A sender with --listen does the same until a receiver completes the handshake. During a transfer a sender silent for --idle-timeout is cut off (a sender with idle input sends PING frames). With -k several senders are served at once, up to --max-connections, and one failing transfer never affects another; connections still in their handshake count toward that limit, so anyone who can reach the port can keep it full (each connection for up to --timeout), which denies service but writes nothing. Paths are resolved beneath DEST with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS) or, where that is missing, one component at a time with O_NOFOLLOW; every length from the peer is checked before use; text from the peer is escaped before it reaches a terminal.",
             "The payload is not encrypted: anyone who can read the stream can read the files. Use a VPN or an SSH tunnel where that matters.",
         ],
     )?;
@@ -254,6 +261,14 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
             (
                 "tar c dir | zcp send - server:7227",
                 "Send a stream; on the receiving host run: zcp recv -l 7227 - | tar x",
+            ),
+            (
+                "zcp send --listen 7227 big.iso",
+                "On a sender that can be reached when the receiver cannot: wait for a receiver to connect; without ZCP_KEY it prints a one-time key and the command to use on the receiver.",
+            ),
+            (
+                "ZCP_KEY=3f9c0e... zcp recv --connect server:7227 /srv/incoming",
+                "Connect to that sender and receive big.iso into /srv/incoming.",
             ),
             (
                 "zcp recv -l 127.0.0.1:0 out.bin",
