@@ -131,3 +131,43 @@ fn stdin_goes_to_the_stdout_of_the_receiver_that_connects() {
     assert!(rr.stdout == data, "stdout differs from what went into stdin");
     assert!(env.list("dst").is_empty());
 }
+
+#[test]
+fn the_turned_forms_are_checked_on_the_command_line() {
+    let cases: [(&[&str], &str); 6] = [
+        (&["send", "--listen", "0"], "not provided: <SOURCE>...\n"),
+        (&["send", "h:1"], "not provided: <SOURCE>...\n"),
+        (
+            &["send", "--listen", "nope", "f"],
+            "invalid value 'nope' for '--listen <[ADDR:]PORT>'",
+        ),
+        (
+            &["recv", "--connect", "h:1", "-k"],
+            "'--connect <HOST:PORT>' cannot be used with '--keep-open'",
+        ),
+        (
+            &["recv", "--connect", "h:1", "-l", "1"],
+            "'--connect <HOST:PORT>' cannot be used with '--listen",
+        ),
+        (
+            &["recv", "--connect", "nohost"],
+            "invalid value 'nohost' for '--connect <HOST:PORT>'",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut cmd = zcp();
+        cmd.args(args).stdin(Stdio::null());
+        let out = Running::spawn(cmd, "zcp").finish();
+        out.assert_code(2).assert_stderr(needle);
+        assert_eq!(out.stderr.lines().count(), 2, "{args:?}: {}", out.stderr);
+    }
+    // With --listen a HOST:PORT left at the end is a SOURCE like the
+    // others, and the error says so; nothing listened.
+    let env = TestEnv::new();
+    env.random_file("f", 10, 6);
+    let out = Running::spawn(sender_command(&env, &["src/f", "127.0.0.1:7227"]), "zcp send").finish();
+    out.assert_code(1).assert_stderr(
+        "zcp: error: opening 127.0.0.1:7227 (with --listen every operand is a SOURCE: the receiver connects to this sender): ",
+    );
+    assert!(!out.stderr.contains("listening"), "{}", out.stderr);
+}
