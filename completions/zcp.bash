@@ -157,7 +157,7 @@ _zcp() {
             return 0
             ;;
         zcp__subcmd__recv)
-            opts="-l -n -k -q -v -h --listen --fsync --no-clobber --keep-open --max-connections --idle-timeout --quiet --verbose --no-zerocopy --checksum --timeout --key-file --no-auth --help"
+            opts="-l -n -k -q -v -h --listen --connect --fsync --no-clobber --keep-open --max-connections --idle-timeout --quiet --verbose --no-zerocopy --checksum --timeout --key-file --no-auth --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -168,6 +168,10 @@ _zcp() {
                     return 0
                     ;;
                 -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -199,12 +203,20 @@ _zcp() {
             return 0
             ;;
         zcp__subcmd__send)
-            opts="-r -L -n -q -v -h --name --recursive --dereference --no-clobber --quiet --verbose --no-zerocopy --checksum --timeout --key-file --no-auth --help"
+            opts="-l -r -L -n -q -v -h --listen --name --recursive --dereference --no-clobber --quiet --verbose --no-zerocopy --checksum --timeout --key-file --no-auth --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -26,10 +26,11 @@ end
 
 complete -c zcp -n "__fish_zcp_needs_command" -s h -l help -d 'Print help'
 complete -c zcp -n "__fish_zcp_needs_command" -s V -l version -d 'Print version'
-complete -c zcp -n "__fish_zcp_needs_command" -f -a "send" -d 'Send files, directory trees (-r) or stdin to a listening `zcp recv`'
-complete -c zcp -n "__fish_zcp_needs_command" -f -a "recv" -d 'Receive one transfer (with -k, many) into a directory, a file or stdout'
+complete -c zcp -n "__fish_zcp_needs_command" -f -a "send" -d 'Send files, directory trees (-r) or stdin to a listening `zcp recv`, or (--listen) to one that connects'
+complete -c zcp -n "__fish_zcp_needs_command" -f -a "recv" -d 'Receive one transfer (with -k, many) into a directory, a file or stdout, listening or (--connect) from a listening sender'
 complete -c zcp -n "__fish_zcp_needs_command" -f -a "bench" -d 'Measure zcp on loopback: default, --checksum none and --no-zerocopy'
 complete -c zcp -n "__fish_zcp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c zcp -n "__fish_zcp_using_subcommand send" -s l -l listen -d 'Listen on [ADDR:]PORT (without an address, all interfaces; port 0 picks a free one, printed as `zcp: listening on ADDR:PORT`) and send to the first receiver that connects with `zcp recv --connect`, for when the sender is the reachable machine. Without ZCP_KEY or --key-file, prints a one-time key for the receiver' -r
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l name -d 'Name the receiver gives stdin (`-`) [default: stdin], or the one file sent [default: its file name]. May start with `-`' -r
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l checksum -d 'Verification of the payload; both ends must use the same value. `none` is for trusted links: nothing is compared and the summary says "unverified"' -r -f -a "sha256\t'SHA-256, computed on both ends and compared before commit'
 none\t'No verification (trusted links only); summaries say "unverified"'"
@@ -38,12 +39,13 @@ complete -c zcp -n "__fish_zcp_using_subcommand send" -l key-file -d 'Read the s
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s r -l recursive -d 'Send directories and everything in them'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s L -l dereference -d 'Follow symbolic links found inside directories and send what they point to (links named on the command line are always followed)'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s n -l no-clobber -d 'Ask the receiver not to replace anything that already exists there'
-complete -c zcp -n "__fish_zcp_using_subcommand send" -s q -l quiet -d 'Print only errors (and, for recv, the `listening on` line)'
+complete -c zcp -n "__fish_zcp_using_subcommand send" -s q -l quiet -d 'Print only errors (and, when listening, the `listening on` line)'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s v -l verbose -d 'Name the mechanism that moved the bytes (sendfile, splice or read/write) and why, and print the digest in sha256sum format'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l no-zerocopy -d 'Use plain read/write instead of sendfile/splice'
-complete -c zcp -n "__fish_zcp_using_subcommand send" -l no-auth -d 'Do not authenticate: for trusted links only. A receiver then accepts anyone who can reach its port; both ends must use it'
+complete -c zcp -n "__fish_zcp_using_subcommand send" -l no-auth -d 'Do not authenticate: for trusted links only. An end that listens then serves anyone who can reach its port; both ends must use it'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s l -l listen -d 'Address and port to listen on; without an address, all interfaces (IPv6 and IPv4). Port 0 picks a free port; the bound address is printed on stderr as `zcp: listening on ADDR:PORT`' -r
+complete -c zcp -n "__fish_zcp_using_subcommand recv" -l connect -d 'Connect to a sender that listens (`zcp send --listen`) at HOST:PORT, IPV4:PORT or [IPV6]:PORT instead of listening, for when the sender is the reachable machine; needs its key (ZCP_KEY or --key-file)' -r
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l max-connections -d 'With --keep-open: how many connections are served at once; one more is told the receiver is busy' -r
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l idle-timeout -d 'Seconds the sender may stay silent during a transfer before the receiver gives up on it (the sender keeps an idle session alive on its own, so only a stuck or vanished sender hits this)' -r
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l checksum -d 'Verification of the payload; both ends must use the same value. `none` is for trusted links: nothing is compared and the summary says "unverified"' -r -f -a "sha256\t'SHA-256, computed on both ends and compared before commit'
@@ -53,16 +55,16 @@ complete -c zcp -n "__fish_zcp_using_subcommand recv" -l key-file -d 'Read the s
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l fsync -d 'Flush each file and its directory to disk before reporting success'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s n -l no-clobber -d 'Never replace an existing file, link or directory entry in DEST: such entries are skipped (their bytes are still read off the connection) and reported; existing directories are still entered'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s k -l keep-open -d 'Keep listening after a transfer and serve several senders at once (each transfer is reported on its own; stop with Ctrl-C)'
-complete -c zcp -n "__fish_zcp_using_subcommand recv" -s q -l quiet -d 'Print only errors (and, for recv, the `listening on` line)'
+complete -c zcp -n "__fish_zcp_using_subcommand recv" -s q -l quiet -d 'Print only errors (and, when listening, the `listening on` line)'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s v -l verbose -d 'Name the mechanism that moved the bytes (sendfile, splice or read/write) and why, and print the digest in sha256sum format'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l no-zerocopy -d 'Use plain read/write instead of sendfile/splice'
-complete -c zcp -n "__fish_zcp_using_subcommand recv" -l no-auth -d 'Do not authenticate: for trusted links only. A receiver then accepts anyone who can reach its port; both ends must use it'
+complete -c zcp -n "__fish_zcp_using_subcommand recv" -l no-auth -d 'Do not authenticate: for trusted links only. An end that listens then serves anyone who can reach its port; both ends must use it'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zcp -n "__fish_zcp_using_subcommand bench" -l size -d 'Size of the generated test file, e.g. 256M or 1G (binary units)' -r
 complete -c zcp -n "__fish_zcp_using_subcommand bench" -l runs -d 'Measured runs per case, after one warm-up; the median is reported' -r
 complete -c zcp -n "__fish_zcp_using_subcommand bench" -l dir -d 'Directory for the test files [default: $TMPDIR or /tmp]' -r -F
 complete -c zcp -n "__fish_zcp_using_subcommand bench" -s h -l help -d 'Print help'
-complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench help" -f -a "send" -d 'Send files, directory trees (-r) or stdin to a listening `zcp recv`'
-complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench help" -f -a "recv" -d 'Receive one transfer (with -k, many) into a directory, a file or stdout'
+complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench help" -f -a "send" -d 'Send files, directory trees (-r) or stdin to a listening `zcp recv`, or (--listen) to one that connects'
+complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench help" -f -a "recv" -d 'Receive one transfer (with -k, many) into a directory, a file or stdout, listening or (--connect) from a listening sender'
 complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench help" -f -a "bench" -d 'Measure zcp on loopback: default, --checksum none and --no-zerocopy'
 complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

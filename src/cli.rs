@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::checksum::Algorithm;
 use crate::error::Code;
@@ -18,7 +18,9 @@ const LONG_ABOUT: &str = "\
 Copy files between Linux machines over TCP with zero-copy I/O and end-to-end SHA-256.
 
 `zcp recv` listens and writes what arrives into a directory, a file or stdout; \
-`zcp send` streams files, directory trees (-r) or stdin to it. The sender moves file bytes with sendfile(2) \
+`zcp send` streams files, directory trees (-r) or stdin to it. When only the sender can be \
+reached, it listens instead (`zcp send --listen`) and the receiver connects to it \
+(`zcp recv --connect`). The sender moves file bytes with sendfile(2) \
 (splice(2) for pipes), the receiver splices socket -> pipe -> file, so the payload never \
 passes through a user-space buffer. Both ends hash what they moved and compare before the \
 file appears under its final name.";
@@ -33,6 +35,8 @@ Examples:
   tar c dir | zcp send - server:7227         send stdin; on the other end:
   zcp recv -l 7227 - | tar x                 ... unpack it as it arrives
   zcp recv -l 127.0.0.1:0 out.bin            any free port, shown on stderr
+  zcp send --listen 7227 big.iso             listen; on the receiving end:
+  zcp recv --connect server:7227 /srv/in     ... connect and fetch big.iso
   zcp bench --size 256M                      measure zcp on this machine";
 
 /// Examples and the exit statuses, one per line.
@@ -62,10 +66,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Send files, directory trees (-r) or stdin to a listening `zcp recv`
+    /// Send files, directory trees (-r) or stdin to a listening `zcp recv`,
+    /// or (--listen) to one that connects
     #[command(after_help = after_help())]
     Send(SendArgs),
-    /// Receive one transfer (with -k, many) into a directory, a file or stdout
+    /// Receive one transfer (with -k, many) into a directory, a file or
+    /// stdout, listening or (--connect) from a listening sender
     #[command(after_help = after_help())]
     Recv(RecvArgs),
     /// Measure zcp on loopback: default, --checksum none and --no-zerocopy
@@ -78,7 +84,7 @@ pub enum Command {
 /// Options both ends share.
 #[derive(Debug, Args)]
 pub struct CommonArgs {
-    /// Print only errors (and, for recv, the `listening on` line)
+    /// Print only errors (and, when listening, the `listening on` line)
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
 
@@ -117,8 +123,8 @@ pub struct AuthArgs {
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
 
-    /// Do not authenticate: for trusted links only. A receiver then
-    /// accepts anyone who can reach its port; both ends must use it
+    /// Do not authenticate: for trusted links only. An end that listens
+    /// then serves anyone who can reach its port; both ends must use it
     #[arg(long, conflicts_with = "key_file")]
     pub no_auth: bool,
 }
@@ -139,17 +145,35 @@ impl CommonArgs {
     }
 }
 
+/// The two forms of `zcp send`, which clap cannot tell apart by itself
+/// (see [`SendArgs::take_target`]).
+const SEND_USAGE: &str = "\
+zcp send [OPTIONS] <SOURCE>... <HOST:PORT>
+       zcp send [OPTIONS] --listen <[ADDR:]PORT> <SOURCE>...";
+
 #[derive(Debug, Args)]
+#[command(override_usage = SEND_USAGE)]
 pub struct SendArgs {
-    /// Files (or, with -r, directories) to send, or `-` for stdin. Each
+    /// Files (or, with -r, directories) to send, or `-` for stdin, then
+    /// HOST:PORT, where `zcp recv` listens (HOST:PORT, IPV4:PORT or
+    /// [IPV6]:PORT); with --listen every operand is a SOURCE. Each SOURCE
     /// arrives under its own name in DEST; a directory arrives as a tree
     /// under its name, and `.` (or a path ending in `/.`) as its contents
-    #[arg(value_name = "SOURCE", required = true, num_args = 1..)]
+    #[arg(value_name = "SOURCE", required = true)]
     pub sources: Vec<PathBuf>,
 
-    /// Where `zcp recv` listens: HOST:PORT, IPV4:PORT or [IPV6]:PORT
-    #[arg(value_name = "HOST:PORT", value_parser = net::parse_host_port)]
-    pub target: HostPort,
+    /// Where to connect: the last operand, which [`parse`] takes off
+    /// `sources`; None with --listen.
+    #[arg(skip)]
+    pub target: Option<HostPort>,
+
+    /// Listen on [ADDR:]PORT (without an address, all interfaces; port 0
+    /// picks a free one, printed as `zcp: listening on ADDR:PORT`) and send
+    /// to the first receiver that connects with `zcp recv --connect`, for
+    /// when the sender is the reachable machine. Without ZCP_KEY or
+    /// --key-file, prints a one-time key for the receiver
+    #[arg(short, long, value_name = "[ADDR:]PORT", value_parser = net::parse_listen)]
+    pub listen: Option<ListenSpec>,
 
     /// Name the receiver gives stdin (`-`) [default: stdin], or the one
     /// file sent [default: its file name]. May start with `-`
@@ -173,6 +197,56 @@ pub struct SendArgs {
     pub common: CommonArgs,
 }
 
+impl SendArgs {
+    /// Without --listen, takes HOST:PORT off the end of the operands into
+    /// `target`. Clap cannot do it: a positional after a variadic one must
+    /// always be required, and with --listen there is none. Errors read as
+    /// clap's own.
+    fn take_target(&mut self) -> Result<(), clap::Error> {
+        use clap::error::ErrorKind;
+        if self.listen.is_some() {
+            return Ok(());
+        }
+        // Clap makes sure there is at least one operand.
+        let Some(last) = self.sources.pop() else {
+            return Err(send_error(
+                ErrorKind::MissingRequiredArgument,
+                "the following required arguments were not provided:\n  <SOURCE>...\n  <HOST:PORT>",
+            ));
+        };
+        let Some(text) = last.to_str() else {
+            return Err(send_error(
+                ErrorKind::InvalidUtf8,
+                "invalid UTF-8 was detected in <HOST:PORT>",
+            ));
+        };
+        let target = net::parse_host_port(text).map_err(|why| {
+            send_error(
+                ErrorKind::ValueValidation,
+                &format!("invalid value '{text}' for '<HOST:PORT>': {why}"),
+            )
+        })?;
+        if self.sources.is_empty() {
+            return Err(send_error(
+                ErrorKind::MissingRequiredArgument,
+                "the following required arguments were not provided:\n  <SOURCE>...",
+            ));
+        }
+        self.target = Some(target);
+        Ok(())
+    }
+}
+
+/// An error about `zcp send`'s operands, as clap would report it.
+fn send_error(kind: clap::error::ErrorKind, message: &str) -> clap::Error {
+    let mut cmd = Cli::command();
+    cmd.build();
+    match cmd.find_subcommand_mut("send") {
+        Some(send) => send.error(kind, message),
+        None => cmd.error(kind, message),
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RecvArgs {
     /// Where to write: an existing directory, a file path (created or
@@ -191,6 +265,13 @@ pub struct RecvArgs {
         default_value = "7227"
     )]
     pub listen: ListenSpec,
+
+    /// Connect to a sender that listens (`zcp send --listen`) at HOST:PORT,
+    /// IPV4:PORT or [IPV6]:PORT instead of listening, for when the sender
+    /// is the reachable machine; needs its key (ZCP_KEY or --key-file)
+    #[arg(long, value_name = "HOST:PORT", value_parser = net::parse_host_port,
+          conflicts_with_all = ["listen", "keep_open"])]
+    pub connect: Option<HostPort>,
 
     /// Flush each file and its directory to disk before reporting success
     #[arg(long)]
@@ -258,7 +339,13 @@ pub enum Artifact {
 /// it) and one hint line naming the right `--help`, with exit status 2.
 pub fn parse() -> Result<Cli, Code> {
     use clap::error::ErrorKind;
-    let err = match Cli::try_parse() {
+    let parsed = Cli::try_parse().and_then(|mut cli| {
+        if let Command::Send(args) = &mut cli.command {
+            args.take_target()?;
+        }
+        Ok(cli)
+    });
+    let err = match parsed {
         Ok(cli) => return Ok(cli),
         Err(e) => e,
     };

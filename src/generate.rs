@@ -73,39 +73,32 @@ fn items(out: &mut Vec<u8>, rows: &[(&str, &str)]) -> io::Result<()> {
     Ok(())
 }
 
-/// The arguments of one subcommand's SYNOPSIS line, with the value every
-/// option takes, which clap_mangen's synopsis leaves out: for `zcp recv`,
-/// `[-l|--listen [ADDR:]PORT] ... [--checksum sha256|none] ... [DEST]`.
-/// An option and its value are joined by an unbreakable space.
-fn synopsis(sub: &clap::Command) -> String {
-    let bold = |t: &str| format!("\\fB{}\\fR", roff(t));
-    let italic = |t: &str| format!("\\fI{}\\fR", roff(t));
-    let mut items = Vec::new();
-    for arg in sub.get_arguments().filter(|a| !a.is_hide_set() && !a.is_positional()) {
-        let mut names = Vec::new();
-        if let Some(c) = arg.get_short() {
-            names.push(bold(&format!("-{c}")));
-        }
-        if let Some(l) = arg.get_long() {
-            names.push(bold(&format!("--{l}")));
-        }
-        let mut item = names.join("|");
-        if arg.get_action().takes_values() {
-            let values: Vec<String> = arg
-                .get_possible_values()
-                .iter()
-                .filter(|v| !v.is_hide_set())
-                .map(|v| bold(v.get_name()))
-                .collect();
-            let value = if values.is_empty() {
-                italic(&arg.get_value_names().map(|n| n.join(" ")).unwrap_or_default())
-            } else {
-                values.join("|")
-            };
-            item = format!("{item}\\ {value}");
-        }
-        items.push(format!("[{item}]"));
+/// The arguments of each SYNOPSIS line of one subcommand, with the value
+/// every option takes, which clap_mangen's synopsis leaves out: for `zcp
+/// recv`, `[-l|--listen [ADDR:]PORT] ... [--checksum sha256|none] ...
+/// [DEST]`. An option and its value are joined by an unbreakable space.
+/// `zcp send` has two lines, which clap cannot express (cli.rs takes
+/// HOST:PORT off its operands itself): options, SOURCEs and HOST:PORT, or
+/// --listen and only SOURCEs.
+fn synopses(sub: &clap::Command) -> Vec<String> {
+    let options = |skip: &str| {
+        sub.get_arguments()
+            .filter(|a| !a.is_hide_set() && !a.is_positional() && a.get_id() != skip)
+            .map(|a| format!("[{}]", option(a)))
+            .collect::<Vec<_>>()
+    };
+    if sub.get_name() == "send" {
+        let listen = sub.get_arguments().find(|a| a.get_id() == "listen").map(option);
+        let mut connecting = options("listen");
+        connecting.push(format!("{}... {}", italic("SOURCE"), italic("HOST:PORT")));
+        let listening = [
+            listen.unwrap_or_default(),
+            format!("[{}]", italic("OPTIONS")),
+            format!("{}...", italic("SOURCE")),
+        ];
+        return vec![connecting.join(" "), listening.join(" ")];
     }
+    let mut items = options("");
     for arg in sub.get_positionals().filter(|a| !a.is_hide_set()) {
         let name = arg.get_value_names().map(|n| n.join(" ")).unwrap_or_default();
         let many = arg.get_num_args().is_some_and(|n| n.max_values() > 1);
@@ -116,7 +109,43 @@ fn synopsis(sub: &clap::Command) -> String {
             format!("[{item}]")
         });
     }
-    items.join(" ")
+    vec![items.join(" ")]
+}
+
+fn bold(text: &str) -> String {
+    format!("\\fB{}\\fR", roff(text))
+}
+
+fn italic(text: &str) -> String {
+    format!("\\fI{}\\fR", roff(text))
+}
+
+/// One option as SYNOPSIS shows it: `-l|--listen [ADDR:]PORT`, or
+/// `--checksum sha256|none` with the values it takes.
+fn option(arg: &clap::Arg) -> String {
+    let mut names = Vec::new();
+    if let Some(c) = arg.get_short() {
+        names.push(bold(&format!("-{c}")));
+    }
+    if let Some(l) = arg.get_long() {
+        names.push(bold(&format!("--{l}")));
+    }
+    let mut item = names.join("|");
+    if arg.get_action().takes_values() {
+        let values: Vec<String> = arg
+            .get_possible_values()
+            .iter()
+            .filter(|v| !v.is_hide_set())
+            .map(|v| bold(v.get_name()))
+            .collect();
+        let value = if values.is_empty() {
+            italic(&arg.get_value_names().map(|n| n.join(" ")).unwrap_or_default())
+        } else {
+            values.join("|")
+        };
+        item = format!("{item}\\ {value}");
+    }
+    item
 }
 
 fn man_page(out: &mut Vec<u8>) -> Result<()> {
@@ -130,7 +159,9 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
     writeln!(out, ".SH SYNOPSIS\n.nh\n.ad l")?;
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("\\fBzcp\\ {}\\fR", sub.get_name());
-        writeln!(out, ".TP \\w'{name}\\ 'u\n{name}\n{}", synopsis(sub))?;
+        for line in synopses(sub) {
+            writeln!(out, ".TP \\w'{name}\\ 'u\n{name}\n{line}")?;
+        }
     }
     writeln!(out, ".ad\n.hy")?;
     man.render_description_section(out)?;
@@ -153,6 +184,13 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
             "Preserved: contents (each file verified and put in place on its own), permission bits without setuid, setgid and sticky (masked by the receiver's umask), mtimes of files, directories and symbolic links (directories after their contents), empty directories and files, symbolic links verbatim, hard links (a file with several names is sent once), sparse files (holes found with SEEK_DATA/SEEK_HOLE travel as a length and stay holes). Names are arbitrary bytes. Devices, fifos and sockets are skipped with a warning and never created. Ownership, ACLs and extended attributes are not transferred.",
             "The receiver never follows a symbolic link: every entry is created relative to its parent directory's handle, and an entry may only extend a directory the same transfer created or entered. Into an existing tree, files and links are replaced only by complete, verified new versions; entries not in the transfer are left alone; with --no-clobber (either end) existing files and links are kept and reported as skipped.",
             "If some entries fail (a file vanishes or cannot be read on the sender, a directory cannot be made on the receiver), the others still arrive, each failure is named on stderr (the entries beneath a directory that could not be made are counted in one line, and listed with -v), and both ends exit with status 4. A file that changes while it is being sent (its size, mtime or ctime differ after its bytes were moved) fails the same way and is never committed, but the sender exits with status 6 instead, even if every other entry arrived, and names the change; the receiver, which only learns that the sender gave up on the file, exits with status 4 (1 for a single file). When outcomes mix, the exit status is the first that applies of 3, 6, 4 and 1. Files of at most 64 KiB are read, hashed and written whole and batched many to a write; -v reports them as read/write.",
+        ],
+    )?;
+    section(
+        out,
+        "WHEN THE SENDER IS THE REACHABLE MACHINE",
+        &[
+            "Usually zcp recv listens and zcp send connects. When only the sender can be reached (the receiver is behind a firewall or NAT), zcp send --listen [ADDR:]PORT SOURCE... listens instead, printing `zcp: listening on ADDR:PORT` (and, without a key, a one-time key and the command to paste), and zcp recv --connect HOST:PORT [DEST] connects to it. Everything else is the same in both directions: authentication, verification, trees, stdin and stdout, --no-clobber, the timeouts, messages and exit statuses. The listening sender serves the first receiver that completes the handshake and exits with that transfer's status; a connection that fails before (a wrong key, not zcp, too slow for --timeout) gets a warning, and the sender goes on listening.",
         ],
     )?;
     section(
@@ -190,9 +228,9 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
         out,
         "SECURITY",
         &[
-            "Authentication is on by default. Both ends hold the same key: from --key-file FILE (its bytes without a final newline; as ssh does, a file that group or others may read, or that another user owns, is refused), else the ZCP_KEY environment variable, else, for zcp recv only, a random one-time key that the receiver prints on stderr together with a zcp send command to paste. A key is never a command-line argument, so it never shows in ps(1). Keys shorter than 16 bytes draw a warning.",
-            "Before any entry is accepted, the sender and then the receiver prove they know the key (HMAC-SHA256 over fresh nonces from both ends and both HELLO messages, compared in constant time); a receiver reveals nothing derived from its key to a sender that has not proved it first. Every later control frame is sealed with a per-direction session key and its position, so entries, digests, verdicts and the end of the session cannot be forged, altered, dropped or replayed; payload bytes move unsealed by sendfile/splice and are covered by the sealed digest (not with --checksum none). A failure is exit status 5. --no-auth on both ends gives an open receiver for trusted links; one end alone is refused.",
-            "A receiver may be left listening: a connection that fails before its transfer starts (not zcp, a wrong key, a handshake not done within --timeout, counted from the connection) writes nothing and only prints a warning; the receiver goes on listening. During a transfer a sender silent for --idle-timeout is cut off (a sender with idle input sends PING frames). With -k several senders are served at once, up to --max-connections, and one failing transfer never affects another; connections still in their handshake count toward that limit, so anyone who can reach the port can keep it full (each connection for up to --timeout), which denies service but writes nothing. Paths are resolved beneath DEST with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS) or, where that is missing, one component at a time with O_NOFOLLOW; every length from the peer is checked before use; text from the peer is escaped before it reaches a terminal.",
+            "Authentication is on by default. Both ends hold the same key: from --key-file FILE (its bytes without a final newline; as ssh does, a file that group or others may read, or that another user owns, is refused), else the ZCP_KEY environment variable, else, for the end that listens only (zcp recv, or zcp send --listen), a random one-time key that it prints on stderr together with the command to paste on the other end; the end that connects needs ZCP_KEY or --key-file. A key is never a command-line argument, so it never shows in ps(1). Keys shorter than 16 bytes draw a warning.",
+            "Before any entry is accepted, both ends prove they know the key (HMAC-SHA256 over fresh nonces from both ends and both HELLO messages, compared in constant time); the end that connected proves first, so the end that listens (the receiver, or the sender with --listen) reveals nothing derived from its key to a peer that has not proved it knows it. Every later control frame is sealed with a per-direction session key and its position, so entries, digests, verdicts and the end of the session cannot be forged, altered, dropped or replayed; payload bytes move unsealed by sendfile/splice and are covered by the sealed digest (not with --checksum none). A failure is exit status 5. --no-auth on both ends turns authentication off for trusted links; one end alone is refused.",
+            "A receiver may be left listening: a connection that fails before its transfer starts (not zcp, a wrong key, a handshake not done within --timeout, counted from the connection) writes nothing and only prints a warning; the receiver goes on listening. A sender with --listen does the same until a receiver completes the handshake. During a transfer a sender silent for --idle-timeout is cut off (a sender with idle input sends PING frames). With -k several senders are served at once, up to --max-connections, and one failing transfer never affects another; connections still in their handshake count toward that limit, so anyone who can reach the port can keep it full (each connection for up to --timeout), which denies service but writes nothing. Paths are resolved beneath DEST with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS) or, where that is missing, one component at a time with O_NOFOLLOW; every length from the peer is checked before use; text from the peer is escaped before it reaches a terminal.",
             "The payload is not encrypted: anyone who can read the stream can read the files. Use a VPN or an SSH tunnel where that matters.",
         ],
     )?;
@@ -223,6 +261,14 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
             (
                 "tar c dir | zcp send - server:7227",
                 "Send a stream; on the receiving host run: zcp recv -l 7227 - | tar x",
+            ),
+            (
+                "zcp send --listen 7227 big.iso",
+                "On a sender that can be reached when the receiver cannot: wait for a receiver to connect; without ZCP_KEY it prints a one-time key and the command to use on the receiver.",
+            ),
+            (
+                "ZCP_KEY=3f9c0e... zcp recv --connect server:7227 /srv/incoming",
+                "Connect to that sender and receive big.iso into /srv/incoming.",
             ),
             (
                 "zcp recv -l 127.0.0.1:0 out.bin",

@@ -1,6 +1,6 @@
-//! Where the shared key comes from: `--key-file`, `ZCP_KEY`, or (receiver
-//! only) a one-time key generated for this run. Keys never come from argv,
-//! so they never show in `ps`.
+//! Where the shared key comes from: `--key-file`, `ZCP_KEY`, or (for the
+//! end that listens, usually the receiver) a one-time key generated for
+//! this run. Keys never come from argv, so they never show in `ps`.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -58,10 +58,34 @@ impl Drop for Key {
     }
 }
 
-/// The key this end authenticates with, or None under `--no-auth`.
-/// Without any key a sender fails with a usage error naming the ways to
-/// give one; a receiver makes a one-time key (see [`one_time`]).
-pub fn choose(args: &AuthArgs) -> Result<Option<Key>> {
+/// The key of an end that listens, or None under `--no-auth`, and whether
+/// it is a one-time key made because none was given (the caller prints
+/// it, with the command to paste on the other end).
+pub fn for_listening(args: &AuthArgs) -> Result<(Option<Key>, bool)> {
+    Ok(match choose(args)? {
+        Some(k) => (Some(k), false),
+        None if args.no_auth => (None, false),
+        None => (Some(one_time()?), true),
+    })
+}
+
+/// The key of an end that connects to a listening `other` (`receiver` or
+/// `sender`), or None under `--no-auth`. Without any key it fails with a
+/// usage error naming the ways to give one: only the listening end can
+/// make a one-time key.
+pub fn for_connecting(args: &AuthArgs, other: &str) -> Result<Option<Key>> {
+    let key = choose(args)?;
+    if key.is_none() && !args.no_auth {
+        return Err(usage(format!(
+            "no key to authenticate with: set {ENV} to the {other}'s key (a listening {other} without one prints a one-time key), use --key-file FILE, or --no-auth if the {other} runs with --no-auth"
+        )));
+    }
+    Ok(key)
+}
+
+/// The key this end authenticates with, from --key-file or ZCP_KEY, or
+/// None: under `--no-auth`, or when neither gives one.
+fn choose(args: &AuthArgs) -> Result<Option<Key>> {
     if args.no_auth {
         return Ok(None);
     }
@@ -77,8 +101,9 @@ pub fn choose(args: &AuthArgs) -> Result<Option<Key>> {
     }
 }
 
-/// A fresh random key for one receiver run, and its printable form (hex,
-/// which is also the key's bytes, so it can be pasted into `ZCP_KEY`).
+/// A fresh random key for one run (of a listening end, or of `zcp
+/// bench`), and its printable form (hex, which is also the key's bytes, so
+/// it can be pasted into `ZCP_KEY`).
 pub fn one_time() -> Result<Key> {
     let mut raw = [0u8; ONE_TIME_BYTES];
     crate::sys::random_bytes(&mut raw).context("generating a one-time key")?;

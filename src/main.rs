@@ -18,6 +18,7 @@ mod progress;
 mod protocol;
 mod recv;
 mod send;
+mod serve;
 mod sys;
 mod tally;
 

@@ -7,7 +7,8 @@
 //! NO_CLOBBER, the nonces themselves) can be changed on the way without the
 //! proofs failing. From the key and the transcript each end derives two
 //! proofs, one per role, and two sealing keys, one per direction. Proofs
-//! are compared in constant time. Nothing here touches a socket.
+//! are compared in constant time. The end that connected proves first
+//! ([`Approach`]), whichever role it plays. Nothing here touches a socket.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest as _, Sha256};
@@ -22,6 +23,26 @@ const SENDER_PROOF: &[u8] = b"zcp v3 sender proof";
 const RECEIVER_PROOF: &[u8] = b"zcp v3 receiver proof";
 const TO_RECEIVER: &[u8] = b"zcp v3 seal sender to receiver";
 const TO_SENDER: &[u8] = b"zcp v3 seal receiver to sender";
+
+/// How this end came to the connection, which decides the order of the
+/// proofs: the end that connected proves first, so an end that listens
+/// reveals nothing derived from the key to a peer that has not proved it
+/// knows it. Roles do not matter: usually the sender connects, but a
+/// sender may listen (`zcp send --listen`) for a receiver to connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approach {
+    /// This end connected to a listening peer.
+    Connected,
+    /// This end listened and accepted the connection.
+    Accepted,
+}
+
+impl Approach {
+    /// Whether this end sends its proof before it has checked the peer's.
+    pub fn proves_first(self) -> bool {
+        self == Approach::Connected
+    }
+}
 
 /// Hash of what both ends said before authenticating.
 pub struct Transcript(Sha256);

@@ -1,29 +1,33 @@
 //! The receiver's side of the handshake: preamble, HELLO and, unless the
-//! receiver runs with `--no-auth`, the AUTH exchange in which the sender
-//! proves first that it knows the key (a receiver reveals nothing derived
-//! from its key to a peer that has not) and the session's frames are
-//! sealed from then on.
+//! receiver runs with `--no-auth`, the AUTH exchange, after which the
+//! session's frames are sealed. The end that connected proves first: a
+//! listening receiver checks the sender's proof before it reveals its own
+//! (it reveals nothing derived from its key to a peer that has not proved
+//! it knows it); a receiver that connected to a listening sender
+//! (`--connect`) proves first and then checks the sender's proof.
 
 use anyhow::{Context, Result, bail};
 
-use super::{Session, sender_error};
+use super::Session;
 use crate::display;
 use crate::error::{self, Code};
 use crate::frames;
 use crate::key::{self, Key};
-use crate::protocol::auth::{Agreement, Transcript};
+use crate::protocol::WireError;
+use crate::protocol::auth::{Agreement, Approach, Transcript};
 use crate::protocol::{FRAME_HEADER_LEN, Hello, Message, NONCE_LEN, Preamble, Role};
 
 impl Session {
-    /// Runs the handshake. Any failure here happens before the session
-    /// starts: nothing was written, and the caller may keep listening.
-    pub fn handshake(&mut self, key: Option<&Key>) -> Result<()> {
+    /// Runs the handshake on a connection that is `approach` for us. Any
+    /// failure here happens before the session starts: nothing was
+    /// written, and a listening caller may keep listening.
+    pub fn handshake(&mut self, key: Option<&Key>, approach: Approach) -> Result<()> {
         frames::send_preamble(&self.sock)?;
         let theirs = self.reader.read_preamble()?;
         Preamble::ours().negotiate(&theirs)?;
         let hello = match self.reader.expect()? {
             Message::Hello(h) => h,
-            Message::Error(e) => return Err(sender_error(&e)),
+            Message::Error(e) => return Err(unauthenticated(&e)),
             other => bail!("protocol error: expected HELLO, got {:?}", other.frame_type()),
         };
         if hello.role != Role::Sender {
@@ -88,19 +92,30 @@ impl Session {
             transcript.hello(&sender_hello);
             transcript.hello(&ours[FRAME_HEADER_LEN..]);
             let agreement = Agreement::new(key.bytes(), transcript.finish());
+            let ours = Message::Auth(agreement.proof(Role::Receiver));
+            if approach.proves_first() {
+                self.encoder.send(&self.sock, &ours)?;
+            }
             match self.reader.expect()? {
                 Message::Auth(proof) if agreement.check(Role::Sender, &proof) => {}
+                Message::Auth(_) if approach.proves_first() => {
+                    return Err(error::coded(
+                        Code::Auth,
+                        "authentication failed: the sender's proof is wrong: it does not know this receiver's key (or another program answered on that port)",
+                    ));
+                }
                 Message::Auth(_) => {
                     return Err(error::coded(
                         Code::Auth,
                         "authentication failed: the sender's key is not this receiver's (or the handshake was altered on the way)",
                     ));
                 }
-                Message::Error(e) => return Err(sender_error(&e)),
+                Message::Error(e) => return Err(unauthenticated(&e)),
                 other => bail!("protocol error: expected AUTH, got {:?}", other.frame_type()),
             }
-            self.encoder
-                .send(&self.sock, &Message::Auth(agreement.proof(Role::Receiver)))?;
+            if !approach.proves_first() {
+                self.encoder.send(&self.sock, &ours)?;
+            }
             let (sealer, opener) = agreement.channel(Role::Receiver);
             self.encoder.seal_with(sealer);
             self.reader.require_seals(opener);
@@ -117,4 +132,16 @@ impl Session {
         ));
         Ok(())
     }
+}
+
+/// The sender's ERROR before it proved it knows the key: anyone could have
+/// sent it, so it may say "authentication failed" (5) but not claim an
+/// integrity failure.
+fn unauthenticated(e: &WireError) -> anyhow::Error {
+    let code = if e.code == Code::Auth as u8 {
+        Code::Auth
+    } else {
+        Code::Failure
+    };
+    error::coded(code, format!("sender: {}", display::peer_text(&e.message)))
 }

@@ -1,6 +1,7 @@
-//! Listening for senders: what every connection shares ([`Setup`]), the
-//! default loop that serves one transfer, and `--keep-open`, which serves
-//! many senders at once, each on its own thread.
+//! Listening for senders: the default loop, which serves one transfer
+//! (serve.rs waits for the first sender that completes its handshake),
+//! and `--keep-open`, which serves many senders at once, each on its own
+//! thread.
 //!
 //! A connection that fails before its session starts (not a zcp peer, a
 //! wrong key, a handshake that takes too long) has written nothing: it is
@@ -16,161 +17,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use super::Session;
-use super::watchdog::{Fired, Watchdog};
-use crate::checksum::Algorithm;
-use crate::cli::RecvArgs;
-use crate::dest::Destination;
-use crate::engine::Policy;
+use super::connection::connection;
+use super::start::Setup;
 use crate::error::{self, Code};
 use crate::frames;
-use crate::key::{self, Key};
 use crate::net;
-use crate::progress::Verbosity;
 use crate::protocol::{Message, Preamble, WireError};
-use crate::sys::{self, signals};
-
-/// What every connection of one receiver shares.
-pub struct Setup {
-    pub dest: Destination,
-    /// None under --no-auth.
-    pub key: Option<Key>,
-    pub umask: u32,
-    pub fsync: bool,
-    pub no_clobber: bool,
-    pub algorithm: Algorithm,
-    pub policy: Policy,
-    pub verbosity: Verbosity,
-    pub handshake_timeout: Duration,
-    pub idle_timeout: Duration,
-    /// Whether a progress bar may be drawn (not with concurrent sessions).
-    pub bars: bool,
-}
-
-pub fn run(args: RecvArgs) -> Result<Code> {
-    // umask(2) can only be read by changing it: do it before any thread.
-    let umask = sys::read_umask();
-    let dest = Destination::resolve(&args.dest)?;
-    if args.keep_open && matches!(dest, Destination::Stdout) {
-        return Err(error::usage(
-            "--keep-open cannot write to stdout: concurrent transfers would interleave (give a directory)",
-        ));
-    }
-    let (key, one_time) = match key::choose(&args.common.auth)? {
-        Some(k) => (Some(k), false),
-        None if args.common.auth.no_auth => (None, false),
-        None => (Some(key::one_time()?), true),
-    };
-    sys::raise_open_file_limit();
-    let listener = net::listen(&args.listen)?;
-    let local = listener.local_addr().context("reading the bound address")?;
-    eprintln!("zcp: listening on {}", net::show_addr(local));
-    match &key {
-        Some(k) if one_time => announce(k, local),
-        Some(_) => {}
-        None => eprintln!("zcp: warning: --no-auth: anyone who can reach this port can write into the destination"),
-    }
-    let setup = Setup {
-        dest,
-        key,
-        umask,
-        fsync: args.fsync,
-        no_clobber: args.no_clobber,
-        algorithm: args.common.checksum,
-        policy: Policy::new(!args.common.no_zerocopy),
-        verbosity: args.common.verbosity(),
-        handshake_timeout: args.common.handshake_timeout(),
-        idle_timeout: Duration::from_secs(args.idle_timeout),
-        bars: !args.keep_open,
-    };
-    if args.keep_open {
-        keep_open(listener, Arc::new(setup), usize::from(args.max_connections))
-    } else {
-        serve_one(&listener, &setup)
-    }
-}
-
-/// Prints the one-time key and a command to paste on the sender.
-fn announce(key: &Key, local: std::net::SocketAddr) {
-    let secret = String::from_utf8_lossy(key.bytes());
-    let host = if local.ip().is_unspecified() {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "HOST".into())
-    } else {
-        local.ip().to_string()
-    };
-    let target = if host.contains(':') {
-        format!("[{host}]:{}", local.port())
-    } else {
-        format!("{host}:{}", local.port())
-    };
-    eprintln!("zcp: one-time key (valid until this receiver exits): {secret}");
-    eprintln!("zcp: send with: ZCP_KEY={secret} zcp send FILE... {target}");
-}
-
-/// How one connection ended.
-enum Ending {
-    /// It failed before its session started; nothing was written.
-    Turned(anyhow::Error),
-    /// A session ran, with this status or error.
-    Served(Result<Code>),
-}
+use crate::serve::{self, Ending};
+use crate::sys::signals;
 
 /// Default mode: serves the first sender that completes the handshake,
 /// then exits with its status.
-fn serve_one(listener: &TcpListener, setup: &Setup) -> Result<Code> {
-    loop {
-        signals::wake_on_interrupt(listener.as_fd());
-        let accepted = net::accept(listener);
-        signals::wake_nothing();
-        if signals::interrupted() {
-            return Err(error::interrupted_io().into());
-        }
-        let (sock, addr) = match accepted {
-            Ok(a) => a,
-            Err(e) if passing(&e) => {
-                eprintln!("zcp: warning: accepting a connection: {e:#}; still listening");
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-            Err(e) => return Err(anyhow::Error::new(e).context("waiting for a sender")),
-        };
-        match connection(setup, sock, net::show_addr(addr), true) {
-            Ending::Turned(err) if !signals::interrupted() => turned_away(&err),
-            Ending::Turned(err) => return Err(err),
-            Ending::Served(result) => return result,
-        }
-    }
-}
-
-/// Whether an accept error is about one connection or a passing shortage
-/// (descriptors, memory), not about the listener: worth trying again.
-fn passing(err: &std::io::Error) -> bool {
-    use nix::errno::Errno;
-    sys::errno_of(err).is_some_and(|e| {
-        matches!(
-            e,
-            Errno::EMFILE
-                | Errno::ENFILE
-                | Errno::ENOBUFS
-                | Errno::ENOMEM
-                | Errno::ECONNABORTED
-                | Errno::EPROTO
-                | Errno::EPERM
-        )
-    })
-}
-
-fn turned_away(err: &anyhow::Error) {
-    eprintln!(
-        "zcp: warning: {}; still listening",
-        crate::display::one_line(&format!("{err:#}"))
-    );
+pub fn serve_one(listener: &TcpListener, setup: &Setup) -> Result<Code> {
+    serve::first(listener, "a sender", |sock, peer| connection(setup, sock, peer, true))
 }
 
 /// The connections a keep-open receiver is serving: how many, and a handle
@@ -232,7 +93,7 @@ const WIND_DOWN: Duration = Duration::from_secs(2);
 
 /// `--keep-open`: serves senders until SIGINT/SIGTERM, at most `max` at
 /// once; one more is told the receiver is busy.
-fn keep_open(listener: TcpListener, setup: Arc<Setup>, max: usize) -> Result<Code> {
+pub fn keep_open(listener: TcpListener, setup: Arc<Setup>, max: usize) -> Result<Code> {
     let slots = Arc::new(Slots::default());
     let mut workers: Vec<std::thread::JoinHandle<()>> = Vec::new();
     let mut busy_notes = BusyNotes::default();
@@ -269,7 +130,7 @@ fn keep_open(listener: TcpListener, setup: Arc<Setup>, max: usize) -> Result<Cod
                 // Cut short by the interruption: no longer listening, and
                 // nothing was written.
                 Ending::Turned(_) if signals::interrupted() => {}
-                Ending::Turned(err) => turned_away(&err),
+                Ending::Turned(err) => serve::turned_away(&err),
                 Ending::Served(Err(err)) => {
                     eprintln!("zcp: error: {}", crate::display::one_line(&format!("{err:#}")));
                 }
@@ -331,78 +192,4 @@ fn busy(sock: &TcpStream, max: usize) {
     .encode(&mut out);
     let _ = frames::write_all(sock.as_fd(), &out);
     let _ = sock.shutdown(Shutdown::Write);
-}
-
-/// Handshake, then the session, for one accepted connection. `wake`: let
-/// SIGINT end this connection's reads (only one connection can be woken
-/// this way; keep-open shuts its connections down itself).
-fn connection(setup: &Setup, sock: TcpStream, peer: String, wake: bool) -> Ending {
-    let mut session = match Session::new(setup, sock, peer.clone()) {
-        Ok(s) => s,
-        Err(e) => return Ending::Turned(e.context(format!("connection from {peer}"))),
-    };
-    let watchdog = match session
-        .sock
-        .try_clone()
-        .and_then(|s| Watchdog::spawn(s, setup.handshake_timeout, setup.idle_timeout, session.local.clone()))
-    {
-        Ok(w) => w,
-        Err(e) => return Ending::Turned(anyhow::Error::new(e).context(format!("watching {peer}"))),
-    };
-    if wake {
-        signals::wake_on_interrupt(session.sock.as_fd());
-    }
-    let ending = match session.handshake(setup.key.as_ref()) {
-        Err(err) => {
-            let err = explain(err, watchdog.fired());
-            session.refuse(&err);
-            Ending::Turned(err.context(format!("connection from {peer}")))
-        }
-        Ok(()) => {
-            watchdog.session_started();
-            // A sender that stops reading cannot hold a verdict write
-            // forever either.
-            if let Err(e) = session.sock.set_write_timeout(Some(setup.idle_timeout)) {
-                session
-                    .reporter
-                    .detail(format_args!("no write timeout on the socket: {e}"));
-            }
-            session.reporter.detail(format!("connection from {peer}"));
-            let started = Instant::now();
-            match session.serve(&watchdog) {
-                Ok(code) => {
-                    session.summarize_session(started);
-                    Ending::Served(Ok(code))
-                }
-                Err(err) => {
-                    let err = explain(err, watchdog.fired());
-                    session.reporter.finish();
-                    session.refuse(&err);
-                    session.close_after_failure();
-                    Ending::Served(Err(err.context(format!("receiving from {peer}"))))
-                }
-            }
-        }
-    };
-    if wake {
-        signals::wake_nothing();
-    }
-    ending
-}
-
-/// Names a timeout or an interruption for what it is: the watchdog (or
-/// the interruption) shut the socket down, so the error at hand is only
-/// "connection closed".
-fn explain(err: anyhow::Error, fired: Option<Fired>) -> anyhow::Error {
-    match fired {
-        Some(Fired::Handshake(t)) => anyhow::anyhow!(
-            "the sender did not complete the handshake within {} s (--timeout)",
-            t.as_secs()
-        ),
-        Some(Fired::Idle(t)) => anyhow::anyhow!("the sender sent nothing for {} s (--idle-timeout)", t.as_secs()),
-        // SIGINT/SIGTERM shut the socket down as well (the handler, or
-        // keep-open's main thread), so the end of the stream was ours.
-        None if signals::interrupted() => error::interrupted_io().into(),
-        None => err,
-    }
 }

@@ -1,5 +1,6 @@
-//! `zcp recv`: one session with one sender (listen.rs accepts it, and
-//! handshake.rs authenticates it): receive its entries (one file, or a
+//! `zcp recv`: one session with one sender (start.rs sets the receiver
+//! up, listen.rs accepts the sender, connection.rs runs the connection
+//! and handshake.rs authenticates it): receive its entries (one file, or a
 //! whole tree), answer each with a verdict, and return the transfer's
 //! status.
 //!
@@ -11,15 +12,17 @@
 //! a protocol violation, Ctrl-C) is reported to the sender as an ERROR
 //! before the connection closes, so both ends print the same reason.
 
+mod connection;
 mod entry;
 mod handshake;
 mod listen;
 mod payload;
 mod placer;
+mod start;
 mod tree;
 mod watchdog;
 
-pub use listen::run;
+pub use start::run;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
@@ -39,8 +42,8 @@ use crate::progress::Reporter;
 use crate::protocol::{Message, RelPath, Verdict, VerdictStatus, WireError};
 use crate::sys;
 use crate::tally::{Outcome, Totals};
-use listen::Setup;
 use placer::{Owed, Placer};
+use start::Setup;
 use tree::Tree;
 use watchdog::{LocalWork, Watchdog};
 

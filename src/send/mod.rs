@@ -1,11 +1,14 @@
-//! `zcp send`: classify the operands, connect, agree on version and
-//! checksum, stream every entry the walk produces without waiting for the
+//! `zcp send`: classify the operands, meet the receiver (connect to it,
+//! or with --listen let it connect), agree on version and checksum and
+//! authenticate, stream every entry the walk produces without waiting for the
 //! receiver, match the verdicts that flow back to the entries in order,
 //! and exit with the outcome: 0 only once the receiver holds every entry,
 //! verified, under its final name.
 
 mod census;
 mod entry;
+mod handshake;
+mod meet;
 mod operands;
 mod replies;
 mod source;
@@ -13,7 +16,6 @@ mod walk;
 
 use std::collections::VecDeque;
 use std::net::TcpStream;
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
@@ -26,17 +28,12 @@ use crate::cli::SendArgs;
 use crate::display;
 use crate::engine::Policy;
 use crate::error::{self, Code};
-use crate::frames::{self, Encoder, FrameReader};
-use crate::key::{self, Key};
-use crate::net;
 use crate::progress::Reporter;
-use crate::protocol::auth::{Agreement, Transcript};
-use crate::protocol::{
-    EntryKind, FRAME_HEADER_LEN, Hello, Message, NONCE_LEN, Preamble, RelPath, Role, Verdict, VerdictStatus, WireError,
-};
+use crate::protocol::{EntryKind, RelPath, Verdict, VerdictStatus};
 use crate::tally::{Outcome, Totals, verified};
 use census::Census;
 use entry::{Abort, Link, Outbox, Sent};
+use meet::Met;
 use replies::{Replies, Reply};
 use walk::{Batch, Item, Walked};
 
@@ -86,31 +83,11 @@ pub fn run(args: SendArgs) -> Result<Code> {
     let policy = Policy::new(!args.common.no_zerocopy);
     let algorithm = args.common.checksum;
     let operands = operands::classify(&args)?;
-    let key = key::choose(&args.common.auth)?;
-    if key.is_none() && !args.common.auth.no_auth {
-        return Err(error::usage(format!(
-            "no key to authenticate with: set {} to the receiver's key (a receiver without one prints a one-time key), use --key-file FILE, or --no-auth if the receiver runs with --no-auth",
-            key::ENV
-        )));
-    }
-    if args.common.auth.no_auth {
-        reporter.warn("--no-auth: nothing proves who the receiver is, and anyone on the path could alter what arrives");
-    }
-    crate::sys::raise_open_file_limit();
-    let peer = args.target.to_string();
-    // Until the first entry goes out, errors name what could not be sent.
-    let sending = || format!("sending {} to {peer}", operands::describe(&args.sources));
-
-    let (sock, addr) = net::connect(&args.target).with_context(sending)?;
-    let resolved = net::show_addr(addr);
-    if resolved == peer {
-        reporter.detail(format_args!("connected to {peer}"));
-    } else {
-        reporter.detail(format_args!("connected to {peer} ({resolved})"));
-    }
-    let deadline = Instant::now() + args.common.handshake_timeout();
-    let agreed = handshake(&sock, algorithm, args.no_clobber, key.as_ref(), deadline).with_context(sending)?;
-    drop(key);
+    let Met { sock, peer, agreed } = match (&args.listen, &args.target) {
+        (Some(spec), _) => meet::listen(&args, spec, &reporter)?,
+        (None, Some(target)) => meet::connect(&args, target, &reporter)?,
+        (None, None) => return Err(error::usage("no HOST:PORT to send to, and no --listen")),
+    };
     let roots = operands
         .iter()
         .filter_map(|op| op.path().map(|p| p.to_path_buf()))
@@ -492,139 +469,4 @@ fn counted_entries(n: u64) -> String {
 /// [`display::peer_text`]: names in it are already escaped).
 fn receiver_said(message: &str) -> String {
     format!("receiver: {}", display::peer_text(message))
-}
-
-/// Preamble, HELLO and (unless --no-auth) AUTH exchange; hands the
-/// reading half to a [`Replies`] worker once the receiver has accepted
-/// us.
-fn handshake(
-    sock: &TcpStream,
-    algorithm: Algorithm,
-    no_clobber: bool,
-    key: Option<&Key>,
-    deadline: Instant,
-) -> Result<Agreed> {
-    let nonce = key
-        .map(|_| {
-            let mut n = [0u8; NONCE_LEN];
-            crate::sys::random_bytes(&mut n).map(|()| n)
-        })
-        .transpose()
-        .context("generating a nonce")?;
-    let mut encoder = Encoder::default();
-    let mut opening = Preamble::ours().encode().to_vec();
-    let hello_at = opening.len();
-    encoder.push(
-        &Message::Hello(Hello {
-            role: Role::Sender,
-            checksum: algorithm,
-            software: format!("zcp {}", env!("CARGO_PKG_VERSION")),
-            no_clobber,
-            auth: nonce,
-            idle_timeout: None,
-        }),
-        &mut opening,
-    );
-    frames::write_all(sock.as_fd(), &opening).context("sending HELLO")?;
-    let mut reader = FrameReader::new(sock.try_clone()?);
-    // The whole handshake, however the receiver trickles it, ends by then.
-    reader.set_deadline(Some(deadline))?;
-    let theirs = reader.read_preamble()?;
-    Preamble::ours().negotiate(&theirs)?;
-    let hello = match reader.expect()? {
-        Message::Hello(h) if h.role != Role::Receiver => bail!("the peer is not a zcp receiver"),
-        Message::Hello(h) if h.checksum != algorithm => bail!(
-            "the receiver uses --checksum {} but this side uses --checksum {}",
-            h.checksum.name(),
-            algorithm.name()
-        ),
-        Message::Hello(h) => h,
-        Message::Error(e) => return Err(unauthenticated_refusal(&e)),
-        other => bail!("expected HELLO, the receiver sent {:?}", other.frame_type()),
-    };
-    match (key, hello.auth.is_some()) {
-        (Some(key), true) => {
-            let mut transcript = Transcript::new(&Preamble::ours().encode(), &theirs.encode());
-            transcript.hello(&opening[hello_at + FRAME_HEADER_LEN..]);
-            transcript.hello(reader.hello_body());
-            let agreement = Agreement::new(key.bytes(), transcript.finish());
-            encoder.send(sock, &Message::Auth(agreement.proof(Role::Sender)))?;
-            match reader.expect()? {
-                Message::Auth(proof) if agreement.check(Role::Receiver, &proof) => {}
-                Message::Auth(_) => {
-                    let why = "the receiver's proof is wrong: it does not know this sender's key";
-                    let _ = encoder.send(sock, &refusal(why));
-                    return Err(error::coded(
-                        Code::Auth,
-                        format!("authentication failed: {why} (or another program answered on that port)"),
-                    ));
-                }
-                Message::Error(e) => return Err(unauthenticated_refusal(&e)),
-                other => bail!("expected AUTH, the receiver sent {:?}", other.frame_type()),
-            }
-            let (sealer, opener) = agreement.channel(Role::Sender);
-            encoder.seal_with(sealer);
-            reader.require_seals(opener);
-        }
-        (Some(key), false) => {
-            let why = "this sender authenticates, but the receiver runs with --no-auth";
-            let _ = encoder.send(sock, &refusal(why));
-            return Err(error::coded(
-                Code::Auth,
-                format!(
-                    "the receiver runs with --no-auth, so it cannot prove it knows {}: pass --no-auth to send to it anyway",
-                    key.origin
-                ),
-            ));
-        }
-        (None, true) => {
-            return Err(error::coded(
-                Code::Auth,
-                format!(
-                    "the receiver requires authentication: set {} to its key instead of --no-auth",
-                    key::ENV
-                ),
-            ));
-        }
-        (None, false) => {}
-    }
-    // The receiver answered: from here on it may take as long as the data.
-    reader.set_deadline(None)?;
-    Ok(Agreed {
-        replies: Replies::spawn(reader, sock.try_clone()?)?,
-        no_clobber: no_clobber || hello.no_clobber,
-        encoder,
-        idle_timeout: hello.idle_timeout.map(|s| Duration::from_secs(u64::from(s))),
-    })
-}
-
-/// What the handshake settled.
-struct Agreed {
-    replies: Replies,
-    /// NO_CLOBBER is in force (we asked, or the receiver applies it).
-    no_clobber: bool,
-    /// Encodes, and in an authenticated session seals, our frames.
-    encoder: Encoder,
-    /// The receiver's idle timeout.
-    idle_timeout: Option<Duration>,
-}
-
-/// The receiver's ERROR before it proved it knows the key: anyone could
-/// have sent it, so it may say "authentication failed" (5) but not claim
-/// an integrity failure.
-fn unauthenticated_refusal(e: &WireError) -> anyhow::Error {
-    let code = if e.code == Code::Auth as u8 {
-        Code::Auth
-    } else {
-        Code::Failure
-    };
-    error::coded(code, receiver_said(&e.message))
-}
-
-/// The ERROR that ends a session which failed to authenticate.
-fn refusal(why: &str) -> Message {
-    Message::Error(WireError {
-        code: Code::Auth as u8,
-        message: why.to_string(),
-    })
 }

@@ -57,7 +57,15 @@ fn operand(path: &Path, args: &SendArgs) -> Result<Operand> {
         return Ok(Operand::Stream(source, name));
     }
     let shown = display::path(path);
-    let meta = std::fs::metadata(path).with_context(|| format!("opening {shown}"))?;
+    let meta = std::fs::metadata(path).with_context(|| {
+        // `zcp send --listen PORT FILE HOST:PORT`, as if it connected.
+        let looks_like_target = path.to_str().is_some_and(|p| crate::net::parse_host_port(p).is_ok());
+        if args.listen.is_some() && looks_like_target {
+            format!("opening {shown} (with --listen every operand is a SOURCE: the receiver connects to this sender)")
+        } else {
+            format!("opening {shown}")
+        }
+    })?;
     if meta.is_dir() {
         if !args.recursive {
             return Err(error::usage(format!(

@@ -51,7 +51,7 @@ fn help_fits_an_80_column_terminal_one_exit_status_per_line() {
         let (_, tail) = text.split_once("Examples:\n").unwrap();
         let (examples, statuses) = tail.split_once("\n\nExit status:\n").unwrap();
         // Nothing wrapped: one line per example and per exit status.
-        assert_eq!(examples.lines().count(), 7, "{args:?}:\n{examples}");
+        assert_eq!(examples.lines().count(), 9, "{args:?}:\n{examples}");
         let codes: Vec<&str> = statuses
             .lines()
             .map(|l| l.split_whitespace().next().unwrap_or(""))
@@ -124,6 +124,8 @@ fn the_man_synopsis_shows_option_values() {
         r"[\fB\-\-timeout\fR\ \fISECONDS\fR]",
         r"[\fB\-\-size\fR\ \fISIZE\fR]",
         r"\fISOURCE\fR... \fIHOST:PORT\fR",
+        r"\fB\-l\fR|\fB\-\-listen\fR\ \fI[ADDR:]PORT\fR [\fIOPTIONS\fR] \fISOURCE\fR...",
+        r"[\fB\-\-connect\fR\ \fIHOST:PORT\fR]",
         r"[\fIDEST\fR]",
     ] {
         assert!(synopsis.contains(needle), "SYNOPSIS lacks {needle:?}:\n{synopsis}");

@@ -244,7 +244,8 @@ impl Drop for Running {
     }
 }
 
-/// A `zcp recv` that announced where it listens.
+/// A zcp that announced where it listens: `zcp recv`, or `zcp send
+/// --listen`.
 pub struct Receiver {
     pub run: Running,
     /// The announced address, e.g. `127.0.0.1:40123` or `[::1]:40123`.
@@ -263,12 +264,20 @@ impl Receiver {
 
 /// Starts `cmd` (a `zcp recv ...` command) and reads its announced address.
 pub fn start_receiver(mut cmd: Command) -> Receiver {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawning zcp recv");
+    cmd.stdin(Stdio::null());
+    start_listening(cmd, "zcp recv")
+}
+
+/// Starts `cmd`, a zcp that listens (`what`: `zcp recv`, `zcp send
+/// --listen`), with stdin as configured, and reads its announced address.
+pub fn start_listening(mut cmd: Command, what: &str) -> Receiver {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {what}: {e}"));
     let stdout = child.stdout.take().map(collect);
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut first = String::new();
-    err.read_line(&mut first).expect("reading the receiver's first line");
+    err.read_line(&mut first)
+        .expect("reading the first line of a listening zcp");
     let (live, stderr) = collect_live(err);
     let run = Running {
         child,
@@ -276,11 +285,11 @@ pub fn start_receiver(mut cmd: Command) -> Receiver {
         stderr: Some(stderr),
         head: first.clone(),
         live,
-        what: "zcp recv".into(),
+        what: what.into(),
     };
     let Some(addr) = first.trim_end().strip_prefix("zcp: listening on ") else {
         let out = run.finish();
-        panic!("receiver did not announce itself: {first:?}\n{}", out.stderr);
+        panic!("{what} did not announce itself: {first:?}\n{}", out.stderr);
     };
     Receiver {
         addr: addr.to_string(),

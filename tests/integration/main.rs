@@ -10,6 +10,7 @@ mod fallback;
 mod hostile;
 mod killed;
 mod peer;
+mod reverse;
 mod serve;
 mod transfer;
 mod tree;

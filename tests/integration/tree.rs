@@ -12,15 +12,15 @@ use crate::env::*;
 
 /// One entry of a tree as compared: path, kind and what must be equal.
 #[derive(Debug, PartialEq, Eq)]
-struct Seen {
-    path: Vec<u8>,
+pub struct Seen {
+    pub path: Vec<u8>,
     what: String,
     mode: u32,
     mtime: (i64, i64),
 }
 
 /// Every entry under `root`, sorted by path; links are not followed.
-fn scan(root: &Path) -> Vec<Seen> {
+pub fn scan(root: &Path) -> Vec<Seen> {
     fn walk(root: &Path, rel: &Path, out: &mut Vec<Seen>) {
         let mut names: Vec<_> = std::fs::read_dir(root.join(rel))
             .unwrap()
@@ -71,7 +71,7 @@ fn set_mtime(p: &Path, seconds: i64) {
 /// src/tree with everything the issue lists: nested and empty
 /// directories, empty and multi-MiB files, odd names, links of every
 /// kind, a sparse file, and modes 0600/0755/0444.
-fn build_tree(env: &TestEnv) -> std::path::PathBuf {
+pub fn build_tree(env: &TestEnv) -> std::path::PathBuf {
     let t = env.src("tree");
     for d in ["a/b/c", "empty", "ro"] {
         std::fs::create_dir_all(t.join(d)).unwrap();

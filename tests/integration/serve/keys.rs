@@ -99,6 +99,9 @@ fn a_receiver_without_a_key_prints_a_one_time_key_senders_can_use() {
     send_keyed(&env, &["src/f"], &rx.addr, Some(WRONG_KEY))
         .assert_code(5)
         .assert_stderr("receiver: authentication failed: the sender's key is not this receiver's");
+    // Its warning comes from the connection's own thread, which the
+    // interruption below must not overtake.
+    rx.run.await_stderr_count("; still listening", 1);
     // The key in a file nobody else may read works too.
     key_file(&env, "one-time.key", &key, 0o600);
     let by_file = ["--key-file", "one-time.key", "--name", "by-file", "src/f"];

@@ -1,0 +1,94 @@
+//! `zcp recv` starts here: the destination, the key and what every
+//! connection shares ([`Setup`]); then it either listens for senders
+//! (listen.rs) or, with `--connect`, connects to a sender that listens
+//! (connection.rs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::{connection, listen};
+use crate::checksum::Algorithm;
+use crate::cli::RecvArgs;
+use crate::dest::Destination;
+use crate::engine::Policy;
+use crate::error::{self, Code};
+use crate::key::{self, Key};
+use crate::progress::Verbosity;
+use crate::protocol::auth::Approach;
+use crate::serve;
+use crate::sys;
+
+/// What every connection of one receiver shares.
+pub struct Setup {
+    pub dest: Destination,
+    /// None under --no-auth.
+    pub key: Option<Key>,
+    pub umask: u32,
+    pub fsync: bool,
+    pub no_clobber: bool,
+    pub algorithm: Algorithm,
+    pub policy: Policy,
+    pub verbosity: Verbosity,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Whether a progress bar may be drawn (not with concurrent sessions).
+    pub bars: bool,
+    /// Whether this receiver connected (and so proves first) or listens.
+    pub approach: Approach,
+}
+
+pub fn run(args: RecvArgs) -> Result<Code> {
+    // umask(2) can only be read by changing it: do it before any thread.
+    let umask = sys::read_umask();
+    let dest = Destination::resolve(&args.dest)?;
+    if args.keep_open && matches!(dest, Destination::Stdout) {
+        return Err(error::usage(
+            "--keep-open cannot write to stdout: concurrent transfers would interleave (give a directory)",
+        ));
+    }
+    sys::raise_open_file_limit();
+    if let Some(target) = &args.connect {
+        let key = key::for_connecting(&args.common.auth, "sender")?;
+        if key.is_none() {
+            eprintln!(
+                "zcp: warning: --no-auth: nothing proves who the sender is, and anyone on the path could alter what arrives"
+            );
+        }
+        return connection::dial(&setup(&args, dest, key, umask, Approach::Connected), target);
+    }
+    let (key, one_time) = key::for_listening(&args.common.auth)?;
+    let (listener, local) = serve::bind(&args.listen)?;
+    match &key {
+        Some(k) if one_time => serve::announce(k, local, "receiver", "send with", |target| {
+            format!("zcp send FILE... {target}")
+        }),
+        Some(_) => {}
+        None => eprintln!("zcp: warning: --no-auth: anyone who can reach this port can write into the destination"),
+    }
+    let setup = setup(&args, dest, key, umask, Approach::Accepted);
+    if args.keep_open {
+        listen::keep_open(listener, Arc::new(setup), usize::from(args.max_connections))
+    } else {
+        listen::serve_one(&listener, &setup)
+    }
+}
+
+/// What every connection shares, from the command line.
+fn setup(args: &RecvArgs, dest: Destination, key: Option<Key>, umask: u32, approach: Approach) -> Setup {
+    Setup {
+        dest,
+        key,
+        umask,
+        fsync: args.fsync,
+        no_clobber: args.no_clobber,
+        algorithm: args.common.checksum,
+        policy: Policy::new(!args.common.no_zerocopy),
+        verbosity: args.common.verbosity(),
+        handshake_timeout: args.common.handshake_timeout(),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        bars: !args.keep_open,
+        approach,
+    }
+}

@@ -1,0 +1,102 @@
+//! How the sender meets its receiver: it connects to one that listens
+//! (the usual way), or, with `--listen`, listens itself and takes the
+//! first receiver that connects (`zcp recv --connect`) and completes the
+//! handshake. Either way the session that follows is the same.
+//!
+//! A listening sender treats a connection that fails its handshake (not
+//! zcp, a wrong key, too slow for `--timeout`) as a listening receiver
+//! does: it warns and goes on listening, since nothing was sent.
+
+use std::net::TcpStream;
+use std::os::fd::AsFd;
+
+use anyhow::{Context, Result};
+
+use super::handshake::{Agreed, handshake};
+use super::operands;
+use crate::cli::SendArgs;
+use crate::error;
+use crate::key;
+use crate::net::{self, HostPort, ListenSpec};
+use crate::progress::Reporter;
+use crate::protocol::auth::Approach;
+use crate::serve::{self, Ending};
+use crate::sys::signals;
+
+/// A receiver that accepted the session.
+pub struct Met {
+    pub sock: TcpStream,
+    /// The receiver, for messages: as typed when we connected, its
+    /// address when it connected to us.
+    pub peer: String,
+    pub agreed: Agreed,
+}
+
+/// Connects to the receiver listening at `target`.
+pub fn connect(args: &SendArgs, target: &HostPort, reporter: &Reporter) -> Result<Met> {
+    let key = key::for_connecting(&args.common.auth, "receiver")?;
+    if key.is_none() {
+        reporter.warn("--no-auth: nothing proves who the receiver is, and anyone on the path could alter what arrives");
+    }
+    crate::sys::raise_open_file_limit();
+    let peer = target.to_string();
+    // Until the first entry goes out, errors name what could not be sent.
+    let sending = || format!("sending {} to {peer}", operands::describe(&args.sources));
+    let (sock, addr) = net::connect(target).with_context(sending)?;
+    let resolved = net::show_addr(addr);
+    if resolved == peer {
+        reporter.detail(format_args!("connected to {peer}"));
+    } else {
+        reporter.detail(format_args!("connected to {peer} ({resolved})"));
+    }
+    let agreed = handshake(
+        &sock,
+        args.common.checksum,
+        args.no_clobber,
+        key.as_ref(),
+        Approach::Connected,
+        args.common.handshake_timeout(),
+    )
+    .with_context(sending)?;
+    Ok(Met { sock, peer, agreed })
+}
+
+/// `--listen`: binds `spec`, prints where (and the one-time key, when no
+/// key was given), and waits for the first receiver that completes the
+/// handshake. The listener closes once it is found.
+pub fn listen(args: &SendArgs, spec: &ListenSpec, reporter: &Reporter) -> Result<Met> {
+    let (key, one_time) = key::for_listening(&args.common.auth)?;
+    crate::sys::raise_open_file_limit();
+    let (listener, local) = serve::bind(spec)?;
+    match &key {
+        Some(k) if one_time => serve::announce(k, local, "sender", "receive with", |target| {
+            format!("zcp recv --connect {target} DEST")
+        }),
+        Some(_) => {}
+        None => eprintln!(
+            "zcp: warning: --no-auth: anyone who can reach this port can receive the files, and anyone on the path could alter what arrives"
+        ),
+    }
+    let timeout = args.common.handshake_timeout();
+    serve::first(&listener, "a receiver", |sock, peer| {
+        signals::wake_on_interrupt(sock.as_fd());
+        let agreed = handshake(
+            &sock,
+            args.common.checksum,
+            args.no_clobber,
+            key.as_ref(),
+            Approach::Accepted,
+            timeout,
+        );
+        signals::wake_nothing();
+        match agreed {
+            Ok(agreed) => {
+                reporter.detail(format_args!("connection from {peer}"));
+                Ending::Served(Ok(Met { sock, peer, agreed }))
+            }
+            // The interruption shut the socket down: that is the reason.
+            Err(_) if signals::interrupted() => Ending::Turned(error::interrupted_io().into()),
+            Err(err) => Ending::Turned(err.context(format!("connection from {peer}"))),
+        }
+    })
+}
