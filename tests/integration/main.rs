@@ -9,6 +9,7 @@ mod failures;
 mod fallback;
 mod hostile;
 mod killed;
+mod limits;
 mod peer;
 mod reverse;
 mod serve;
