@@ -350,8 +350,13 @@ pub fn parse() -> Result<Cli, Code> {
         Err(e) => e,
     };
     let message = match err.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+        ErrorKind::DisplayHelp => {
             let _ = err.print();
+            return Err(Code::Success);
+        }
+        ErrorKind::DisplayVersion => {
+            // One program, one name: clap would say `zcp-send 0.1.0`.
+            println!("zcp {}", env!("CARGO_PKG_VERSION"));
             return Err(Code::Success);
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => "no command given: use send, recv or bench".to_string(),

@@ -159,3 +159,22 @@ fn bench_runs_on_its_own_without_a_key_in_the_environment() {
     let report = String::from_utf8_lossy(&out.stdout).into_owned() + &out.stderr;
     assert!(report.contains("compared byte for byte"), "{report}");
 }
+
+#[test]
+fn every_command_names_itself_zcp_in_its_version() {
+    for args in [
+        &["--version"][..],
+        &["-V"],
+        &["send", "-V"],
+        &["recv", "--version"],
+        &["bench", "-V"],
+    ] {
+        let out = output(args);
+        out.assert_code(0);
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            format!("zcp {}\n", env!("CARGO_PKG_VERSION")),
+            "{args:?}"
+        );
+    }
+}
