@@ -203,7 +203,7 @@ _zcp() {
             return 0
             ;;
         zcp__subcmd__send)
-            opts="-l -r -L -n -q -v -h --listen --name --recursive --dereference --no-clobber --quiet --verbose --no-zerocopy --checksum --timeout --key-file --no-auth --help"
+            opts="-l -r -L -n -q -v -h --listen --name --recursive --dereference --no-clobber --limit --quiet --verbose --no-zerocopy --checksum --timeout --key-file --no-auth --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -218,6 +218,10 @@ _zcp() {
                     return 0
                     ;;
                 --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -193,6 +193,12 @@ pub struct SendArgs {
     #[arg(short = 'n', long)]
     pub no_clobber: bool,
 
+    /// Send at most RATE bytes (not bits) per second, e.g. 100M, 1G or
+    /// 512K (powers of 1024; at least 1K). The kernel paces the socket
+    /// (SO_MAX_PACING_RATE), so the bytes still move with sendfile/splice
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub limit: Option<u64>,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -362,7 +368,14 @@ pub fn parse() -> Result<Cli, Code> {
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => "no command given: use send, recv or bench".to_string(),
         _ => one_line(&err.render().to_string()),
     };
-    let help = match std::env::args_os().nth(1) {
+    let sub = std::env::args_os().nth(1);
+    let message = match sub {
+        Some(ref sub) if sub == "recv" && err.kind() == ErrorKind::UnknownArgument => {
+            sender_only(&err).map_or(message, str::to_string)
+        }
+        _ => message,
+    };
+    let help = match sub {
         Some(sub) if ["send", "recv", "bench"].iter().any(|s| sub == *s) => {
             format!("zcp {} --help", sub.to_string_lossy())
         }
@@ -370,6 +383,24 @@ pub fn parse() -> Result<Cli, Code> {
     };
     eprintln!("zcp: error: {message}\nTry '{help}' for more information.");
     Err(Code::Usage)
+}
+
+/// `zcp send` options a user may try on `zcp recv`, and why they belong
+/// to the sender.
+const SENDER_ONLY: [(&str, &str); 1] = [(
+    "--limit",
+    "--limit is a sender option: the kernel paces what a socket sends, and a receiver sends only verdicts; give --limit to zcp send",
+)];
+
+/// The explanation for an unknown `zcp recv` argument that is a sender
+/// option (`--limit`, `--limit=...`).
+fn sender_only(err: &clap::Error) -> Option<&'static str> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let name = arg.split_once('=').map_or(arg.as_str(), |(name, _)| name);
+    SENDER_ONLY.iter().find(|(opt, _)| *opt == name).map(|(_, why)| *why)
 }
 
 /// Folds clap's rendered error into one line: the message (whose lines,
@@ -433,6 +464,30 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
+/// The slowest `--limit`: slower than this, one full-size TCP segment
+/// could take longer than the receiver's idle timeout to go out.
+const MIN_RATE: u64 = 1024;
+
+/// Parses a `--limit` rate: a size per second ([`parse_size`], optionally
+/// followed by `/s`), at least 1K. Spellings that read as bits (`100Mb`,
+/// `1Gbit`, `100Mbps`) are refused rather than taken as bytes.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t);
+    let lower = t.to_ascii_lowercase();
+    let bits = lower.contains("bit") || lower.contains("bps") || (t.ends_with('b') && !lower.ends_with("ib"));
+    if bits {
+        return Err(format!(
+            "{s:?} looks like bits: RATE is in bytes per second (100 Mbit/s is about 12M)"
+        ));
+    }
+    match parse_size(t) {
+        Ok(n) if n >= MIN_RATE => Ok(n),
+        Ok(_) => Err(format!("{s:?} is below the slowest rate, 1K (1024 bytes per second)")),
+        Err(e) => Err(format!("{e} (a rate in bytes per second, such as 100M or 1G)")),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -463,6 +518,22 @@ mod tests {
             one_line(rendered),
             "unexpected argument '-d' found; to pass '-d' as a value, use '-- -d'"
         );
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("100M").unwrap(), 100 << 20);
+        assert_eq!(parse_rate("1G/s").unwrap(), 1 << 30);
+        assert_eq!(parse_rate("512KiB").unwrap(), 512 << 10);
+        assert_eq!(parse_rate("8MB").unwrap(), 8 << 20);
+        assert_eq!(parse_rate("1K").unwrap(), 1024);
+        assert!(parse_rate("0").unwrap_err().contains("slowest"));
+        assert!(parse_rate("1000").unwrap_err().contains("slowest"));
+        for bits in ["100Mb", "1Gbit", "100Mbps", "100mbit/s"] {
+            assert!(parse_rate(bits).unwrap_err().contains("bits"), "{bits}");
+        }
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("10X").is_err());
     }
 
     #[test]

@@ -93,6 +93,20 @@ pub fn rate(n: u64, seconds: f64) -> String {
     format!("{}/s", bytes(per_sec as u64))
 }
 
+/// A rate given in bytes per second, e.g. `100.00 MiB/s`.
+pub fn per_second(n: u64) -> String {
+    format!("{}/s", bytes(n))
+}
+
+/// The achieved rate, and the `--limit` it was held to: `98.12 MiB/s`,
+/// `98.12 MiB/s, limited to 100.00 MiB/s`.
+pub fn rate_within(n: u64, seconds: f64, limit: Option<u64>) -> String {
+    match limit {
+        Some(l) => format!("{}, limited to {}", rate(n, seconds), per_second(l)),
+        None => rate(n, seconds),
+    }
+}
+
 /// A line in the format `sha256sum` prints and `sha256sum -c` reads:
 /// `HEX  NAME`, with GNU's leading-backslash form when the name holds a
 /// backslash or newline. Other control characters are escaped for safety,
@@ -144,6 +158,12 @@ mod tests {
         assert_eq!(bytes(0), "0 B");
         assert_eq!(bytes(1536), "1.50 KiB");
         assert_eq!(bytes(1 << 30), "1.00 GiB");
+        assert_eq!(per_second(100 << 20), "100.00 MiB/s");
+        assert_eq!(rate_within(50 << 20, 1.0, None), "50.00 MiB/s");
+        assert_eq!(
+            rate_within(50 << 20, 1.0, Some(64 << 20)),
+            "50.00 MiB/s, limited to 64.00 MiB/s"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Addresses and sockets: parsing `HOST:PORT` and `[ADDR:]PORT`, the
 //! listening socket (dual-stack by default), accepting one connection,
-//! connecting with a timeout, and the socket options zcp sets.
+//! connecting with a timeout, and the socket options zcp sets, among them
+//! `--limit`'s pacing rate.
 //!
 //! Socket buffer sizes are deliberately left alone: pinning SO_SNDBUF or
 //! SO_RCVBUF turns off the kernel's autotuning and measured no faster.
@@ -201,6 +202,15 @@ pub fn connect(target: &HostPort) -> Result<(TcpStream, SocketAddr)> {
         Some((addr, e)) => Err(anyhow!("connecting to {}: {e}", show_addr(addr))),
         None => Err(anyhow!("{} resolves to no address", target.host)),
     }
+}
+
+/// Caps what `sock` sends at `rate` bytes per second: the kernel's TCP
+/// pacing spaces the packets (SO_MAX_PACING_RATE; no qdisc needed since
+/// Linux 4.13), so the data path stays as it is. Returns the rate the
+/// kernel then reports, when it reports one.
+pub fn pace(sock: &TcpStream, rate: u64) -> io::Result<Option<u64>> {
+    crate::sys::set_max_pacing_rate(sock, rate)?;
+    Ok(crate::sys::max_pacing_rate(sock).ok())
 }
 
 /// Socket options for a transfer connection. TCP_NODELAY makes the small

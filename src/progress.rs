@@ -26,9 +26,13 @@ pub struct Reporter {
     bar: Option<ProgressBar>,
     /// False where several transfers share the terminal (recv -k).
     bars: bool,
+    /// Shown after the bar's rate: `(limited to 100.00 MiB/s)`.
+    rate_note: Option<String>,
 }
 
 const KNOWN_TEMPLATE: &str = "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {wide_msg}";
+/// The rate in both templates; a `--limit` note goes after it.
+const RATE: &str = "{binary_bytes_per_sec}";
 const STREAM_TEMPLATE: &str = "{prefix} {spinner} {bytes} {binary_bytes_per_sec} {elapsed} {wide_msg}";
 
 impl Reporter {
@@ -37,6 +41,7 @@ impl Reporter {
             verbosity,
             bar: None,
             bars: true,
+            rate_note: None,
         }
     }
 
@@ -46,6 +51,21 @@ impl Reporter {
             verbosity,
             bar: None,
             bars: false,
+            rate_note: None,
+        }
+    }
+
+    /// Says on the bar that the rate is held to `limit` bytes per second
+    /// (call before [`Reporter::start`]).
+    pub fn limited_to(&mut self, limit: u64) {
+        self.rate_note = Some(format!("(limited to {})", crate::display::per_second(limit)));
+    }
+
+    /// `template` with the rate note after the rate.
+    fn template(&self, template: &str) -> String {
+        match &self.rate_note {
+            Some(note) => template.replace(RATE, &format!("{RATE} {note}")),
+            None => template.to_string(),
         }
     }
 
@@ -111,7 +131,7 @@ impl Reporter {
                 STREAM_TEMPLATE,
             ),
         };
-        if let Ok(style) = ProgressStyle::with_template(template) {
+        if let Ok(style) = ProgressStyle::with_template(&self.template(template)) {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_prefix(label.to_string());
@@ -143,7 +163,7 @@ impl Reporter {
     pub fn set_total(&self, total: u64) {
         if let Some(bar) = &self.bar {
             if bar.length().is_none()
-                && let Ok(style) = ProgressStyle::with_template(KNOWN_TEMPLATE)
+                && let Ok(style) = ProgressStyle::with_template(&self.template(KNOWN_TEMPLATE))
             {
                 bar.set_style(style.progress_chars("=> "));
             }
@@ -169,5 +189,23 @@ impl Reporter {
 impl Drop for Reporter {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limit_shows_after_the_rate() {
+        let mut r = Reporter::new(Verbosity::Normal);
+        assert_eq!(r.template(KNOWN_TEMPLATE), KNOWN_TEMPLATE);
+        r.limited_to(100 << 20);
+        let t = r.template(STREAM_TEMPLATE);
+        assert!(
+            t.contains("{binary_bytes_per_sec} (limited to 100.00 MiB/s) {elapsed}"),
+            "{t}"
+        );
+        assert!(ProgressStyle::with_template(&r.template(KNOWN_TEMPLATE)).is_ok());
     }
 }

@@ -93,12 +93,13 @@ impl Totals {
         )
     }
 
-    /// Bytes, time, rate, verification, and what did not arrive.
-    pub fn measures(&self, seconds: f64, algorithm: Algorithm) -> String {
+    /// Bytes, time, rate (and the `--limit` it was held to), verification,
+    /// and what did not arrive.
+    pub fn measures(&self, seconds: f64, algorithm: Algorithm, limit: Option<u64>) -> String {
         let mut line = format!(
             "{} in {seconds:.2} s ({})",
             display::bytes(self.bytes),
-            display::rate(self.bytes, seconds),
+            display::rate_within(self.bytes, seconds, limit),
         );
         // "verified" only when something was: not for a session whose
         // every entry failed.
@@ -164,7 +165,7 @@ mod tests {
         let mut t = Totals::default();
         t.count(Outcome::Changed);
         t.count(Outcome::Failed);
-        let line = t.measures(1.0, Algorithm::Sha256);
+        let line = t.measures(1.0, Algorithm::Sha256, None);
         assert!(line.ends_with("; 2 FAILED (1 changed while being sent)"), "{line}");
     }
 }

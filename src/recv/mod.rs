@@ -313,7 +313,7 @@ impl Session {
             "received {} from {} into {into}: {}",
             t.counts(),
             self.peer,
-            t.measures(seconds, self.algorithm)
+            t.measures(seconds, self.algorithm, None)
         );
         self.reporter.detail(format!("recv: {}", t.report.describe_totals()));
         self.reporter.note(line);

@@ -10,6 +10,7 @@ mod entry;
 mod handshake;
 mod meet;
 mod operands;
+mod pace;
 mod replies;
 mod source;
 mod walk;
@@ -76,6 +77,8 @@ struct Session {
     /// verdicts are in, and how many entries beneath it failed with it:
     /// they are reported in one line, not one each.
     failed_dir: Option<(String, u64)>,
+    /// The `--limit` the kernel paces us at, for the summary.
+    limit: Option<u64>,
 }
 
 pub fn run(args: SendArgs) -> Result<Code> {
@@ -88,6 +91,7 @@ pub fn run(args: SendArgs) -> Result<Code> {
         (None, Some(target)) => meet::connect(&args, target, &reporter)?,
         (None, None) => return Err(error::usage("no HOST:PORT to send to, and no --listen")),
     };
+    let limit = args.limit.and_then(|rate| pace::pace(&sock, rate, &mut reporter));
     let roots = operands
         .iter()
         .filter_map(|op| op.path().map(|p| p.to_path_buf()))
@@ -110,6 +114,7 @@ pub fn run(args: SendArgs) -> Result<Code> {
         walked: 0,
         ping_every: agreed.idle_timeout.map(|t| (t / 3).max(Duration::from_millis(500))),
         failed_dir: None,
+        limit,
     };
     let started = Instant::now();
     let mut outbox = Outbox::new(agreed.encoder);
@@ -431,7 +436,7 @@ impl Session {
             p.path,
             self.peer,
             display::bytes(bytes),
-            display::rate(bytes, seconds),
+            display::rate_within(bytes, seconds, self.limit),
             report.primary().name(),
             verified(self.algorithm)
         ));
@@ -453,7 +458,7 @@ impl Session {
             "sent {} to {}: {}",
             t.counts(),
             self.peer,
-            t.measures(seconds, self.algorithm)
+            t.measures(seconds, self.algorithm, self.limit)
         );
         self.reporter.detail(format!("send: {}", t.report.describe_totals()));
         self.reporter.note(line);

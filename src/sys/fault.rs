@@ -10,7 +10,8 @@
 //! `open` for files opened during a tree walk, `tmpfile` and `link` for
 //! the receiver's unnamed staged files, `openat2` for the receiver's
 //! resolution of paths beneath DEST: its first call is the probe, so
-//! `openat2=ENOSYS` makes the process walk one component at a time).
+//! `openat2=ENOSYS` makes the process walk one component at a time,
+//! `pacing` for the sender's SO_MAX_PACING_RATE under `--limit`).
 //! ERRNO may also be `EOF`: the call reports end of file instead of
 //! failing (for `sendfile`: a source that shrank while being sent), or
 //! `STOP`: the process stops itself with SIGSTOP just before the call and,
@@ -59,6 +60,7 @@ fn parse_errno(name: &str) -> Option<Errno> {
         "ECONNRESET" => Errno::ECONNRESET,
         "EXDEV" => Errno::EXDEV,
         "E2BIG" => Errno::E2BIG,
+        "ENOPROTOOPT" => Errno::ENOPROTOOPT,
         _ => return None,
     })
 }

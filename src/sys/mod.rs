@@ -1,6 +1,6 @@
 //! The syscall boundary: every raw system call zcp makes goes through a thin,
 //! documented wrapper here, and this is the only module allowed to contain
-//! `unsafe` (in `signals` and `stdio`, and for `getrandom`).
+//! `unsafe` (in `signals`, `stdio` and `pacing`, and for `getrandom`).
 //!
 //! Wrappers return `io::Result` so callers can add context with anyhow, and
 //! classify errors with [`errno_of`]. The data-path wrappers (`sendfile`,
@@ -12,11 +12,13 @@
 pub mod fault;
 mod fs;
 mod iobuf;
+mod pacing;
 pub mod signals;
 mod stdio;
 
 pub use fs::*;
 pub use iobuf::IoBuf;
+pub use pacing::{max_pacing_rate, set_max_pacing_rate};
 pub use stdio::{stdin_was_closed, stdout_was_closed};
 
 use std::fs::File;

@@ -10,6 +10,7 @@ mod fallback;
 mod hostile;
 mod killed;
 mod limits;
+mod pace;
 mod peer;
 mod reverse;
 mod serve;

@@ -1,0 +1,36 @@
+//! `--limit`: the kernel paces the sender's socket at the rate asked for
+//! (SO_MAX_PACING_RATE), whichever end connected; what `-v`, or a warning
+//! when the kernel refuses, says about it.
+
+use std::net::TcpStream;
+
+use crate::display;
+use crate::net;
+use crate::progress::Reporter;
+
+/// Sets the pacing rate on `sock` and returns it; a kernel that refuses
+/// gets a warning and the transfer goes on unpaced (None). The bar then
+/// shows the limit beside the achieved rate.
+pub fn pace(sock: &TcpStream, rate: u64, reporter: &mut Reporter) -> Option<u64> {
+    let shown = display::per_second(rate);
+    match net::pace(sock, rate) {
+        Ok(kernel) => {
+            let reports = match kernel {
+                Some(k) if k != rate => format!(" (the kernel reports {k} bytes/s)"),
+                _ => String::new(),
+            };
+            reporter.detail(format_args!(
+                "pacing: --limit {shown} ({rate} bytes/s) set with setsockopt(SO_MAX_PACING_RATE){reports}: \
+                 the kernel's TCP pacing spaces the packets, the bytes move as without --limit"
+            ));
+            reporter.limited_to(rate);
+            Some(rate)
+        }
+        Err(e) => {
+            reporter.warn(format_args!(
+                "--limit {shown}: the kernel refused setsockopt(SO_MAX_PACING_RATE): {e}; sending unpaced"
+            ));
+            None
+        }
+    }
+}
