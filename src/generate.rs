@@ -234,6 +234,14 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
             "The payload is not encrypted: anyone who can read the stream can read the files. Use a VPN or an SSH tunnel where that matters.",
         ],
     )?;
+    section(
+        out,
+        "RATE LIMIT",
+        &[
+            "zcp send --limit RATE keeps the sender at or below RATE bytes (not bits) per second, e.g. 100M (powers of 1024; at least 1K), whichever end connected. zcp sets SO_MAX_PACING_RATE on its socket and the kernel's TCP pacing spaces the packets (no fq qdisc needed since Linux 4.13), so the payload still moves by sendfile/splice and zcp never sleeps in the data path. The progress bar and the summary show the achieved rate and the limit; -v says the option was set. A kernel that refuses it draws a warning and the transfer goes on unpaced.",
+            "zcp recv has no --limit: pacing caps what a socket sends, and a receiver sends only verdicts; limit the sender.",
+        ],
+    )?;
     writeln!(out, ".SH \"EXIT STATUS\"")?;
     let rows: Vec<(String, &str)> = Code::TABLE.iter().map(|(c, m)| (c.to_string(), *m)).collect();
     let rows: Vec<(&str, &str)> = rows.iter().map(|(c, m)| (c.as_str(), *m)).collect();
@@ -275,6 +283,10 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
                 "Listen on a free loopback port (printed as `zcp: listening on ADDR:PORT`) and write the file as out.bin, whatever its name on the sender.",
             ),
             (
+                "zcp send --limit 100M big.iso server:7227",
+                "Send at most 100 MiB per second, paced by the kernel.",
+            ),
+            (
                 "zcp bench --size 256M",
                 "Measure a loopback transfer with and without zero-copy.",
             ),
@@ -291,7 +303,7 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
     section(
         out,
         "SEE ALSO",
-        &["sendfile(2), splice(2), tee(2), sha256sum(1), nc(1), scp(1)"],
+        &["sendfile(2), splice(2), tee(2), socket(7), sha256sum(1), nc(1), scp(1)"],
     )?;
     man.render_version_section(out)?;
     Ok(())
