@@ -157,7 +157,7 @@ _zcp() {
             return 0
             ;;
         zcp__subcmd__recv)
-            opts="-l -n -k -q -v -h --listen --connect --fsync --no-clobber --keep-open --max-connections --idle-timeout --quiet --verbose --no-zerocopy --checksum --timeout --key-file --no-auth --help"
+            opts="-l -n -k -q -v -h --listen --connect --bind --fsync --no-clobber --keep-open --max-connections --idle-timeout --quiet --verbose --no-zerocopy --checksum --timeout --key-file --no-auth --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -172,6 +172,10 @@ _zcp() {
                     return 0
                     ;;
                 --connect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bind)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -203,7 +207,7 @@ _zcp() {
             return 0
             ;;
         zcp__subcmd__send)
-            opts="-l -r -L -n -q -v -h --listen --name --recursive --dereference --no-clobber --limit --quiet --verbose --no-zerocopy --checksum --timeout --key-file --no-auth --help"
+            opts="-l -r -L -n -q -v -h --listen --name --recursive --dereference --no-clobber --limit --bind --quiet --verbose --no-zerocopy --checksum --timeout --key-file --no-auth --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -222,6 +226,10 @@ _zcp() {
                     return 0
                     ;;
                 --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bind)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

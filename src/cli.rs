@@ -3,6 +3,7 @@
 //! types; doc comments here are the user-facing help text.
 
 use std::ffi::OsString;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
@@ -199,6 +200,12 @@ pub struct SendArgs {
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub limit: Option<u64>,
 
+    /// Connect from this local address: an IPv4 or IPv6 address of this
+    /// machine, without a port (the kernel picks one). With --listen, give
+    /// the address there instead
+    #[arg(long, value_name = "ADDR", value_parser = net::parse_bind, conflicts_with = "listen")]
+    pub bind: Option<IpAddr>,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -278,6 +285,11 @@ pub struct RecvArgs {
     #[arg(long, value_name = "HOST:PORT", value_parser = net::parse_host_port,
           conflicts_with_all = ["listen", "keep_open"])]
     pub connect: Option<HostPort>,
+
+    /// With --connect: connect from this local address, an IPv4 or IPv6
+    /// address of this machine, without a port (the kernel picks one)
+    #[arg(long, value_name = "ADDR", value_parser = net::parse_bind)]
+    pub bind: Option<IpAddr>,
 
     /// Flush each file and its directory to disk before reporting success
     #[arg(long)]

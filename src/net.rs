@@ -1,7 +1,7 @@
 //! Addresses and sockets: parsing `HOST:PORT` and `[ADDR:]PORT`, the
 //! listening socket (dual-stack by default), accepting one connection,
-//! connecting with a timeout, and the socket options zcp sets, among them
-//! `--limit`'s pacing rate.
+//! connecting with a timeout (from a chosen local address with `--bind`),
+//! and the socket options zcp sets, among them `--limit`'s pacing rate.
 //!
 //! Socket buffer sizes are deliberately left alone: pinning SO_SNDBUF or
 //! SO_RCVBUF turns off the kernel's autotuning and measured no faster.
@@ -175,26 +175,43 @@ pub fn accept(listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
     }
 }
 
-/// Connects to the first address of `target` that answers. Errors do not
-/// repeat `target` (the caller names it): `connecting: Connection refused`,
-/// `connecting to 10.0.0.5:7227: ...` when a name resolved, `resolving
-/// host: ...`.
-pub fn connect(target: &HostPort) -> Result<(TcpStream, SocketAddr)> {
-    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
+/// Parses `--bind`: an IPv4 or IPv6 address (brackets allowed), no port.
+pub fn parse_bind(s: &str) -> Result<IpAddr, String> {
+    let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
+    bare.parse::<IpAddr>().map_err(|_| {
+        format!("{s:?} is not an IP address (--bind takes an address of this machine, such as 192.0.2.7 or ::1, without a port)")
+    })
+}
+
+/// Connects to the first address of `target` that answers, from `bind`
+/// when given (only addresses of its family are tried). Errors do not
+/// repeat `target` (the caller names it): `connecting: Connection
+/// refused`, `connecting to 10.0.0.5:7227: ...` when a name resolved,
+/// `resolving host: ...`, `binding to ADDR (--bind): ...`.
+pub fn connect(target: &HostPort, bind: Option<IpAddr>) -> Result<(TcpStream, SocketAddr)> {
+    let mut addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
         .to_socket_addrs()
         .with_context(|| format!("resolving {}", target.host))?
         .collect();
+    if let Some(local) = bind {
+        let resolved = addrs.len();
+        addrs.retain(|a| a.is_ipv4() == local.is_ipv4());
+        if addrs.is_empty() && resolved > 0 {
+            return Err(anyhow!(family_mismatch(local, &target.host)));
+        }
+    }
     let mut last = None;
     for addr in addrs {
         if signals::interrupted() {
             return Err(interrupted_io().into());
         }
-        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+        match open(addr, bind) {
             Ok(s) => {
                 tune(&s)?;
                 return Ok((s, addr));
             }
-            Err(e) => last = Some((addr, e)),
+            Err(Attempt::Bind(ip, e)) => return Err(e).with_context(|| format!("binding to {ip} (--bind)")),
+            Err(Attempt::Connect(e)) => last = Some((addr, e)),
         }
     }
     match last {
@@ -202,6 +219,50 @@ pub fn connect(target: &HostPort) -> Result<(TcpStream, SocketAddr)> {
         Some((addr, e)) => Err(anyhow!("connecting to {}: {e}", show_addr(addr))),
         None => Err(anyhow!("{} resolves to no address", target.host)),
     }
+}
+
+/// Why one connection attempt failed.
+enum Attempt {
+    /// The local address could not be bound: no other address of the
+    /// target would do better.
+    Bind(IpAddr, io::Error),
+    Connect(io::Error),
+}
+
+/// One connection attempt to `addr`, bound to `bind` first when given.
+/// IP_BIND_ADDRESS_NO_PORT leaves the choice of the local port to
+/// connect(2), which can share it among different destinations; a kernel
+/// without it (before 4.2) reserves one at bind instead, which also works.
+fn open(addr: SocketAddr, bind: Option<IpAddr>) -> Result<TcpStream, Attempt> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(Attempt::Connect)?;
+    if let Some(ip) = bind {
+        let _ = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::IpBindAddressNoPort, &true);
+        socket
+            .bind(&SocketAddr::new(ip, 0).into())
+            .map_err(|e| Attempt::Bind(ip, e))?;
+    }
+    socket
+        .connect_timeout(&addr.into(), CONNECT_TIMEOUT)
+        .map_err(Attempt::Connect)?;
+    Ok(socket.into())
+}
+
+/// The error for `--bind` of one address family and a target that has
+/// only addresses of the other.
+fn family_mismatch(local: IpAddr, host: &str) -> String {
+    let (ours, theirs) = if local.is_ipv4() {
+        ("IPv4", "IPv6")
+    } else {
+        ("IPv6", "IPv4")
+    };
+    let target = if host.parse::<IpAddr>().is_ok() {
+        format!("{host} is an {theirs} address")
+    } else {
+        format!("{host} resolves only to {theirs} addresses")
+    };
+    format!(
+        "--bind {local} is an {ours} address, but {target}: a connection needs both ends in one family (bind an {theirs} address, or connect to an {ours} one)"
+    )
 }
 
 /// Caps what `sock` sends at `rate` bytes per second: the kernel's TCP
@@ -250,6 +311,27 @@ mod tests {
         assert_eq!(parse_listen("127.0.0.1:5").unwrap().host.as_deref(), Some("127.0.0.1"));
         assert_eq!(parse_listen("[::1]:5").unwrap().host.as_deref(), Some("::1"));
         assert!(parse_listen("x").is_err());
+    }
+
+    #[test]
+    fn bind_addresses() {
+        assert_eq!(parse_bind("127.0.0.2").unwrap(), IpAddr::from([127, 0, 0, 2]));
+        assert_eq!(parse_bind("::1").unwrap(), IpAddr::V6(Ipv6Addr::LOCALHOST));
+        assert_eq!(parse_bind("[::1]").unwrap(), IpAddr::V6(Ipv6Addr::LOCALHOST));
+        for bad in ["", "eth0", "127.0.0.1:80", "[::1]:80", "localhost"] {
+            assert!(parse_bind(bad).unwrap_err().contains("not an IP address"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_family_mismatch_names_both_families() {
+        let m = family_mismatch("::1".parse().unwrap(), "127.0.0.1");
+        assert!(
+            m.starts_with("--bind ::1 is an IPv6 address, but 127.0.0.1 is an IPv4 address"),
+            "{m}"
+        );
+        let m = family_mismatch("10.0.0.1".parse().unwrap(), "example.org");
+        assert!(m.contains("example.org resolves only to IPv6 addresses"), "{m}");
     }
 
     #[test]

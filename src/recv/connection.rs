@@ -2,7 +2,7 @@
 //! session, for a connection the receiver accepted (listen.rs) or made
 //! itself to a listening sender ([`dial`], `--connect`).
 
-use std::net::TcpStream;
+use std::net::{IpAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::time::Instant;
 
@@ -17,11 +17,12 @@ use crate::protocol::auth::Approach;
 use crate::serve::Ending;
 use crate::sys::signals;
 
-/// `--connect`: connects to a sender that listens at `target` and runs
-/// one session with it; a failed handshake is this receiver's error.
-pub fn dial(setup: &Setup, target: &HostPort) -> Result<Code> {
+/// `--connect`: connects to a sender that listens at `target` (from
+/// `bind`, when given) and runs one session with it; a failed handshake
+/// is this receiver's error.
+pub fn dial(setup: &Setup, target: &HostPort, bind: Option<IpAddr>) -> Result<Code> {
     let peer = target.to_string();
-    let (sock, _) = net::connect(target).with_context(|| format!("receiving from {peer}"))?;
+    let (sock, _) = net::connect(target, bind).with_context(|| format!("receiving from {peer}"))?;
     match connection(setup, sock, peer, true) {
         Ending::Turned(err) => Err(err),
         Ending::Served(result) => result,

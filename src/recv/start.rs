@@ -42,6 +42,13 @@ pub struct Setup {
 pub fn run(args: RecvArgs) -> Result<Code> {
     // umask(2) can only be read by changing it: do it before any thread.
     let umask = sys::read_umask();
+    if args.bind.is_some() && args.connect.is_none() {
+        // (clap's `requires` would not fire: --listen, which --connect
+        // conflicts with, always has a value.)
+        return Err(error::usage(
+            "--bind needs --connect: a receiver that listens chooses its address with -l ADDR:PORT",
+        ));
+    }
     let dest = Destination::resolve(&args.dest)?;
     if args.keep_open && matches!(dest, Destination::Stdout) {
         return Err(error::usage(
@@ -56,7 +63,7 @@ pub fn run(args: RecvArgs) -> Result<Code> {
                 "zcp: warning: --no-auth: nothing proves who the sender is, and anyone on the path could alter what arrives"
             );
         }
-        return connection::dial(&setup(&args, dest, key, umask, Approach::Connected), target);
+        return connection::dial(&setup(&args, dest, key, umask, Approach::Connected), target, args.bind);
     }
     let (key, one_time) = key::for_listening(&args.common.auth)?;
     let (listener, local) = serve::bind(&args.listen)?;

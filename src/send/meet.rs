@@ -1,7 +1,8 @@
 //! How the sender meets its receiver: it connects to one that listens
-//! (the usual way), or, with `--listen`, listens itself and takes the
-//! first receiver that connects (`zcp recv --connect`) and completes the
-//! handshake. Either way the session that follows is the same.
+//! (the usual way; from the `--bind` address when one is given), or, with
+//! `--listen`, listens itself and takes the first receiver that connects
+//! (`zcp recv --connect`) and completes the handshake. Either way the
+//! session that follows is the same.
 //!
 //! A listening sender treats a connection that fails its handshake (not
 //! zcp, a wrong key, too slow for `--timeout`) as a listening receiver
@@ -42,12 +43,19 @@ pub fn connect(args: &SendArgs, target: &HostPort, reporter: &Reporter) -> Resul
     let peer = target.to_string();
     // Until the first entry goes out, errors name what could not be sent.
     let sending = || format!("sending {} to {peer}", operands::describe(&args.sources));
-    let (sock, addr) = net::connect(target).with_context(sending)?;
+    let (sock, addr) = net::connect(target, args.bind).with_context(sending)?;
     let resolved = net::show_addr(addr);
-    if resolved == peer {
-        reporter.detail(format_args!("connected to {peer}"));
+    let to = if resolved == peer {
+        peer.clone()
     } else {
-        reporter.detail(format_args!("connected to {peer} ({resolved})"));
+        format!("{peer} ({resolved})")
+    };
+    match (args.bind, sock.local_addr()) {
+        (Some(_), Ok(local)) => reporter.detail(format_args!(
+            "connected to {to} from {} (--bind)",
+            net::show_addr(local)
+        )),
+        _ => reporter.detail(format_args!("connected to {to}")),
     }
     let agreed = handshake(
         &sock,
