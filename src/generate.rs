@@ -242,6 +242,13 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
             "zcp recv has no --limit: pacing caps what a socket sends, and a receiver sends only verdicts; limit the sender.",
         ],
     )?;
+    section(
+        out,
+        "SOURCE ADDRESS",
+        &[
+            "zcp send --bind ADDR connects from ADDR, an IPv4 or IPv6 address of the sending machine (without a port: the kernel picks one), for example to use one network of a multi-homed host; the receiver names it as the peer. Only the target's addresses of the same family are tried; a target with none, or an address this machine does not have, is an error that names it (exit status 1). zcp recv --connect takes --bind too; an end that listens chooses its address with -l ADDR:PORT instead.",
+        ],
+    )?;
     writeln!(out, ".SH \"EXIT STATUS\"")?;
     let rows: Vec<(String, &str)> = Code::TABLE.iter().map(|(c, m)| (c.to_string(), *m)).collect();
     let rows: Vec<(&str, &str)> = rows.iter().map(|(c, m)| (c.as_str(), *m)).collect();
