@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Compare zcp with its peers on 127.0.0.1; every output is verified.
 #
-#   bench/compare.sh [--case big|tree|all] [--runs 3] [--dir DIR] [--out FILE] [--keep]
+#   bench/compare.sh [--case big|tree|limit|all] [--runs 3] [--dir DIR] [--out FILE] [--keep]
 #                    [--size 1G]                                        (big case)
 #                    [--files 100000] [--dirs 100] [--file-size 4K] [--no-tmpfs]  (tree case)
+#                    [--limit-size 512M] [--limits 100M,400M]           (limit case)
 #
 # Case "big" (one large file): zcp default, --checksum none, --no-zerocopy
 # and OpenBSD nc; throughput, CPU per GiB and peak RSS of each end.
 # Case "tree" (many small files into a new directory): zcp send -r, tar c|nc
 # into nc -l|tar x, and rsync -a -W to an rsync daemon; seconds, files/s and
 # CPU-seconds of both ends. As root the tree lives on a tmpfs this script
-# mounts (and unmounts); otherwise in a temp dir under --dir. The default,
-# "all", runs both.
+# mounts (and unmounts); otherwise in a temp dir under --dir. Case "limit":
+# zcp send --limit at each rate and without a limit, verified and with
+# --checksum none; achieved MiB/s against the limit as a ratio, and CPU of
+# both ends. The default, "all", runs all three.
 #
 # Builds zcp with `cargo build --release --locked` unless ZCP_BIN names a
 # binary, and installs netcat-openbsd (and, for the tree case, rsync) with

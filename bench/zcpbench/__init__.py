@@ -9,6 +9,8 @@ Modules, each owning one responsibility (Python 3 standard library only):
                the rsync daemon
 * bigfile   -- the "big" case: one large file, zcp variants against nc
 * bigreport -- the big case's markdown report and throughput targets
+* limit     -- the "limit" case: zcp send --limit, achieved rate against the
+               limit (reuses the big case's runs and checks)
 * treedata  -- the "tree" case's data: tmpfs or disk workspace, the source
                tree, its manifest and the check of every output tree
 * tree      -- the "tree" case: runs of zcp -r, tar|nc and rsync, and report

@@ -38,7 +38,8 @@ class Case:
     key: str  # used in file names
     label: str  # shown in the table
     tool: str  # "zcp" or "nc"
-    flags: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()  # zcp: given to both ends
+    send_flags: tuple[str, ...] = ()  # zcp: given to the sender only
 
 
 CASES = (
@@ -159,7 +160,7 @@ def start_zcp(setup: Setup, case: Case, out: Path) -> tuple[Child, Callable[[], 
 
     def start_sender() -> Child:
         return setup.children.spawn(
-            [str(setup.zcp), "send", "-q", *case.flags, str(setup.source), f"{LOOPBACK}:{port}"]
+            [str(setup.zcp), "send", "-q", *case.flags, *case.send_flags, str(setup.source), f"{LOOPBACK}:{port}"]
         )
 
     return receiver, start_sender

@@ -1,7 +1,7 @@
 """Command line and order of work: parse the switches, set up the tools,
-run the chosen cases (big file, many small files, or both), print and save
-the report, and clean up on every path out (children, rsync daemon, work
-directory, tmpfs mount)."""
+run the chosen cases (big file, many small files, --limit, or all), print
+and save the report, and clean up on every path out (children, rsync
+daemon, work directories, tmpfs mount)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import subprocess
 import shutil
 from pathlib import Path
 
-from . import bigfile, bigreport, tree
+from . import bigfile, bigreport, limit, tree
 from .common import GiB, KiB, REPO, BenchError, log, parse_size, positive_int
 from .procs import Children, become_subreaper
 from .tools import RECURSIVE_UNSUPPORTED, build_zcp, ensure_command, ensure_openbsd_nc, zcp_sends_trees
@@ -28,10 +28,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Compare zcp with its peers on 127.0.0.1. Case 'big': one large file, zcp variants "
         "vs OpenBSD nc (throughput, CPU per GiB, peak RSS). Case 'tree': many small files, "
         "zcp send -r vs tar|nc and rsync to an rsync daemon (seconds, files/s, CPU). "
+        "Case 'limit': zcp send --limit, achieved rate against the limit. "
         "Set ZCP_BIN to skip the cargo build.",
     )
     parser.add_argument(
-        "--case", choices=("big", "tree", "all"), default="all", help="which cases to run (default all)"
+        "--case", choices=("big", "tree", "limit", "all"), default="all", help="which cases to run (default all)"
     )
     parser.add_argument("--runs", type=positive_int, default=3, help="measured runs per case (default 3)")
     parser.add_argument(
@@ -55,6 +56,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="keep the tree on disk (in --dir) even when root could mount a tmpfs",
     )
+    paced = parser.add_argument_group("limit case")
+    paced.add_argument(
+        "--limit-size", type=parse_size, default=limit.DEFAULT_SIZE, help="test file size (default 512M)"
+    )
+    paced.add_argument(
+        "--limits",
+        type=limit.parse_limits,
+        default=limit.parse_limits(limit.DEFAULT_LIMITS),
+        help=f"comma-separated --limit rates, bytes per second (default {limit.DEFAULT_LIMITS})",
+    )
     args = parser.parse_args(argv)
     if args.dirs > args.files:
         parser.error("--dirs must not exceed --files")
@@ -74,6 +85,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, raise_interrupt)
     children = Children()
     workdir: Path | None = None
+    limit_workdir: Path | None = None
     workspace: Workspace | None = None
     tree_setup: tree.TreeSetup | None = None
     try:
@@ -88,6 +100,12 @@ def main(argv: list[str]) -> int:
             setup = bigfile.Setup(zcp, nc, workdir, source, args.size, digest, children)
             results = bigfile.run_all(setup, args.runs)
             text, ok = bigreport.report(setup, args.runs, results)
+            sections.append(text)
+            all_ok &= ok
+        if args.case in ("limit", "all"):
+            limit_setup, cases, limit_workdir = limit.prepare(args, zcp, nc, children)
+            results = limit.run_all(limit_setup, cases, args.runs)
+            text, ok = limit.report(limit_setup, cases, args.runs, results)
             sections.append(text)
             all_ok &= ok
         if args.case in ("tree", "all"):
@@ -129,8 +147,10 @@ def main(argv: list[str]) -> int:
             tree_setup.daemon.stop()
         if workspace is not None:
             workspace.close(args.keep)
-        if workdir is not None:
+        for kept in (workdir, limit_workdir):
+            if kept is None:
+                continue
             if args.keep:
-                log(f"kept the work directory {workdir}")
+                log(f"kept the work directory {kept}")
             else:
-                shutil.rmtree(workdir, ignore_errors=True)
+                shutil.rmtree(kept, ignore_errors=True)
