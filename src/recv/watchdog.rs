@@ -140,6 +140,12 @@ fn watch(shared: &Shared, sock: &TcpStream, handshake: Duration, idle: Duration,
         return;
     };
     loop {
+        // A stop that came before this thread first took the lock has
+        // already notified: waiting would sleep a whole tick, and the
+        // connection's end would wait for it.
+        if *stop {
+            return;
+        }
         match shared.wake.wait_timeout(stop, tick) {
             Ok((guard, _)) => stop = guard,
             Err(_) => return,
