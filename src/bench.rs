@@ -160,9 +160,9 @@ fn reap(mut child: Child, what: &str) -> Result<f64> {
 /// One transfer of `source` into `dst`, both ends authenticating with
 /// `key` as users' transfers do.
 fn transfer(exe: &Path, case: &Case, source: &Path, dst: &Path, key: &OsStr) -> Result<Sample> {
-    let (receiver, addr) = start_receiver(exe, case, dst, key)?;
+    let (mut receiver, addr) = start_receiver(exe, case, dst, key)?;
     let started = Instant::now();
-    let sender = Command::new(exe)
+    let sent = Command::new(exe)
         .env(key::ENV, key)
         .args(["send", "-q"])
         .args(case.flags)
@@ -170,8 +170,17 @@ fn transfer(exe: &Path, case: &Case, source: &Path, dst: &Path, key: &OsStr) -> 
         .arg(&addr)
         .stdin(Stdio::null())
         .spawn()
-        .context("starting the sender")?;
-    let send_cpu = reap(sender, "sender")?;
+        .context("starting the sender")
+        .and_then(|sender| reap(sender, "sender"));
+    let send_cpu = match sent {
+        Ok(cpu) => cpu,
+        Err(e) => {
+            // A receiver whose sender failed keeps listening: end it.
+            let _ = receiver.kill();
+            let _ = receiver.wait();
+            return Err(e);
+        }
+    };
     let recv_cpu = reap(receiver, "receiver")?;
     Ok(Sample {
         wall: started.elapsed().as_secs_f64(),
