@@ -50,6 +50,8 @@ enum Place {
         shown: PathBuf,
     },
     Refused(String),
+    /// Beneath a directory --no-clobber skipped.
+    Skipped(String),
 }
 
 impl Session {
@@ -83,6 +85,7 @@ impl Session {
         let result = match (&entry.kind, place) {
             (_, None) => self.receive_stream(&entry, started),
             (_, Some(Place::Refused(why))) => self.refuse_entry(&entry, &why),
+            (_, Some(Place::Skipped(why))) => self.skip_beneath(&entry, &why),
             (EntryKind::File, Some(Place::At { dir, name, shown })) if is_small(&entry) => {
                 return self
                     .receive_small(&entry, dir, &name, shown, started)
@@ -156,7 +159,23 @@ impl Session {
                 shown: self.tree()?.shown(&entry.path),
             },
             Parent::Failed(why) => Place::Refused(why),
+            Parent::Skipped(why) => Place::Skipped(why),
         }))
+    }
+
+    /// An entry beneath a directory --no-clobber skipped: drained and
+    /// skipped too, counted in one line when that directory closes.
+    fn skip_beneath(&mut self, entry: &Entry, why: &str) -> Result<Outcome> {
+        let tree = self.tree_mut()?;
+        tree.note_refused();
+        if entry.kind == EntryKind::Directory {
+            let _ = tree.open_dir(&Parent::Skipped(why.to_string()), &entry.path, None, None);
+        }
+        self.discard_payload(entry)?;
+        self.reporter
+            .detail(format!("skipped {}: {why} (--no-clobber)", entry.path));
+        self.verdict(VerdictStatus::Skipped, Digest::None, format!("{why} (--no-clobber)"));
+        Ok(Outcome::Skipped)
     }
 
     /// An entry whose directory could not be made: drained and failed.
@@ -202,6 +221,20 @@ impl Session {
     }
 
     fn receive_dir(&mut self, entry: &Entry, parent: Arc<File>) -> Result<Outcome> {
+        let name = entry.path.file_name();
+        let in_the_way = sys::lstat_at(&parent, name).is_ok_and(|m| m.st_mode & libc::S_IFMT != libc::S_IFDIR);
+        if self.no_clobber && in_the_way {
+            // Kept as it is, and so is everything the subtree would have
+            // put beneath it.
+            let why = format!("{} exists and is not a directory", entry.path);
+            let _ = self
+                .tree_mut()?
+                .open_dir(&Parent::Skipped(why.clone()), &entry.path, None, None);
+            let shown = self.tree()?.shown(&entry.path);
+            self.note_skipped(&entry.path, &shown);
+            self.verdict(VerdictStatus::Skipped, Digest::None, format!("{why} (--no-clobber)"));
+            return Ok(Outcome::Skipped);
+        }
         let parent = Parent::Open(parent);
         match self.tree_mut()?.open_dir(&parent, &entry.path, entry.mode, entry.mtime) {
             Ok(()) => {

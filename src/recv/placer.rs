@@ -251,12 +251,18 @@ impl Session {
         let Some(tree) = self.tree.as_mut() else {
             return;
         };
-        for (dir, n) in tree.take_refused() {
+        for (dir, n, skipped) in tree.take_refused() {
             let entries = if n == 1 { "entry" } else { "entries" };
-            self.reporter.error(format!(
-                "receiving {dir}/... from {}: {n} {entries} beneath {dir} failed with it (-v lists them)",
-                self.peer
-            ));
+            if skipped {
+                self.reporter.note(format!(
+                    "skipped {dir}/...: {n} {entries} beneath {dir} with it (--no-clobber; -v lists them)"
+                ));
+            } else {
+                self.reporter.error(format!(
+                    "receiving {dir}/... from {}: {n} {entries} beneath {dir} failed with it (-v lists them)",
+                    self.peer
+                ));
+            }
         }
     }
 

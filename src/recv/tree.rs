@@ -46,6 +46,8 @@ struct OpenDir {
     /// Entries refused beneath it, when it is the outermost directory
     /// that could not be made (reported together when it closes).
     refused: u64,
+    /// It was not made because --no-clobber keeps what is in the way.
+    skipped: bool,
     /// Why it could not be made.
     failure: String,
     /// Mode and mtime to apply when the subtree closes.
@@ -84,6 +86,9 @@ impl ClosedDir {
 pub enum Parent {
     Open(Arc<File>),
     Failed(String),
+    /// Under --no-clobber something other than a directory is in the way:
+    /// the subtree is skipped, not failed.
+    Skipped(String),
 }
 
 pub struct Tree {
@@ -92,7 +97,7 @@ pub struct Tree {
     umask: u32,
     /// Directories that could not be made and closed since the last
     /// [`Tree::take_refused`], with how many entries beneath them failed.
-    refused: Vec<(String, u64)>,
+    refused: Vec<(String, u64, bool)>,
 }
 
 impl Tree {
@@ -103,6 +108,7 @@ impl Tree {
                 path: Vec::new(),
                 dir: Some(root),
                 refused: 0,
+                skipped: false,
                 failure: String::new(),
                 mode: None,
                 mtime: None,
@@ -122,7 +128,7 @@ impl Tree {
 
     /// The directories that could not be made whose subtrees have closed,
     /// with how many entries beneath each failed with it.
-    pub fn take_refused(&mut self) -> Vec<(String, u64)> {
+    pub fn take_refused(&mut self) -> Vec<(String, u64, bool)> {
         std::mem::take(&mut self.refused)
     }
 
@@ -149,6 +155,7 @@ impl Tree {
         }
         Ok(match &top.dir {
             Some(dir) => Parent::Open(Arc::clone(dir)),
+            None if top.skipped => Parent::Skipped(top.failure.clone()),
             None => Parent::Failed(top.failure.clone()),
         })
     }
@@ -162,7 +169,7 @@ impl Tree {
         let level = self.stack.pop()?;
         if level.dir.is_none() && level.refused > 0 {
             let path = crate::display::escape_bytes(&level.path);
-            self.refused.push((path, level.refused));
+            self.refused.push((path, level.refused, level.skipped));
         }
         let dir = level.dir?;
         Some(ClosedDir {
@@ -187,16 +194,19 @@ impl Tree {
         let made = match parent {
             Parent::Open(dir) => make_dir(dir, path.file_name(), self.umask)
                 .with_context(|| format!("creating directory {}", display::path(&self.shown(path)))),
-            Parent::Failed(why) => Err(anyhow!("{why}")),
+            Parent::Failed(why) | Parent::Skipped(why) => Err(anyhow!("{why}")),
         };
+        let skipped = matches!(parent, Parent::Skipped(_));
         let (dir, failure, result) = match made {
             Ok(dir) => (Some(Arc::new(dir)), String::new(), Ok(())),
+            Err(e) if skipped => (None, format!("its directory {path} was skipped"), Err(e)),
             Err(e) => (None, format!("its directory {path} could not be made"), Err(e)),
         };
         self.stack.push(OpenDir {
             path: path.as_bytes().to_vec(),
             dir,
             refused: 0,
+            skipped,
             failure,
             mode,
             mtime,

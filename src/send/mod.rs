@@ -76,7 +76,7 @@ struct Session {
     /// The directory the receiver could not make, whose subtree the
     /// verdicts are in, and how many entries beneath it failed with it:
     /// they are reported in one line, not one each.
-    failed_dir: Option<(String, u64)>,
+    failed_dir: Option<(String, u64, Gone)>,
     /// The `--limit` the kernel paces us at, for the summary.
     limit: Option<u64>,
 }
@@ -361,20 +361,32 @@ impl Session {
                 Outcome::Failed
             }
             VerdictStatus::Skipped => {
-                self.reporter
-                    .note(format!("skipped {}: {}", p.path, receiver_said(&v.message)));
+                match &mut self.failed_dir {
+                    Some((_, beneath, Gone::Skipped)) => {
+                        *beneath += 1;
+                        self.reporter
+                            .detail(format!("skipped {}: {}", p.path, receiver_said(&v.message)));
+                    }
+                    _ => {
+                        self.reporter
+                            .note(format!("skipped {}: {}", p.path, receiver_said(&v.message)));
+                        if p.kind == EntryKind::Directory && self.failed_dir.is_none() {
+                            self.failed_dir = Some((p.path.clone(), 0, Gone::Skipped));
+                        }
+                    }
+                }
                 Outcome::Skipped
             }
             VerdictStatus::Failed => {
                 match &mut self.failed_dir {
-                    Some((_, beneath)) => {
+                    Some((_, beneath, Gone::Failed)) => {
                         *beneath += 1;
                         self.reporter.detail(format!("{what}: {}", receiver_said(&v.message)));
                     }
-                    None => {
+                    _ => {
                         self.reporter.error(format!("{what}: {}", receiver_said(&v.message)));
-                        if p.kind == EntryKind::Directory {
-                            self.failed_dir = Some((p.path.clone(), 0));
+                        if p.kind == EntryKind::Directory && self.failed_dir.is_none() {
+                            self.failed_dir = Some((p.path.clone(), 0, Gone::Failed));
                         }
                     }
                 }
@@ -387,7 +399,7 @@ impl Session {
     /// directory the receiver could not make, says in one line how many
     /// entries beneath that directory failed with it.
     fn leave_failed_dir(&mut self, path: &str) {
-        let Some((dir, beneath)) = &self.failed_dir else {
+        let Some((dir, beneath, gone)) = &self.failed_dir else {
             return;
         };
         if path
@@ -396,12 +408,17 @@ impl Session {
         {
             return;
         }
-        if *beneath > 0 {
-            self.reporter.error(format!(
+        match (*beneath, gone) {
+            (0, _) => {}
+            (n, Gone::Failed) => self.reporter.error(format!(
                 "sending {dir}/... to {}: {} beneath {dir} failed with it (-v lists them)",
                 self.peer,
-                counted_entries(*beneath),
-            ));
+                counted_entries(n),
+            )),
+            (n, Gone::Skipped) => self.reporter.note(format!(
+                "skipped {dir}/...: {} beneath {dir} with it (--no-clobber; -v lists them)",
+                counted_entries(n),
+            )),
         }
         self.failed_dir = None;
     }
@@ -463,6 +480,15 @@ impl Session {
         self.reporter.detail(format!("send: {}", t.report.describe_totals()));
         self.reporter.note(line);
     }
+}
+
+/// Why a directory's subtree did not arrive, for reporting it in one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gone {
+    /// The receiver could not make the directory.
+    Failed,
+    /// Something else is in its place and --no-clobber keeps it.
+    Skipped,
 }
 
 /// "1 entry", "5 entries".

@@ -398,6 +398,38 @@ fn a_receiver_side_failure_is_partial_on_both_ends() {
 }
 
 #[test]
+fn no_clobber_skips_a_directory_whose_name_is_taken_and_everything_beneath_it() {
+    // --no-clobber keeps what is in DEST: a file where a directory arrives
+    // is kept, the subtree is skipped (not failed), and both ends exit 0,
+    // saying so in one line for the subtree.
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.src("t/taken/deeper")).unwrap();
+    for i in 0..3 {
+        std::fs::write(env.src(&format!("t/taken/f{i}")), b"x").unwrap();
+    }
+    std::fs::write(env.src("t/taken/deeper/z"), b"z").unwrap();
+    std::fs::write(env.src("t/fine"), b"f").unwrap();
+    std::fs::create_dir_all(env.dst("t")).unwrap();
+    std::fs::write(env.dst("t/taken"), b"kept").unwrap();
+    let (tx, rr) = transfer(&env, &["-r", "src/t"], &["-n"]);
+    for (out, end) in [(&tx, "sender"), (&rr, "receiver")] {
+        out.assert_code(0);
+        assert!(out.error_lines().is_empty(), "{end}:\n{}", out.stderr);
+        assert!(out.stderr.contains("skipped t/taken: "), "{end}:\n{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("skipped t/taken/...: 5 entries beneath t/taken with it"),
+            "{end}:\n{}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("6 skipped"), "{end}:\n{}", out.stderr);
+    }
+    assert_eq!(std::fs::read(env.dst("t/taken")).unwrap(), b"kept");
+    assert_eq!(std::fs::read(env.dst("t/fine")).unwrap(), b"f");
+    assert_eq!(env.list("dst/t"), ["fine", "taken"]);
+}
+
+#[test]
 fn a_directory_that_cannot_be_made_is_reported_once_with_what_it_takes_along() {
     // Six entries beneath a directory the receiver cannot make: one line
     // for the directory and one counting the rest, on each end; -v lists
