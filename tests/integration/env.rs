@@ -511,3 +511,23 @@ pub fn have_ipv6() -> bool {
 pub fn skip(test: &str, why: &str) {
     eprintln!("SKIPPED {test}: {why}");
 }
+
+/// The lines of `text` starting with `prefix`.
+pub fn lines_with<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.starts_with(prefix)).collect()
+}
+
+/// The warnings in `text`, except the one `--no-auth` always prints.
+pub fn warnings(text: &str) -> Vec<&str> {
+    lines_with(text, "zcp: warning:")
+        .into_iter()
+        .filter(|l| !l.starts_with("zcp: warning: --no-auth:"))
+        .collect()
+}
+
+/// Asserts `line` holds every needle.
+pub fn assert_holds(line: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(line.contains(needle), "{line:?} lacks {needle:?}");
+    }
+}

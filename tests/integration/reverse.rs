@@ -48,26 +48,6 @@ fn connecting_receiver(env: &TestEnv, addr: &str, args: &[&str]) -> Finished {
     Running::spawn(receiver_command(env, addr, args), "zcp recv --connect").finish()
 }
 
-/// The lines of `text` starting with `prefix`.
-fn lines_with<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
-    text.lines().filter(|l| l.starts_with(prefix)).collect()
-}
-
-/// The warnings in `text`, except the one `--no-auth` always prints.
-fn warnings(text: &str) -> Vec<&str> {
-    lines_with(text, "zcp: warning:")
-        .into_iter()
-        .filter(|l| !l.starts_with("zcp: warning: --no-auth:"))
-        .collect()
-}
-
-/// Asserts `line` holds every needle.
-fn assert_holds(line: &str, needles: &[&str]) {
-    for needle in needles {
-        assert!(line.contains(needle), "{line:?} lacks {needle:?}");
-    }
-}
-
 #[test]
 fn a_file_goes_to_the_receiver_that_connects() {
     let env = TestEnv::new();

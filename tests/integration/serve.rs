@@ -42,26 +42,6 @@ fn interrupt(mut rx: Receiver, signal: i32) -> Finished {
     out
 }
 
-/// The lines of `text` starting with `prefix`.
-fn lines_with<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
-    text.lines().filter(|l| l.starts_with(prefix)).collect()
-}
-
-/// The warnings in `text`, except the one `--no-auth` always prints.
-fn warnings(text: &str) -> Vec<&str> {
-    lines_with(text, "zcp: warning:")
-        .into_iter()
-        .filter(|l| !l.starts_with("zcp: warning: --no-auth:"))
-        .collect()
-}
-
-/// Asserts `line` holds every needle.
-fn assert_holds(line: &str, needles: &[&str]) {
-    for needle in needles {
-        assert!(line.contains(needle), "{line:?} lacks {needle:?}");
-    }
-}
-
 /// The connection's next frame is an ERROR with `code` whose text holds
 /// `needle`, and then the receiver closes it.
 fn expect_error_then_close(p: &mut Peer, code: u8, needle: &str) {
