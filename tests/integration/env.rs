@@ -531,3 +531,25 @@ pub fn assert_holds(line: &str, needles: &[&str]) {
         assert!(line.contains(needle), "{line:?} lacks {needle:?}");
     }
 }
+
+/// `out` printed exactly one warning (besides the one `--no-auth` always
+/// prints), and it holds every needle.
+pub fn assert_one_warning(out: &Finished, needles: &[&str]) {
+    let warned = warnings(&out.stderr);
+    assert_eq!(warned.len(), 1, "want exactly one warning:\n{}", out.stderr);
+    assert_holds(warned[0], needles);
+}
+
+/// The one-time key a listening `end` ("receiver" or "sender") printed
+/// in `text`: exactly one announcement, 16 random bytes in lowercase hex.
+pub fn one_time_key(text: &str, end: &str) -> String {
+    let prefix = format!("zcp: one-time key (valid until this {end} exits): ");
+    let announced = lines_with(text, &prefix);
+    assert_eq!(announced.len(), 1, "{text}");
+    let key = announced[0].rsplit(' ').next().unwrap_or_default().to_string();
+    assert!(
+        key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+        "not 16 bytes in hex: {key:?}"
+    );
+    key
+}

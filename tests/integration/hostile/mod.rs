@@ -238,17 +238,7 @@ fn assert_refused(env: &TestEnv, r: &Refusal, needles: &[&str]) {
     if r.in_handshake {
         r.out.assert_code(0);
         assert!(r.out.error_lines().is_empty(), "{}", r.out.stderr);
-        let warnings: Vec<&str> = (r.out.stderr.lines())
-            .filter(|l| l.starts_with("zcp: warning:") && !l.contains("--no-auth"))
-            .collect();
-        assert_eq!(warnings.len(), 1, "want exactly one warning:\n{}", r.out.stderr);
-        for needle in ["127.0.0.1:", "still listening"].iter().chain(needles) {
-            assert!(
-                warnings[0].contains(needle),
-                "the warning lacks {needle:?}: {}",
-                warnings[0]
-            );
-        }
+        assert_one_warning(&r.out, &[&["127.0.0.1:", "still listening"], needles].concat());
         assert_no_escape_bytes(&r.out.stderr);
     } else {
         assert_failed(&r.out, 1, needles);

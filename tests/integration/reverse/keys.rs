@@ -29,10 +29,8 @@ fn a_receiver_with_the_wrong_key_exits_5_and_the_sender_waits_for_the_right_one(
     connecting_receiver(&env, &addr, &["dst"]).assert_code(0);
     let out = tx.finish();
     out.assert_code(0);
-    let warned = warnings(&out.stderr);
-    assert_eq!(warned.len(), 1, "{}", out.stderr);
-    assert_holds(
-        warned[0],
+    assert_one_warning(
+        &out,
         &[
             "connection from 127.0.0.1:",
             "authentication failed: the receiver's key is not this sender's",
@@ -55,13 +53,7 @@ fn a_listening_sender_without_a_key_prints_a_one_time_key_for_recv_connect() {
     let text = tx
         .run
         .await_stderr("the command to paste", |s| s.contains("zcp: receive with: "));
-    let announced = lines_with(&text, "zcp: one-time key (valid until this sender exits): ");
-    assert_eq!(announced.len(), 1, "{text}");
-    let key = announced[0].rsplit(' ').next().unwrap().to_string();
-    assert!(
-        key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
-        "not 16 bytes in hex: {key:?}"
-    );
+    let key = one_time_key(&text, "sender");
     assert_eq!(
         lines_with(&text, "zcp: receive with: "),
         [format!(
@@ -117,9 +109,7 @@ fn no_auth_must_be_on_both_ends_of_a_turned_connection() {
             "zcp: warning: --no-auth: anyone who can reach this port can receive the files, and anyone on the path could alter what arrives"
         ]
     );
-    let warned = warnings(&out.stderr);
-    assert_eq!(warned.len(), 1, "{}", out.stderr);
-    assert_holds(warned[0], &["connection from 127.0.0.1:", "still listening"]);
+    assert_one_warning(&out, &["connection from 127.0.0.1:", "still listening"]);
     assert!(!out.stderr.contains("one-time key"), "{}", out.stderr);
     assert_same_file(&src, &env.dst("f"));
 }
@@ -142,10 +132,8 @@ fn a_silent_connection_is_cut_off_at_the_listening_senders_timeout() {
     connecting_receiver(&env, &tx.addr.clone(), &["dst"]).assert_code(0);
     let out = tx.finish();
     out.assert_code(0);
-    let warned = warnings(&out.stderr);
-    assert_eq!(warned.len(), 1, "{}", out.stderr);
-    assert_holds(
-        warned[0],
+    assert_one_warning(
+        &out,
         &[
             "connection from 127.0.0.1:",
             "the receiver did not complete the handshake within 1 s (--timeout)",

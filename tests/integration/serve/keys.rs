@@ -69,13 +69,7 @@ fn a_receiver_without_a_key_prints_a_one_time_key_senders_can_use() {
     let text = rx
         .run
         .await_stderr("the command to paste", |s| s.contains("zcp: send with: "));
-    let announced = lines_with(&text, "zcp: one-time key (valid until this receiver exits): ");
-    assert_eq!(announced.len(), 1, "{text}");
-    let key = announced[0].rsplit(' ').next().unwrap().to_string();
-    assert!(
-        key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
-        "not 16 bytes in hex: {key:?}"
-    );
+    let key = one_time_key(&text, "receiver");
     assert_eq!(
         lines_with(&text, "zcp: send with: "),
         [format!("zcp: send with: ZCP_KEY={key} zcp send FILE... {}", rx.addr)]
@@ -108,10 +102,8 @@ fn a_receiver_without_a_key_prints_a_one_time_key_senders_can_use() {
     send_keyed(&env, &by_file, &rx.addr, None).assert_code(0);
 
     let out = interrupt(rx, SIGINT);
-    let warned = warnings(&out.stderr);
-    assert_eq!(warned.len(), 1, "{}", out.stderr);
-    assert_holds(
-        warned[0],
+    assert_one_warning(
+        &out,
         &[
             "connection from 127.0.0.1:",
             "authentication failed: the sender's key is not this receiver's",
@@ -192,9 +184,7 @@ fn no_auth_must_be_on_both_ends() {
         );
     rx.run.await_stderr_count("; still listening", 1);
     let out = interrupt(rx, SIGINT);
-    let warned = warnings(&out.stderr);
-    assert_eq!(warned.len(), 1, "{}", out.stderr);
-    assert_holds(warned[0], &["authentication required", "still listening"]);
+    assert_one_warning(&out, &["authentication required", "still listening"]);
     assert!(env.tree("dst").is_empty(), "{:?}", env.tree("dst"));
 
     // A receiver without, a sender with a key.
@@ -211,9 +201,7 @@ fn no_auth_must_be_on_both_ends() {
         lines_with(&out.stderr, "zcp: warning: --no-auth: "),
         ["zcp: warning: --no-auth: anyone who can reach this port can write into the destination"]
     );
-    let warned = warnings(&out.stderr);
-    assert_eq!(warned.len(), 1, "{}", out.stderr);
-    assert_holds(warned[0], &["runs with --no-auth", "still listening"]);
+    assert_one_warning(&out, &["runs with --no-auth", "still listening"]);
     assert_eq!(env.tree("dst"), ["f"]);
     assert_same_file(&env.src("f"), &env.dst("f"));
 }

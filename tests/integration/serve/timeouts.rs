@@ -101,10 +101,8 @@ fn a_handshake_dripped_byte_by_byte_is_cut_off_at_the_deadline() {
     env.still_serving(&["--no-auth"], &rx.addr);
     let out = rx.finish();
     out.assert_code(0);
-    let warned = warnings(&out.stderr);
-    assert_eq!(warned.len(), 1, "{}", out.stderr);
-    assert_holds(
-        warned[0],
+    assert_one_warning(
+        &out,
         &[
             "connection from 127.0.0.1:",
             "the sender did not complete the handshake within 2 s (--timeout)",
