@@ -52,9 +52,9 @@ impl Outbox {
         self.encoder.push(msg, &mut self.buf);
     }
 
-    /// Sends PING at once: the walk is slow, the session is alive.
-    pub fn ping(&mut self, sock: &TcpStream) -> Result<()> {
-        self.push(&Message::Ping);
+    /// Sends `msg` at once, after whatever is queued.
+    pub fn send(&mut self, sock: &TcpStream, msg: &Message) -> Result<()> {
+        self.push(msg);
         self.flush(sock)
     }
 
@@ -195,8 +195,7 @@ impl Link<'_> {
 
     /// Sends one control frame of the entry.
     fn send_frame(&mut self, msg: &Message) -> Result<()> {
-        self.outbox.push(msg);
-        self.outbox.flush(self.sock)
+        self.outbox.send(self.sock, msg)
     }
 
     fn batch_done(&mut self) -> Result<()> {
@@ -275,7 +274,9 @@ impl Link<'_> {
     /// meanwhile, so its idle timeout only cuts off a sender that is gone.
     fn catch_up(&mut self, hasher: FileHasher) -> io::Result<Hashed> {
         let (sock, outbox) = (self.sock, &mut *self.outbox);
-        hasher.finish_calling(self.ping_every, || outbox.ping(sock).map_err(io::Error::other))
+        hasher.finish_calling(self.ping_every, || {
+            outbox.send(sock, &Message::Ping).map_err(io::Error::other)
+        })
     }
 
     /// Writes `n` zero bytes: the rest of a raw payload whose source

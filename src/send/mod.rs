@@ -30,7 +30,7 @@ use crate::display;
 use crate::engine::Policy;
 use crate::error::{self, Code};
 use crate::progress::Reporter;
-use crate::protocol::{EntryKind, RelPath, Verdict, VerdictStatus};
+use crate::protocol::{EntryKind, Message, RelPath, Verdict, VerdictStatus};
 use crate::tally::{Outcome, Totals, verified};
 use census::Census;
 use entry::{Abort, Link, Outbox, Sent};
@@ -202,7 +202,8 @@ impl Session {
             match walk.recv_timeout(every) {
                 Ok(b) => return Ok(Some(b)),
                 Err(RecvTimeoutError::Disconnected) => return Ok(None),
-                Err(RecvTimeoutError::Timeout) => outbox.ping(sock).with_context(|| self.sending())?,
+                // The walk is slow; the session is alive.
+                Err(RecvTimeoutError::Timeout) => outbox.send(sock, &Message::Ping).with_context(|| self.sending())?,
             }
         }
     }
