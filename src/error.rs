@@ -93,6 +93,16 @@ impl Code {
         }
     }
 
+    /// The same for an ERROR from a peer that has not proved it knows the
+    /// key: anyone could have sent it, so it may say "authentication
+    /// failed" but not claim an integrity failure.
+    pub fn from_unauthenticated_peer_error(code: u8) -> Code {
+        match Code::from_peer_error(code) {
+            Code::Integrity => Code::Failure,
+            other => other,
+        }
+    }
+
     pub fn exit(self) -> ExitCode {
         ExitCode::from(self as u8)
     }

@@ -138,10 +138,8 @@ impl Session {
 /// sent it, so it may say "authentication failed" (5) but not claim an
 /// integrity failure.
 fn unauthenticated(e: &WireError) -> anyhow::Error {
-    let code = if e.code == Code::Auth as u8 {
-        Code::Auth
-    } else {
-        Code::Failure
-    };
-    error::coded(code, format!("sender: {}", display::peer_text(&e.message)))
+    error::coded(
+        Code::from_unauthenticated_peer_error(e.code),
+        format!("sender: {}", display::peer_text(&e.message)),
+    )
 }

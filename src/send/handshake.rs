@@ -190,12 +190,7 @@ pub struct Agreed {
 /// have sent it, so it may say "authentication failed" (5) but not claim
 /// an integrity failure.
 fn unauthenticated_refusal(e: &WireError) -> anyhow::Error {
-    let code = if e.code == Code::Auth as u8 {
-        Code::Auth
-    } else {
-        Code::Failure
-    };
-    error::coded(code, receiver_said(&e.message))
+    error::coded(Code::from_unauthenticated_peer_error(e.code), receiver_said(&e.message))
 }
 
 /// The ERROR that ends a session which failed to authenticate.
