@@ -55,6 +55,14 @@ impl Algorithm {
         }
     }
 
+    /// Length of this algorithm's digest in bytes.
+    pub fn digest_len(self) -> usize {
+        match self {
+            Algorithm::None => 0,
+            Algorithm::Sha256 => 32,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Algorithm::None => "none",

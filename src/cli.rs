@@ -206,6 +206,27 @@ pub struct SendArgs {
     #[arg(long, value_name = "ADDR", value_parser = net::parse_bind, conflicts_with = "listen")]
     pub bind: Option<IpAddr>,
 
+    /// Make large files resumable: they travel in verified 8 MiB blocks,
+    /// and if the transfer breaks the receiver keeps what it verified
+    /// (in a hidden .NAME.zcp-partial file beside the final name). A later
+    /// `zcp send --resume` of the same, unchanged file to the same place
+    /// sends only the blocks still missing
+    #[arg(long)]
+    pub resume: bool,
+
+    /// After a dropped connection, connect again up to N times (waiting
+    /// 1 s, 2 s, 4 s, ... up to 30 s between tries) and go on where the
+    /// transfer stopped: files already verified are not sent again, and
+    /// large files resume (implies --resume). Not for stdin
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retries: u32,
+
+    /// Move large files over N TCP connections at once (1 to 16), each
+    /// with its own zero-copy path, hashing blocks on every core
+    #[arg(short = 'P', long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub parallel: u8,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }

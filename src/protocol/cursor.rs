@@ -76,6 +76,11 @@ impl<'a> Reader<'a> {
         Reader { rest: body }
     }
 
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.rest.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rest.is_empty()
     }

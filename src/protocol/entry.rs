@@ -3,6 +3,7 @@
 //! decoded entry consistent (flags that fit the kind, a target only where
 //! one belongs).
 
+use super::blocks::SOURCE_ID_LEN;
 use super::cursor::Reader;
 use super::path::{LinkText, RelPath};
 use super::{MAX_LINK_LEN, MAX_PATH_LEN, ProtocolError, bad};
@@ -53,7 +54,8 @@ mod flag {
     pub const HAS_MTIME: u8 = 4;
     pub const SPARSE: u8 = 8;
     pub const LINKED: u8 = 16;
-    pub const ALL: u8 = SIZE_KNOWN | HAS_MODE | HAS_MTIME | SPARSE | LINKED;
+    pub const BLOCKED: u8 = 32;
+    pub const ALL: u8 = SIZE_KNOWN | HAS_MODE | HAS_MTIME | SPARSE | LINKED | BLOCKED;
 }
 
 /// A modification time: seconds since the epoch and nanoseconds.
@@ -74,13 +76,21 @@ pub enum Payload {
     Stream,
     /// DATA and HOLE frames adding up to exactly this many bytes.
     Sparse(u64),
+    /// This many bytes in blocks (BLOCK frames, on any stream of the
+    /// session), after the receiver's PLAN. `source` is the sender's
+    /// identity of the file's contents: a partial kept from an earlier
+    /// session is resumed only if it was made from the same source.
+    Blocks {
+        size: u64,
+        source: [u8; SOURCE_ID_LEN],
+    },
 }
 
 impl Payload {
     /// The total length, when known up front.
     pub fn size(self) -> Option<u64> {
         match self {
-            Payload::Sized(n) | Payload::Sparse(n) => Some(n),
+            Payload::Sized(n) | Payload::Sparse(n) | Payload::Blocks { size: n, .. } => Some(n),
             Payload::None => Some(0),
             Payload::Stream => None,
         }
@@ -107,6 +117,7 @@ pub fn encode(e: &Entry, out: &mut Vec<u8>) {
         Payload::None | Payload::Stream => (0, 0),
         Payload::Sized(n) => (flag::SIZE_KNOWN, n),
         Payload::Sparse(n) => (flag::SIZE_KNOWN | flag::SPARSE, n),
+        Payload::Blocks { size, .. } => (flag::SIZE_KNOWN | flag::BLOCKED, size),
     };
     if e.mode.is_some() {
         flags |= flag::HAS_MODE;
@@ -127,6 +138,9 @@ pub fn encode(e: &Entry, out: &mut Vec<u8>) {
     for field in [e.path.as_bytes(), e.kind.target()] {
         out.extend_from_slice(&u16::try_from(field.len()).unwrap_or(0).to_be_bytes());
         out.extend_from_slice(field);
+    }
+    if let Payload::Blocks { source, .. } = &e.payload {
+        out.extend_from_slice(source);
     }
 }
 
@@ -161,7 +175,14 @@ pub fn decode(r: &mut Reader<'_>) -> Result<Entry, ProtocolError> {
         return bad(format!("link target of {target_len} bytes is too long"));
     }
     let target = r.bytes(target_len, "target")?;
-    // Bytes after the target are reserved for extensions and ignored.
+    let source = if has(flag::BLOCKED) {
+        let mut id = [0u8; SOURCE_ID_LEN];
+        id.copy_from_slice(r.bytes(SOURCE_ID_LEN, "source identity")?);
+        Some(id)
+    } else {
+        None
+    };
+    // Bytes after these are reserved for extensions and ignored.
     let kind = match kind_id {
         1 | 2 if !target.is_empty() => return bad(format!("{path}: only links carry a target")),
         1 => EntryKind::File,
@@ -171,15 +192,19 @@ pub fn decode(r: &mut Reader<'_>) -> Result<Entry, ProtocolError> {
             EntryKind::HardLink(RelPath::new(target).map_err(|e| ProtocolError(format!("hard link target: {}", e.0)))?)
         }
     };
-    let payload = match (&kind, has(flag::SIZE_KNOWN), has(flag::SPARSE)) {
-        (EntryKind::File, true, false) => Payload::Sized(size),
-        (EntryKind::File, true, true) => Payload::Sparse(size),
-        (EntryKind::File, false, false) => Payload::Stream,
-        (EntryKind::File, false, true) => return bad(format!("{path}: SPARSE without SIZE_KNOWN")),
-        (_, false, false) => Payload::None,
-        (k, _, _) => {
+    let payload = match (&kind, has(flag::SIZE_KNOWN), has(flag::SPARSE), source) {
+        (EntryKind::File, true, false, Some(source)) => Payload::Blocks { size, source },
+        (EntryKind::File, _, _, Some(_)) => {
+            return bad(format!("{path}: BLOCKED needs SIZE_KNOWN and excludes SPARSE"));
+        }
+        (EntryKind::File, true, false, None) => Payload::Sized(size),
+        (EntryKind::File, true, true, None) => Payload::Sparse(size),
+        (EntryKind::File, false, false, None) => Payload::Stream,
+        (EntryKind::File, false, true, None) => return bad(format!("{path}: SPARSE without SIZE_KNOWN")),
+        (_, false, false, None) => Payload::None,
+        (k, _, _, _) => {
             return bad(format!(
-                "{path}: a {} has no payload (SIZE_KNOWN or SPARSE set)",
+                "{path}: a {} has no payload (SIZE_KNOWN, SPARSE or BLOCKED set)",
                 k.describe()
             ));
         }

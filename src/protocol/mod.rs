@@ -1,4 +1,4 @@
-//! The zcp wire format, version 3: the preamble, frame headers and every
+//! The zcp wire format, version 4: the preamble, frame headers and every
 //! control message, with encoding, decoding and hard limits. It never
 //! touches a socket or payload bytes; `frames` does the I/O.
 //!
@@ -11,12 +11,14 @@
 use std::fmt;
 
 pub mod auth;
+pub mod blocks;
 mod cursor;
 mod entry;
 mod path;
 
 use crate::checksum::{Algorithm, Digest};
 use cursor::{Reader, lossy_text, put_digest, put_option, put_text, take_digest, take_text, truncate_utf8};
+pub use blocks::{Block, Blocks, Plan};
 pub use entry::{Entry, EntryKind, Mtime, Payload};
 pub use path::{LinkText, Name, RelPath};
 
@@ -24,9 +26,9 @@ pub use path::{LinkText, Name, RelPath};
 /// 7-bit channels and text protocols, as in PNG.
 pub const MAGIC: [u8; 4] = [0x89, b'Z', b'C', b'P'];
 /// The newest protocol version this zcp speaks.
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 /// The oldest protocol version this zcp speaks.
-pub const MIN_VERSION: u16 = 3;
+pub const MIN_VERSION: u16 = 4;
 pub const PREAMBLE_LEN: usize = 8;
 pub const FRAME_HEADER_LEN: usize = 5;
 
@@ -144,6 +146,8 @@ pub enum FrameType {
     Hole = 9,
     Auth = 10,
     Ping = 11,
+    Plan = 12,
+    Block = 13,
 }
 
 impl FrameType {
@@ -160,6 +164,8 @@ impl FrameType {
             9 => FrameType::Hole,
             10 => FrameType::Auth,
             11 => FrameType::Ping,
+            12 => FrameType::Plan,
+            13 => FrameType::Block,
             _ => return None,
         })
     }
@@ -170,6 +176,8 @@ impl FrameType {
             FrameType::Done | FrameType::Ping => 0,
             FrameType::Hole => 8,
             FrameType::Auth => PROOF_LEN as u32,
+            // entry, index, length and the longest digest.
+            FrameType::Block => 12 + 2 + 64,
             _ => MAX_CONTROL_LEN,
         }
     }
@@ -231,6 +239,9 @@ mod tag {
     pub const NO_CLOBBER: u16 = 4;
     pub const AUTH: u16 = 5;
     pub const IDLE_TIMEOUT: u16 = 6;
+    pub const BLOCKS: u16 = 7;
+    pub const SESSION: u16 = 8;
+    pub const JOIN: u16 = 9;
     pub const CRITICAL: u16 = 0x8000;
 }
 
@@ -249,6 +260,14 @@ pub struct Hello {
     /// Receiver only: the longest silence it tolerates from the sender
     /// during the session, in seconds (the sender sends PING when idle).
     pub idle_timeout: Option<u32>,
+    /// Block mode: proposed by the sender, accepted by the receiver.
+    pub blocks: Option<Blocks>,
+    /// Receiver only, when it allows more than one stream: the token a
+    /// further connection presents to join this session.
+    pub session: Option<[u8; blocks::TOKEN_LEN]>,
+    /// Sender only: this connection is a further stream of the session
+    /// with this token.
+    pub join: Option<[u8; blocks::TOKEN_LEN]>,
 }
 
 /// Ends an entry's payload with the sender's count and digest.
@@ -306,6 +325,10 @@ pub enum Message {
     Auth([u8; PROOF_LEN]),
     /// Nothing to say yet: keeps an idle session alive.
     Ping,
+    /// The blocks of a BLOCKED entry the receiver already holds.
+    Plan(Plan),
+    /// One block's header; its raw bytes follow.
+    Block(Block),
 }
 
 impl Message {
@@ -323,6 +346,8 @@ impl Message {
             Message::Error(_) => FrameType::Error,
             Message::Auth(_) => FrameType::Auth,
             Message::Ping => FrameType::Ping,
+            Message::Plan(_) => FrameType::Plan,
+            Message::Block(_) => FrameType::Block,
         }
     }
 
@@ -351,6 +376,8 @@ impl Message {
                 out.push(e.code);
                 put_text(&e.message, out);
             }
+            Message::Plan(p) => p.encode(out),
+            Message::Block(b) => b.encode(out),
         }
         let len = match self {
             Message::Data(n) => *n,
@@ -421,6 +448,8 @@ impl Message {
                 r.finish("ERROR")?;
                 Message::Error(WireError { code, message })
             }
+            FrameType::Plan => Message::Plan(Plan::decode(&mut r)?),
+            FrameType::Block => Message::Block(Block::decode(&mut r)?),
         };
         Ok(msg)
     }
@@ -443,6 +472,15 @@ fn encode_hello(h: &Hello, out: &mut Vec<u8>) {
     if let Some(seconds) = h.idle_timeout {
         put_option(out, tag::IDLE_TIMEOUT, &seconds.to_be_bytes());
     }
+    if let Some(b) = &h.blocks {
+        put_option(out, tag::BLOCKS, &b.encode());
+    }
+    if let Some(token) = &h.session {
+        put_option(out, tag::SESSION, token);
+    }
+    if let Some(token) = &h.join {
+        put_option(out, tag::JOIN | tag::CRITICAL, token);
+    }
 }
 
 /// The AUTH option's method byte: challenge-response and sealing with
@@ -456,6 +494,7 @@ fn decode_hello(r: &mut Reader<'_>) -> Result<Hello, ProtocolError> {
     let mut no_clobber = false;
     let mut auth = None;
     let mut idle_timeout = None;
+    let (mut blocks, mut session, mut join) = (None, None, None);
     while !r.is_empty() {
         let raw_tag = r.u16("option tag")?;
         let len = r.u16("option length")?;
@@ -500,6 +539,9 @@ fn decode_hello(r: &mut Reader<'_>) -> Result<Hello, ProtocolError> {
                 Ok(b) if u32::from_be_bytes(b) > 0 => idle_timeout = Some(u32::from_be_bytes(b)),
                 _ => return bad("HELLO option IDLE_TIMEOUT must be 4 bytes, at least 1 second"),
             },
+            tag::BLOCKS => blocks = Some(Blocks::decode(value)?),
+            tag::SESSION => session = Some(blocks::token(value, "SESSION")?),
+            tag::JOIN => join = Some(blocks::token(value, "JOIN")?),
             unknown if raw_tag & tag::CRITICAL != 0 => {
                 return bad(format!(
                     "peer requires option {unknown}, which this zcp does not understand"
@@ -515,6 +557,9 @@ fn decode_hello(r: &mut Reader<'_>) -> Result<Hello, ProtocolError> {
         no_clobber,
         auth,
         idle_timeout,
+        blocks,
+        session,
+        join,
     })
 }
 

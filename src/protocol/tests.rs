@@ -36,6 +36,9 @@ fn every_message_roundtrips() {
         no_clobber: true,
         auth: None,
         idle_timeout: None,
+        blocks: None,
+        session: None,
+        join: None,
     }));
     roundtrip(Message::Hello(Hello {
         role: Role::Receiver,
@@ -44,6 +47,9 @@ fn every_message_roundtrips() {
         no_clobber: false,
         auth: Some([7; NONCE_LEN]),
         idle_timeout: Some(300),
+        blocks: None,
+        session: None,
+        join: None,
     }));
     roundtrip(Message::Auth([9; PROOF_LEN]));
     roundtrip(Message::Ping);

@@ -15,7 +15,9 @@ use crate::frames;
 use crate::key::{self, Key};
 use crate::protocol::WireError;
 use crate::protocol::auth::{Agreement, Approach, Transcript};
-use crate::protocol::{FRAME_HEADER_LEN, Hello, Message, NONCE_LEN, Preamble, Role};
+use crate::dest::Destination;
+use crate::protocol::blocks::{MAX_STREAMS, TOKEN_LEN};
+use crate::protocol::{Blocks, FRAME_HEADER_LEN, Hello, Message, NONCE_LEN, Preamble, Role};
 
 impl Session {
     /// Runs the handshake on a connection that is `approach` for us. Any
@@ -60,6 +62,10 @@ impl Session {
             }
             _ => {}
         }
+        if hello.join.is_some() {
+            bail!("the sender asked to join a session this receiver does not have");
+        }
+        self.blocks = self.accept_blocks(hello.blocks)?;
         if hello.no_clobber && !self.no_clobber {
             self.no_clobber = true;
             self.reporter.detail("the sender asked for --no-clobber");
@@ -83,6 +89,9 @@ impl Session {
                 no_clobber: self.no_clobber,
                 auth: nonce,
                 idle_timeout: Some(u32::try_from(self.idle_timeout.as_secs()).unwrap_or(u32::MAX)),
+                blocks: self.blocks,
+                session: self.token,
+                join: None,
             }),
             &mut ours,
         );
@@ -131,6 +140,26 @@ impl Session {
             }
         ));
         Ok(())
+    }
+
+    /// Block mode as this receiver accepts it: not into stdout (blocks may
+    /// come in any order); more than one stream with a token to join by.
+    fn accept_blocks(&mut self, asked: Option<Blocks>) -> Result<Option<Blocks>> {
+        let Some(asked) = asked else {
+            return Ok(None);
+        };
+        if matches!(self.dest, Destination::Stdout) {
+            self.reporter
+                .detail("block mode declined: DEST is stdout, which takes bytes only in order");
+            return Ok(None);
+        }
+        let streams = asked.streams.min(MAX_STREAMS);
+        if streams > 1 {
+            let mut token = [0u8; TOKEN_LEN];
+            crate::sys::random_bytes(&mut token).context("generating a session token")?;
+            self.token = Some(token);
+        }
+        Ok(Some(Blocks { streams, ..asked }))
     }
 }
 

@@ -39,7 +39,8 @@ use crate::engine::inbound::Lander;
 use crate::error::{self, Code};
 use crate::frames::{self, Encoder, FrameReader};
 use crate::progress::Reporter;
-use crate::protocol::{Message, RelPath, Verdict, VerdictStatus, WireError};
+use crate::protocol::blocks::TOKEN_LEN;
+use crate::protocol::{Blocks, Message, RelPath, Verdict, VerdictStatus, WireError};
 use crate::sys;
 use crate::tally::{Outcome, Totals};
 use placer::{Owed, Placer};
@@ -89,6 +90,12 @@ pub struct Session {
     /// Bytes of the names in `link_targets`, bounded by
     /// [`MAX_LINK_TARGET_BYTES`].
     pub link_target_bytes: u64,
+    /// Block mode, as agreed in the handshake.
+    pub blocks: Option<Blocks>,
+    /// The token further streams join this session by.
+    pub token: Option<[u8; TOKEN_LEN]>,
+    /// BLOCKED entries received so far (BLOCK frames name them by number).
+    pub blocked: u32,
 }
 
 /// The most bytes of LINKED file names one session may make the receiver
@@ -143,6 +150,9 @@ impl Session {
             link_target_bytes: 0,
             local: LocalWork::default(),
             write_failed: false,
+            blocks: None,
+            token: None,
+            blocked: 0,
         };
         if let Destination::Directory { dir, .. } | Destination::File { dir, .. } = &session.dest {
             let staging = session.stager.staging(dir);

@@ -58,6 +58,7 @@ fn read_payload(
         }
         Payload::Stream => u64::MAX,
         Payload::Sparse(n) => n,
+        Payload::Blocks { .. } => bail!("internal error: a BLOCKED entry's payload read as a stream"),
     };
     let sparse = matches!(payload, Payload::Sparse(_));
     let mut at = 0u64;
@@ -135,8 +136,9 @@ impl Session {
 
     /// Reads and drops the payload (and trailer) of a file we will not
     /// store. Directories and links have neither.
+    /// A BLOCKED entry answered without a PLAN has none either.
     pub fn discard_payload(&mut self, entry: &Entry) -> Result<()> {
-        if entry.payload != Payload::None {
+        if !matches!(entry.payload, Payload::None | Payload::Blocks { .. }) {
             self.land_payload(entry, Target::Discard, &|_| {})?;
         }
         Ok(())

@@ -20,7 +20,20 @@ use crate::error::{self, Code};
 use crate::frames::{self, Encoder, FrameReader};
 use crate::key::{self, Key};
 use crate::protocol::auth::{Agreement, Approach, Transcript};
-use crate::protocol::{FRAME_HEADER_LEN, Hello, Message, NONCE_LEN, Preamble, Role, WireError};
+use crate::protocol::blocks::TOKEN_LEN;
+use crate::protocol::{Blocks, FRAME_HEADER_LEN, Hello, Message, NONCE_LEN, Preamble, Role, WireError};
+
+/// What this sender asks for in its HELLO.
+#[derive(Debug, Clone, Copy)]
+pub struct Offer {
+    pub algorithm: Algorithm,
+    pub no_clobber: bool,
+    /// Block mode, when --resume, --retries or -P asks for it.
+    pub blocks: Option<Blocks>,
+    /// This connection joins the session with this token as a further
+    /// stream.
+    pub join: Option<[u8; TOKEN_LEN]>,
+}
 
 /// Preamble, HELLO and (unless --no-auth) AUTH exchange on a connection
 /// that is `approach` for us, all within `timeout` from now; hands the
@@ -28,14 +41,13 @@ use crate::protocol::{FRAME_HEADER_LEN, Hello, Message, NONCE_LEN, Preamble, Rol
 /// us.
 pub fn handshake(
     sock: &TcpStream,
-    algorithm: Algorithm,
-    no_clobber: bool,
+    offer: &Offer,
     key: Option<&Key>,
     approach: Approach,
     timeout: Duration,
 ) -> Result<Agreed> {
     let deadline = Instant::now() + timeout;
-    exchange(sock, algorithm, no_clobber, key, approach, deadline).map_err(|err| {
+    exchange(sock, offer, key, approach, deadline).map_err(|err| {
         if timed_out(&err) && Instant::now() >= deadline {
             anyhow!(
                 "the receiver did not complete the handshake within {} s (--timeout)",
@@ -58,8 +70,7 @@ fn timed_out(err: &anyhow::Error) -> bool {
 
 fn exchange(
     sock: &TcpStream,
-    algorithm: Algorithm,
-    no_clobber: bool,
+    offer: &Offer,
     key: Option<&Key>,
     approach: Approach,
     deadline: Instant,
@@ -71,6 +82,9 @@ fn exchange(
         })
         .transpose()
         .context("generating a nonce")?;
+    let Offer {
+        algorithm, no_clobber, ..
+    } = *offer;
     let mut encoder = Encoder::default();
     let mut opening = Preamble::ours().encode().to_vec();
     let hello_at = opening.len();
@@ -82,6 +96,9 @@ fn exchange(
             no_clobber,
             auth: nonce,
             idle_timeout: None,
+            blocks: offer.blocks,
+            session: None,
+            join: offer.join,
         }),
         &mut opening,
     );
@@ -167,7 +184,10 @@ fn exchange(
     }
     // The receiver answered: from here on it may take as long as the data.
     reader.set_deadline(None)?;
+    let blocks = agree_blocks(offer.blocks, hello.blocks)?;
     Ok(Agreed {
+        blocks,
+        session: hello.session.filter(|_| blocks.is_some_and(|b| b.streams > 1)),
         replies: Replies::spawn(reader, sock.try_clone()?)?,
         no_clobber: no_clobber || hello.no_clobber,
         encoder,
@@ -184,6 +204,26 @@ pub struct Agreed {
     pub encoder: Encoder,
     /// The receiver's idle timeout.
     pub idle_timeout: Option<Duration>,
+    /// Block mode as the receiver accepted it (None: every file goes the
+    /// version 3 way, e.g. to a receiver writing to stdout).
+    pub blocks: Option<Blocks>,
+    /// The token that joins further streams to this session.
+    pub session: Option<[u8; TOKEN_LEN]>,
+}
+
+/// Block mode as both ends agreed: the receiver may accept fewer streams
+/// and decline resume, but nothing we did not ask for.
+fn agree_blocks(ours: Option<Blocks>, theirs: Option<Blocks>) -> Result<Option<Blocks>> {
+    match (ours, theirs) {
+        (Some(o), Some(t)) => {
+            if t.size != o.size || t.streams > o.streams || (t.resume && !o.resume) || (t.retry && !o.retry) {
+                bail!("protocol error: the receiver answered block mode with terms this sender did not offer");
+            }
+            Ok(Some(t))
+        }
+        (None, Some(_)) => bail!("protocol error: the receiver chose block mode, which this sender did not offer"),
+        (_, None) => Ok(None),
+    }
 }
 
 /// The receiver's ERROR before it proved it knows the key: anyone could

@@ -13,13 +13,14 @@ use std::os::fd::AsFd;
 
 use anyhow::{Context, Result};
 
-use super::handshake::{Agreed, handshake};
+use super::handshake::{Agreed, Offer, handshake};
 use super::operands;
 use crate::cli::SendArgs;
 use crate::error;
 use crate::key;
 use crate::net::{self, HostPort, ListenSpec};
 use crate::progress::Reporter;
+use crate::protocol::Blocks;
 use crate::protocol::auth::Approach;
 use crate::serve::{self, Ending};
 use crate::sys::signals;
@@ -31,6 +32,26 @@ pub struct Met {
     /// address when it connected to us.
     pub peer: String,
     pub agreed: Agreed,
+}
+
+/// Block size this sender proposes.
+pub const BLOCK_SIZE: u32 = 8 << 20;
+
+/// What the sender asks for: block mode when resuming, retrying or
+/// using more than one stream.
+pub fn offer(args: &SendArgs) -> Offer {
+    let resume = args.resume || args.retries > 0;
+    Offer {
+        algorithm: args.common.checksum,
+        no_clobber: args.no_clobber,
+        blocks: (resume || args.parallel > 1).then_some(Blocks {
+            size: BLOCK_SIZE,
+            resume,
+            retry: args.retries > 0,
+            streams: args.parallel,
+        }),
+        join: None,
+    }
 }
 
 /// Connects to the receiver listening at `target`.
@@ -59,8 +80,7 @@ pub fn connect(args: &SendArgs, target: &HostPort, reporter: &Reporter) -> Resul
     }
     let agreed = handshake(
         &sock,
-        args.common.checksum,
-        args.no_clobber,
+        &offer(args),
         key.as_ref(),
         Approach::Connected,
         args.common.handshake_timeout(),
@@ -90,8 +110,7 @@ pub fn listen(args: &SendArgs, spec: &ListenSpec, reporter: &Reporter) -> Result
         signals::wake_on_interrupt(sock.as_fd());
         let agreed = handshake(
             &sock,
-            args.common.checksum,
-            args.no_clobber,
+            &offer(args),
             key.as_ref(),
             Approach::Accepted,
             timeout,

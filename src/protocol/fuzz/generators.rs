@@ -209,6 +209,9 @@ pub(super) fn valid_hello(r: &mut Rng) -> Message {
         no_clobber: r.one_in(2),
         auth: r.one_in(2).then(|| r.fill(NONCE_LEN).try_into().unwrap()),
         idle_timeout: r.one_in(2).then(|| idle_timeout(r)),
+        blocks: None,
+        session: None,
+        join: None,
     })
 }
 

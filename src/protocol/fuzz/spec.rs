@@ -209,6 +209,8 @@ fn check_accepted(m: &Message, body: &[u8]) {
         Message::Error(e) => text_at(1, &e.message),
         Message::Auth(_) => assert_eq!(body.len(), 32),
         Message::Ping => assert!(body.is_empty()),
+        // Checked by their own round trips until the oracle covers them.
+        Message::Plan(_) | Message::Block(_) => {}
     }
     let mut frame = Vec::new();
     m.encode(&mut frame);
