@@ -27,7 +27,7 @@ use crate::sys::{self, IoBuf, Pipe, signals};
 
 /// Bytes hashed per pread: big enough to amortise the syscall, small enough
 /// to stay in the L2 cache while SHA-256 runs over it.
-const HASH_CHUNK: usize = 256 * 1024;
+pub(crate) const HASH_CHUNK: usize = 256 * 1024;
 
 /// How payload bytes are verified end to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -113,26 +113,26 @@ impl Digest {
 }
 
 /// The running state of one hash computation.
-enum State {
+pub(crate) enum State {
     None,
     Sha256(Box<Sha256>),
 }
 
 impl State {
-    fn new(algorithm: Algorithm) -> State {
+    pub(crate) fn new(algorithm: Algorithm) -> State {
         match algorithm {
             Algorithm::None => State::None,
             Algorithm::Sha256 => State::Sha256(Box::new(Sha256::new())),
         }
     }
 
-    fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         if let State::Sha256(h) = self {
             h.update(bytes);
         }
     }
 
-    fn finish(self) -> Digest {
+    pub(crate) fn finish(self) -> Digest {
         match self {
             State::None => Digest::None,
             State::Sha256(h) => Digest::Sha256(h.finalize().into()),

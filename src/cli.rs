@@ -221,12 +221,6 @@ pub struct SendArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub retries: u32,
 
-    /// Move large files over N TCP connections at once (1 to 16), each
-    /// with its own zero-copy path, hashing blocks on every core
-    #[arg(short = 'P', long, value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u8).range(1..=16))]
-    pub parallel: u8,
-
     #[command(flatten)]
     pub common: CommonArgs,
 }

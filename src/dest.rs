@@ -281,6 +281,21 @@ impl Stager {
         .with_context(|| format!("creating a temporary file for {}", display::path(&shown)))
     }
 
+    /// Takes over `file`, already complete under the hidden name `temp` in
+    /// `dir` (a partial that arrived in blocks), to commit it like any
+    /// named staged file.
+    pub fn adopt(dir: &Arc<File>, temp: OsString, final_name: &[u8], shown: PathBuf, file: File) -> Staged {
+        Staged {
+            dir: Arc::clone(dir),
+            temp,
+            temp_exists: true,
+            unnamed: None,
+            final_name: OsStr::from_bytes(final_name).to_os_string(),
+            shown,
+            file: Some(file),
+        }
+    }
+
     /// A staged symbolic link with the text `target`.
     pub fn symlink(&self, dir: &Arc<File>, final_name: &[u8], shown: PathBuf, target: &[u8]) -> Result<Staged> {
         self.stage(dir, final_name, shown.clone(), |temp| {

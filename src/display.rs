@@ -121,6 +121,16 @@ pub fn checksum_line(hex: &str, name: &[u8]) -> String {
     }
 }
 
+/// The `-v` line of a file that moved in blocks: its digest is not the
+/// SHA-256 of the file, so it is not written as sha256sum writes one.
+pub fn block_digest_line(hex: &str, name: &[u8], block_size: u32) -> String {
+    format!(
+        "{}: file digest over {} blocks {hex} (not sha256sum's)",
+        escape_bytes(name),
+        bytes(u64::from(block_size))
+    )
+}
+
 /// Error chains are printed on one line; any newline that slipped into a
 /// message (from the OS or a library) is escaped.
 pub fn one_line(s: &str) -> String {

@@ -4,6 +4,7 @@
 //! exit code.
 
 mod bench;
+mod blockhash;
 mod checksum;
 mod cli;
 mod dest;

@@ -86,6 +86,9 @@ pub struct Report {
     pub route: &'static str,
     /// Why read/write was used, if it was.
     pub fallback: Option<String>,
+    /// Set when the file moved in blocks of this size: its digest is the
+    /// file digest over block digests, not the SHA-256 of its bytes.
+    pub block_size: Option<u32>,
 }
 
 impl Report {

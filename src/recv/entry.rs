@@ -60,6 +60,13 @@ impl Session {
     /// are fatal to the connection.
     pub fn receive(&mut self, entry: Entry) -> Result<Option<Outcome>> {
         let started = Instant::now();
+        if let Payload::Blocks { .. } = entry.payload {
+            if self.blocks.is_none() {
+                bail!("protocol error: a BLOCKED entry, but block mode was not agreed");
+            }
+            // Numbered whether or not it is stored: BLOCK frames say which.
+            self.blocked += 1;
+        }
         let place = self.place(&entry)?;
         if !(entry.kind == EntryKind::Directory || is_small(&entry) && place.is_some()) {
             // Only small files and directories may overlap files being placed.
@@ -86,6 +93,11 @@ impl Session {
             (_, None) => self.receive_stream(&entry, started),
             (_, Some(Place::Refused(why))) => self.refuse_entry(&entry, &why),
             (_, Some(Place::Skipped(why))) => self.skip_beneath(&entry, &why),
+            (EntryKind::File, Some(Place::At { dir, name, shown }))
+                if matches!(entry.payload, Payload::Blocks { .. }) =>
+            {
+                self.receive_blocked(&entry, dir, &name, shown, started)
+            }
             (EntryKind::File, Some(Place::At { dir, name, shown })) if is_small(&entry) => {
                 return self
                     .receive_small(&entry, dir, &name, shown, started)
@@ -197,13 +209,13 @@ impl Session {
     }
 
     /// Reports a failed entry on both ends.
-    fn fail(&mut self, entry: &Entry, why: String) {
+    pub(super) fn fail(&mut self, entry: &Entry, why: String) {
         self.reporter
             .error(format!("receiving {} from {}: {why}", entry.path, self.peer));
         self.verdict(VerdictStatus::Failed, Digest::None, why);
     }
 
-    fn skip_existing(&mut self, entry: &Entry, shown: &Path) -> Outcome {
+    pub(super) fn skip_existing(&mut self, entry: &Entry, shown: &Path) -> Outcome {
         if entry.linked {
             // Its other names link to the file kept there.
             self.link_targets.insert(entry.path.clone(), true);
@@ -292,7 +304,7 @@ impl Session {
         }
     }
 
-    fn finish_for(&self, entry: &Entry) -> Finish {
+    pub(super) fn finish_for(&self, entry: &Entry) -> Finish {
         Finish {
             mode: entry.mode,
             mtime: entry.mtime,
@@ -475,8 +487,12 @@ impl Session {
         self.totals.add_report(report);
         if self.reporter.verbose() {
             self.reporter.detail(format_args!("recv {path}: {}", report.describe()));
-            if self.algorithm != crate::checksum::Algorithm::None {
-                self.reporter.detail_raw(&display::checksum_line(&digest.hex(), into));
+            match report.block_size {
+                _ if self.algorithm == crate::checksum::Algorithm::None => {}
+                Some(size) => self
+                    .reporter
+                    .detail(display::block_digest_line(&digest.hex(), into, size)),
+                None => self.reporter.detail_raw(&display::checksum_line(&digest.hex(), into)),
             }
         }
         // Only a lone file gets its own closing line.

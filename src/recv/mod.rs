@@ -12,10 +12,12 @@
 //! a protocol violation, Ctrl-C) is reported to the sender as an ERROR
 //! before the connection closes, so both ends print the same reason.
 
+mod blocks;
 mod connection;
 mod entry;
 mod handshake;
 mod listen;
+mod partial;
 mod payload;
 mod placer;
 mod start;
@@ -238,6 +240,11 @@ impl Session {
             self.reporter.error(format!("receiving from {}: {p}", self.peer));
             self.totals.failed += 1;
         }
+    }
+
+    /// Queues a frame to go out with the next flush.
+    pub fn queue(&mut self, msg: &Message) {
+        self.encoder.push(msg, &mut self.queued);
     }
 
     /// Queues the verdict on the current entry.

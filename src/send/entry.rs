@@ -48,7 +48,7 @@ impl Outbox {
         }
     }
 
-    fn push(&mut self, msg: &Message) {
+    pub(super) fn push(&mut self, msg: &Message) {
         self.encoder.push(msg, &mut self.buf);
     }
 
@@ -112,6 +112,9 @@ pub struct Sent {
     pub report: Report,
     /// Why we gave up on the entry (it was sent as ABORT).
     pub aborted: Option<Abort>,
+    /// Bytes the receiver already held from an earlier session, not sent
+    /// again (included in `bytes`).
+    pub resumed: u64,
 }
 
 impl Sent {
@@ -122,12 +125,13 @@ impl Sent {
         }
     }
 
-    fn nothing() -> Sent {
+    pub(super) fn nothing() -> Sent {
         Sent {
             bytes: 0,
             digest: Digest::None,
             report: Report::default(),
             aborted: None,
+            resumed: 0,
         }
     }
 }
@@ -173,6 +177,7 @@ impl Link<'_> {
                         ..Report::default()
                     },
                     aborted: None,
+                    resumed: 0,
                 })
             }
             Body::File(file, len, fingerprint) => {
@@ -194,7 +199,7 @@ impl Link<'_> {
     }
 
     /// Sends one control frame of the entry.
-    fn send_frame(&mut self, msg: &Message) -> Result<()> {
+    pub(super) fn send_frame(&mut self, msg: &Message) -> Result<()> {
         self.outbox.send(self.sock, msg)
     }
 
@@ -213,7 +218,7 @@ impl Link<'_> {
 
     /// Ends the payload: ABORT when we gave up on it (the source changed
     /// under us), else the TRAILER with our count and digest.
-    fn end(&mut self, sent: u64, digest: Digest, report: Report, aborted: Option<Abort>) -> Result<Sent> {
+    pub(super) fn end(&mut self, sent: u64, digest: Digest, report: Report, aborted: Option<Abort>) -> Result<Sent> {
         match &aborted {
             Some(why) => self.send_frame(&Message::Abort(why.to_string()))?,
             None => self.send_frame(&Message::Trailer(Trailer {
@@ -226,6 +231,7 @@ impl Link<'_> {
             digest,
             report,
             aborted,
+            resumed: 0,
         })
     }
 
@@ -281,7 +287,7 @@ impl Link<'_> {
 
     /// Writes `n` zero bytes: the rest of a raw payload whose source
     /// ended early, which the receiver discards.
-    fn pad(&self, mut n: u64) -> std::io::Result<()> {
+    pub(super) fn pad(&self, mut n: u64) -> std::io::Result<()> {
         let zeros = vec![0u8; 1 << 16];
         while n > 0 {
             let k = n.min(zeros.len() as u64) as usize;
@@ -418,7 +424,7 @@ impl Link<'_> {
 /// of them reads anything that could fail this way but the connection): a
 /// broken pipe or a reset names the receiver, so that "sending stdin:
 /// Broken pipe" is not mistaken for a failing input pipe.
-fn to_receiver(err: impl Into<anyhow::Error>) -> anyhow::Error {
+pub(super) fn to_receiver(err: impl Into<anyhow::Error>) -> anyhow::Error {
     use std::io::ErrorKind;
     let err = err.into();
     let gone = err
@@ -453,12 +459,12 @@ fn vouch(
 
 /// Whether a failed `send_file` failed reading the file rather than
 /// writing the socket or being interrupted: only EIO says so for sure.
-fn reading_failed(err: &io::Error) -> bool {
+pub(super) fn reading_failed(err: &io::Error) -> bool {
     err.raw_os_error() == Some(libc::EIO) && !crate::sys::signals::interrupted()
 }
 
 /// Adds one region's byte counts to a file's report.
-fn merge(into: &mut Report, part: &Report) {
+pub(super) fn merge(into: &mut Report, part: &Report) {
     into.by_sendfile += part.by_sendfile;
     into.by_read_write += part.by_read_write;
     if into.fallback.is_none() {

@@ -37,18 +37,18 @@ pub struct Met {
 /// Block size this sender proposes.
 pub const BLOCK_SIZE: u32 = 8 << 20;
 
-/// What the sender asks for: block mode when resuming, retrying or
-/// using more than one stream.
+/// What the sender asks for: block mode when resuming or retrying, on
+/// one stream.
 pub fn offer(args: &SendArgs) -> Offer {
     let resume = args.resume || args.retries > 0;
     Offer {
         algorithm: args.common.checksum,
         no_clobber: args.no_clobber,
-        blocks: (resume || args.parallel > 1).then_some(Blocks {
+        blocks: resume.then_some(Blocks {
             size: BLOCK_SIZE,
             resume,
             retry: args.retries > 0,
-            streams: args.parallel,
+            streams: 1,
         }),
         join: None,
     }
@@ -108,13 +108,7 @@ pub fn listen(args: &SendArgs, spec: &ListenSpec, reporter: &Reporter) -> Result
     let timeout = args.common.handshake_timeout();
     serve::first(&listener, "a receiver", |sock, peer| {
         signals::wake_on_interrupt(sock.as_fd());
-        let agreed = handshake(
-            &sock,
-            &offer(args),
-            key.as_ref(),
-            Approach::Accepted,
-            timeout,
-        );
+        let agreed = handshake(&sock, &offer(args), key.as_ref(), Approach::Accepted, timeout);
         signals::wake_nothing();
         match agreed {
             Ok(agreed) => {

@@ -5,6 +5,7 @@
 //! and exit with the outcome: 0 only once the receiver holds every entry,
 //! verified, under its final name.
 
+mod blocks;
 mod census;
 mod entry;
 mod handshake;
@@ -79,6 +80,10 @@ struct Session {
     failed_dir: Option<(String, u64, Gone)>,
     /// The `--limit` the kernel paces us at, for the summary.
     limit: Option<u64>,
+    /// Block mode, as the receiver agreed to it.
+    blocks: Option<crate::protocol::Blocks>,
+    /// BLOCKED entries sent so far.
+    blocked: u32,
 }
 
 pub fn run(args: SendArgs) -> Result<Code> {
@@ -115,6 +120,8 @@ pub fn run(args: SendArgs) -> Result<Code> {
         ping_every: agreed.idle_timeout.map(|t| (t / 3).max(Duration::from_millis(500))),
         failed_dir: None,
         limit,
+        blocks: agreed.blocks,
+        blocked: 0,
     };
     let started = Instant::now();
     let mut outbox = Outbox::new(agreed.encoder);
@@ -229,6 +236,9 @@ impl Session {
         self.current = Some(path.clone());
         let kind = item.entry.kind.clone();
         let raw = item.raw.clone();
+        let Some(item) = self.send_in_blocks(sock, outbox, policy, item)? else {
+            return Ok(());
+        };
         let started = Instant::now();
         let mut link = Link {
             sock,
@@ -322,6 +332,7 @@ impl Session {
             }
             Reply::Closed => bail!("{what}: the receiver closed the connection without a verdict"),
             Reply::Broken(why) => Err(why.context(what)),
+            Reply::Plan(_) => bail!("{what}: protocol error: the receiver sent a PLAN for no file sent in blocks"),
             Reply::Done if self.pending.is_empty() => Ok(()),
             Reply::Done => bail!("{what}: the receiver ended the session without a verdict"),
         }
@@ -439,9 +450,14 @@ impl Session {
         if self.reporter.verbose() {
             self.reporter
                 .detail(format_args!("send {}: {}", p.path, report.describe()));
-            if self.algorithm != Algorithm::None {
-                self.reporter
-                    .detail_raw(&display::checksum_line(&p.sent.digest.hex(), &p.raw));
+            match report.block_size {
+                _ if self.algorithm == Algorithm::None => {}
+                Some(size) => self
+                    .reporter
+                    .detail(display::block_digest_line(&p.sent.digest.hex(), &p.raw, size)),
+                None => self
+                    .reporter
+                    .detail_raw(&display::checksum_line(&p.sent.digest.hex(), &p.raw)),
             }
         }
         // Only a lone file gets its own closing line (see `summarize`).
@@ -449,12 +465,21 @@ impl Session {
             return;
         }
         let seconds = p.started.elapsed().as_secs_f64();
+        let moved = bytes - p.sent.resumed;
+        let amount = match p.sent.resumed {
+            0 => display::bytes(bytes),
+            kept => format!(
+                "{} of {} ({} resumed)",
+                display::bytes(moved),
+                display::bytes(bytes),
+                display::bytes(kept)
+            ),
+        };
         self.last_summary = Some(format!(
-            "sent {} to {}: {} in {seconds:.2} s ({}), {}, {}",
+            "sent {} to {}: {amount} in {seconds:.2} s ({}), {}, {}",
             p.path,
             self.peer,
-            display::bytes(bytes),
-            display::rate_within(bytes, seconds, self.limit),
+            display::rate_within(moved, seconds, self.limit),
             report.primary().name(),
             verified(self.algorithm)
         ));

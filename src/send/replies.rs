@@ -14,13 +14,15 @@ use anyhow::Result;
 
 use crate::error::{self, Code};
 use crate::frames::FrameReader;
-use crate::protocol::{Message, Verdict, WireError};
+use crate::protocol::{Message, Plan, Verdict, WireError};
 use crate::sys::signals;
 
 /// Something the receiver said, or how its side of the connection ended.
 #[derive(Debug)]
 pub enum Reply {
     Verdict(Verdict),
+    /// The blocks of a BLOCKED entry the receiver already holds.
+    Plan(Plan),
     Done,
     Error(WireError),
     /// The receiver closed the connection.
@@ -51,6 +53,7 @@ impl Replies {
             loop {
                 let reply = match reader.next() {
                     Ok(Some(Message::Verdict(v))) => Reply::Verdict(v),
+                    Ok(Some(Message::Plan(p))) => Reply::Plan(p),
                     Ok(Some(Message::Done)) => Reply::Done,
                     Ok(Some(Message::Error(e))) => Reply::Error(e),
                     Ok(Some(other)) => Reply::Broken(anyhow::anyhow!(
@@ -60,7 +63,7 @@ impl Replies {
                     Ok(None) => Reply::Closed,
                     Err(e) => Reply::Broken(e),
                 };
-                let last = !matches!(reply, Reply::Verdict(_));
+                let last = !matches!(reply, Reply::Verdict(_) | Reply::Plan(_));
                 if matches!(reply, Reply::Error(_) | Reply::Broken(_)) {
                     let _ = sock.shutdown(Shutdown::Both);
                 }

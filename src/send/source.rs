@@ -17,8 +17,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
+use crate::checksum::{Algorithm, digest_of};
 use crate::display;
 use crate::error;
+use crate::protocol::blocks::SOURCE_ID_LEN;
 use crate::protocol::{Mtime, Name};
 use crate::sys::{self, FdKind};
 
@@ -85,6 +87,25 @@ impl Fingerprint {
             mtime: (meta.mtime(), meta.mtime_nsec()),
             ctime: (meta.ctime(), meta.ctime_nsec()),
         }
+    }
+
+    /// The identity of this version of `file` for block mode: a digest of
+    /// its device, inode, size, mtime and ctime. A receiver resumes a
+    /// partial only for the same identity, so an edited or replaced source
+    /// starts afresh.
+    pub fn identity(&self, file: &File) -> Result<[u8; SOURCE_ID_LEN]> {
+        let meta = file.metadata().context("inspecting the source")?;
+        let mut bytes = b"zcp source".to_vec();
+        for n in [meta.dev(), meta.ino(), self.len] {
+            bytes.extend_from_slice(&n.to_be_bytes());
+        }
+        for n in [self.mtime.0, self.mtime.1, self.ctime.0, self.ctime.1] {
+            bytes.extend_from_slice(&n.to_be_bytes());
+        }
+        let digest = digest_of(Algorithm::Sha256, &bytes);
+        let mut id = [0u8; SOURCE_ID_LEN];
+        id.copy_from_slice(&digest.as_bytes()[..SOURCE_ID_LEN]);
+        Ok(id)
     }
 
     /// Why `file` ended after `at` of the `len` bytes announced: the change

@@ -36,6 +36,17 @@ pub fn create_exclusive_at(dir: &File, name: &OsStr, mode: u32) -> io::Result<Fi
     Ok(File::from(fd))
 }
 
+/// Opens `name` inside `dir` for reading and writing, creating it with
+/// the given permission bits if it is missing (O_CREAT|O_NOFOLLOW|
+/// O_NONBLOCK|O_CLOEXEC): a symbolic link planted there fails with ELOOP,
+/// and a fifo does not block. The caller checks with fstat what it opened.
+pub fn open_or_create_at(dir: &File, name: &OsStr, mode: u32) -> io::Result<File> {
+    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let fd =
+        nix::fcntl::openat(dir, c_name(name)?.as_c_str(), flags, Mode::from_bits_truncate(mode)).map_err(nix_err)?;
+    Ok(File::from(fd))
+}
+
 /// Opens an unnamed regular file for reading and writing in the file
 /// system of `dir` (O_TMPFILE) with the given permission bits: it has no
 /// name until [`link_unnamed_at`] gives it one, and it vanishes with the

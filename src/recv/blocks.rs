@@ -1,0 +1,465 @@
+//! Receiving a file in blocks (block mode, docs/PROTOCOL.md): the partial
+//! it lands in, the PLAN that tells the sender which blocks are already
+//! here, and the landing of BLOCK frames at their offsets with `splice`,
+//! each block hashed by a pool of threads (one per core) from the page
+//! cache and checked against the sender's digest before it counts.
+//!
+//! The file commits only when every block is verified and the file digest
+//! over all block digests matches the sender's TRAILER.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::partial::{Identity, Partial};
+use super::payload::PayloadEnd;
+use super::{Outcome, Session, sender_error};
+use crate::blockhash::{self, file_digest};
+use crate::checksum::{Algorithm, Digest};
+use crate::dest::{Placed, Stager};
+use crate::display;
+use crate::engine::Report;
+use crate::engine::inbound::Target;
+use crate::protocol::{Block, Blocks, Entry, Message, Payload, Plan, VerdictStatus};
+use crate::sys::{self, IoBuf, signals};
+
+/// One block to hash once it has landed.
+struct Job {
+    index: u32,
+    offset: u64,
+    len: u64,
+    expected: Digest,
+}
+
+/// The BLOCKED entry being received: which blocks have arrived and
+/// verified. Shared by every stream that lands blocks and by the hashing
+/// threads.
+pub struct Landing {
+    /// The entry's number among the session's BLOCKED entries.
+    pub number: u32,
+    size: u64,
+    blocks: Blocks,
+    algorithm: Algorithm,
+    partial: Partial,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    /// Blocks held from an earlier session or arrived in this one.
+    seen: Vec<bool>,
+    /// Digests of verified blocks.
+    digests: Vec<Option<Digest>>,
+    /// Blocks that have not arrived yet.
+    missing: u64,
+    /// Blocks landed whose hash is not done yet.
+    hashing: usize,
+    /// The first block whose digest differed: index, ours, the sender's.
+    differs: Option<(u32, Digest, Digest)>,
+    /// Hashing failed (a read error on the partial).
+    failed: Option<String>,
+}
+
+impl Landing {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Checks a BLOCK against the entry and takes its place: where its
+    /// bytes land. Anything out of place is a protocol error.
+    pub fn claim(&self, b: &Block) -> Result<u64> {
+        if b.entry != self.number {
+            bail!(
+                "protocol error: a block of BLOCKED entry {} arrived while entry {} is open",
+                b.entry,
+                self.number
+            );
+        }
+        let Some((offset, len)) = self.blocks.span(self.size, b.index) else {
+            bail!("protocol error: block {} is beyond the end of the file", b.index);
+        };
+        if u64::from(b.len) != len {
+            bail!("protocol error: block {} is {} bytes long, not {len}", b.index, b.len);
+        }
+        if b.digest.algorithm() != self.algorithm {
+            bail!(
+                "protocol error: block {} carries a {} digest",
+                b.index,
+                b.digest.algorithm().name()
+            );
+        }
+        let mut s = self.lock();
+        let seen = &mut s.seen[b.index as usize];
+        if *seen {
+            bail!("protocol error: block {} was sent twice", b.index);
+        }
+        *seen = true;
+        s.missing -= 1;
+        s.hashing += 1;
+        Ok(offset)
+    }
+
+    fn hashed(&self, job: &Job, result: std::io::Result<Digest>) {
+        let mut s = self.lock();
+        s.hashing -= 1;
+        match result {
+            Ok(d) if d == job.expected => {
+                if let Err(e) = self.partial.verified(job.index, d.clone()) {
+                    s.failed
+                        .get_or_insert_with(|| format!("recording verified blocks: {e}"));
+                }
+                s.digests[job.index as usize] = Some(d);
+            }
+            Ok(d) => {
+                if s.differs.is_none() {
+                    s.differs = Some((job.index, d, job.expected.clone()));
+                }
+            }
+            Err(e) => {
+                s.failed
+                    .get_or_insert_with(|| format!("hashing block {}: {e}", job.index));
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    /// Waits until every block has arrived and been hashed, calling
+    /// `waiting` now and then (it fails when the session must end).
+    pub fn wait_for_all(&self, mut waiting: impl FnMut() -> Result<()>) -> Result<()> {
+        let mut s = self.lock();
+        while s.missing > 0 || s.hashing > 0 {
+            drop(s);
+            waiting()?;
+            s = self.lock();
+            if s.missing > 0 || s.hashing > 0 {
+                s = self
+                    .changed
+                    .wait_timeout(s, Duration::from_millis(100))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the hashes of blocks already landed (after an abort).
+    fn settle_hashing(&self) {
+        let mut s = self.lock();
+        while s.hashing > 0 {
+            s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Bytes of the blocks still missing.
+    fn missing_bytes(&self) -> u64 {
+        let s = self.lock();
+        s.seen
+            .iter()
+            .enumerate()
+            .filter(|(_, seen)| !**seen)
+            .filter_map(|(i, _)| self.blocks.span(self.size, i as u32))
+            .map(|(_, len)| len)
+            .sum()
+    }
+}
+
+/// Hashes landed blocks until the job channel closes.
+fn hash_worker(landing: &Landing, jobs: &Mutex<Receiver<Job>>) {
+    signals::block_in_this_thread();
+    let mut buf = IoBuf::new(0);
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => match rx.try_recv() {
+                Err(mpsc::TryRecvError::Empty) => {
+                    // Caught up with the network: record what verified
+                    // before waiting, so a receiver killed while the
+                    // sender is slow loses nothing it checked.
+                    if let Err(e) = landing.partial.sync() {
+                        landing
+                            .lock()
+                            .failed
+                            .get_or_insert_with(|| format!("recording verified blocks: {e}"));
+                    }
+                    rx.recv().map_err(|_| ())
+                }
+                other => other.map_err(|_| ()),
+            },
+            Err(_) => return,
+        };
+        let Ok(job) = job else {
+            return;
+        };
+        let result = blockhash::hash_range(landing.partial.file(), job.offset, job.len, landing.algorithm, &mut buf);
+        landing.hashed(&job, result);
+    }
+}
+
+impl Session {
+    /// Receives a BLOCKED entry into the partial beside its final name.
+    pub fn receive_blocked(
+        &mut self,
+        entry: &Entry,
+        dir: Arc<File>,
+        name: &[u8],
+        shown: PathBuf,
+        started: Instant,
+    ) -> Result<Outcome> {
+        let Payload::Blocks { size, source } = entry.payload else {
+            bail!("internal error: not a BLOCKED entry");
+        };
+        let Some(blocks) = self.blocks else {
+            bail!("internal error: a BLOCKED entry outside block mode");
+        };
+        let number = self.blocked - 1;
+        if self.no_clobber && sys::lstat_at(&dir, name).is_ok() {
+            return Ok(self.skip_existing(entry, &shown));
+        }
+        let shown_s = display::path(&shown);
+        let id = Identity {
+            size,
+            block_size: blocks.size,
+            source,
+            algorithm: self.algorithm,
+        };
+        let opened = self
+            .local
+            .during(|| Partial::open(&dir, name, id, blocks.resume))
+            .with_context(|| format!("opening the partial file for {shown_s}"));
+        let (partial, held) = match opened {
+            Ok(p) => p,
+            Err(e) => {
+                self.fail(entry, format!("{e:#}"));
+                return Ok(Outcome::Failed);
+            }
+        };
+        let landing = self.open_landing(number, size, blocks, partial, &held);
+        let kept = size - landing.missing_bytes();
+        if kept > 0 {
+            self.reporter.note(format!(
+                "resuming {}: {} of {} already here and verified",
+                entry.path,
+                display::bytes(kept),
+                display::bytes(size)
+            ));
+            self.reporter.advance(kept);
+        }
+        self.send_plan(&held)?;
+        let mut report = Report {
+            route: "socket → pipe → file, in blocks",
+            block_size: Some(blocks.size),
+            ..self.lander.start_report(&Target::File {
+                file: landing.partial.file(),
+                offset: 0,
+            })
+        };
+        let end = self.land_blocks(&landing, &mut report)?;
+        self.judge_blocks(entry, landing, end, kept, &report, &dir, name, shown, started)
+    }
+
+    fn open_landing(
+        &self,
+        number: u32,
+        size: u64,
+        blocks: Blocks,
+        partial: Partial,
+        held: &BTreeMap<u32, Digest>,
+    ) -> Landing {
+        let count = blocks.count(size) as usize;
+        let mut state = State {
+            seen: vec![false; count],
+            digests: vec![None; count],
+            missing: count as u64,
+            ..State::default()
+        };
+        for (index, digest) in held {
+            state.seen[*index as usize] = true;
+            state.digests[*index as usize] = Some(digest.clone());
+            state.missing -= 1;
+        }
+        Landing {
+            number,
+            size,
+            blocks,
+            algorithm: self.algorithm,
+            partial,
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// Tells the sender which blocks are here, in as many PLAN frames as
+    /// it takes (at least one).
+    fn send_plan(&mut self, held: &BTreeMap<u32, Digest>) -> Result<()> {
+        let held: Vec<(u32, Digest)> = held.iter().map(|(i, d)| (*i, d.clone())).collect();
+        let per_frame = Plan::capacity(self.algorithm);
+        let mut chunks = held.chunks(per_frame).peekable();
+        if chunks.peek().is_none() {
+            self.queue(&Message::Plan(Plan {
+                more: false,
+                held: Vec::new(),
+            }));
+        }
+        while let Some(chunk) = chunks.next() {
+            let more = chunks.peek().is_some();
+            self.queue(&Message::Plan(Plan {
+                more,
+                held: chunk.to_vec(),
+            }));
+        }
+        self.flush()
+    }
+
+    /// Lands the blocks that come on this connection until the sender
+    /// ends the entry, hashing them on a pool of threads meanwhile.
+    fn land_blocks(&mut self, landing: &Landing, report: &mut Report) -> Result<PayloadEnd> {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let rx = Mutex::new(rx);
+        std::thread::scope(|scope| {
+            for _ in 0..blockhash::hashing_threads() {
+                scope.spawn(|| hash_worker(landing, &rx));
+            }
+            let end = self.read_blocks(landing, &jobs, report);
+            drop(jobs);
+            end
+        })
+    }
+
+    fn read_blocks(&mut self, landing: &Landing, jobs: &Sender<Job>, report: &mut Report) -> Result<PayloadEnd> {
+        loop {
+            let block = match self.reader.expect_exact()? {
+                Message::Block(b) => b,
+                Message::Ping => continue,
+                Message::Trailer(t) => return Ok(PayloadEnd::Trailer(t)),
+                Message::Abort(m) => return Ok(PayloadEnd::Aborted(m)),
+                Message::Error(e) => return Err(sender_error(&e)),
+                other => bail!("protocol error: unexpected {:?} among blocks", other.frame_type()),
+            };
+            let offset = landing.claim(&block)?;
+            let len = u64::from(block.len);
+            let reporter = &self.reporter;
+            let mut target = Target::File {
+                file: landing.partial.file(),
+                offset,
+            };
+            self.lander
+                .land(&mut self.reader, &mut target, len, report, &mut |n| reporter.advance(n))
+                .with_context(|| format!("landing block {}", block.index))?;
+            let _ = jobs.send(Job {
+                index: block.index,
+                offset,
+                len,
+                expected: block.digest,
+            });
+        }
+    }
+
+    /// Decides a BLOCKED entry once the sender ended it.
+    #[allow(clippy::too_many_arguments)]
+    fn judge_blocks(
+        &mut self,
+        entry: &Entry,
+        landing: Landing,
+        end: PayloadEnd,
+        kept: u64,
+        report: &Report,
+        dir: &Arc<File>,
+        name: &[u8],
+        shown: PathBuf,
+        started: Instant,
+    ) -> Result<Outcome> {
+        let trailer = match end {
+            PayloadEnd::Aborted(why) => {
+                landing.settle_hashing();
+                let why = display::peer_text(&why);
+                self.reporter.error(format!(
+                    "receiving {} from {}: the sender aborted it: {why}; nothing was committed",
+                    entry.path, self.peer
+                ));
+                self.verdict(
+                    VerdictStatus::Failed,
+                    Digest::None,
+                    format!("aborted by the sender: {why}"),
+                );
+                let Landing { partial, .. } = landing;
+                partial.discard();
+                return Ok(Outcome::Failed);
+            }
+            PayloadEnd::Trailer(t) => t,
+        };
+        if trailer.bytes != landing.size {
+            bail!(
+                "protocol error: the sender says it sent {} bytes of a {}-byte file",
+                trailer.bytes,
+                landing.size
+            );
+        }
+        let work = self.local.clone();
+        work.during(|| {
+            landing.wait_for_all(|| {
+                if signals::interrupted() {
+                    return Err(crate::error::interrupted_io().into());
+                }
+                Ok(())
+            })
+        })?;
+        let shown_s = display::path(&shown);
+        let state = std::mem::take(&mut *landing.lock());
+        if let Some(why) = state.failed {
+            bail!("{shown_s}: {why}");
+        }
+        if let Some((index, ours, theirs)) = state.differs {
+            self.reporter.error(format!(
+                "receiving {} from {}: integrity check failed: block {index} (at byte {}) has {} {}, the sender's is {}; nothing was committed{}",
+                entry.path,
+                self.peer,
+                u64::from(index) * u64::from(landing.blocks.size),
+                self.algorithm.name(),
+                ours.hex(),
+                theirs.hex(),
+                if landing.blocks.resume { " (its verified blocks are kept for a resume)" } else { "" }
+            ));
+            self.verdict(VerdictStatus::Mismatch, Digest::None, format!("block {index} differs"));
+            return Ok(Outcome::Mismatch);
+        }
+        let digests: Vec<Digest> = state.digests.into_iter().map(|d| d.unwrap_or(Digest::None)).collect();
+        let digest = file_digest(self.algorithm, landing.size, landing.blocks.size, &digests);
+        if self.algorithm != Algorithm::None && trailer.digest != digest {
+            self.reporter.error(format!(
+                "receiving {} from {}: integrity check failed: the file digest over its blocks is {}, the sender's is {}; nothing was committed",
+                entry.path,
+                self.peer,
+                digest.hex(),
+                trailer.digest.hex()
+            ));
+            self.verdict(VerdictStatus::Mismatch, digest, "digest mismatch".into());
+            return Ok(Outcome::Mismatch);
+        }
+        let size = landing.size;
+        let Landing { partial, .. } = landing;
+        let (file, temp) = partial.complete().with_context(|| format!("completing {shown_s}"))?;
+        let staged = Stager::adopt(dir, temp, name, shown.clone(), file);
+        match work.during(|| staged.commit(&self.finish_for(entry))) {
+            Ok(Placed::Committed) => {}
+            Ok(Placed::Exists) => return Ok(self.skip_existing(entry, &shown)),
+            Err(e) => {
+                self.reporter
+                    .error(format!("receiving {} from {}: {e:#}", entry.path, self.peer));
+                self.verdict(VerdictStatus::Failed, digest, format!("{e:#}"));
+                return Ok(Outcome::Failed);
+            }
+        }
+        self.verdict(VerdictStatus::Committed, digest.clone(), String::new());
+        if entry.linked {
+            self.link_targets.insert(entry.path.clone(), true);
+        }
+        let into = std::os::unix::ffi::OsStrExt::as_bytes(shown.as_os_str()).to_vec();
+        self.summarize(&entry.path, size - kept, report, started, &digest, &into);
+        Ok(Outcome::Committed)
+    }
+}
