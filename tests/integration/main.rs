@@ -13,6 +13,7 @@ mod killed;
 mod limits;
 mod pace;
 mod peer;
+mod resume;
 mod reverse;
 mod serve;
 mod transfer;

@@ -20,10 +20,10 @@ pub const DONE: u8 = 7;
 pub const ERROR: u8 = 8;
 pub const HOLE: u8 = 9;
 
-/// The only protocol version PROTOCOL.md (version 3) speaks.
-pub const VERSION: u16 = 3;
-/// An older version, which a version-3 peer must refuse.
-pub const OLD_VERSION: u16 = 2;
+/// The only protocol version PROTOCOL.md (version 4) speaks.
+pub const VERSION: u16 = 4;
+/// An older version, which a version-4 peer must refuse.
+pub const OLD_VERSION: u16 = 3;
 
 pub const ROLE_SENDER: u8 = 0;
 pub const ROLE_RECEIVER: u8 = 1;
@@ -56,7 +56,7 @@ pub fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Our preamble: exactly version 2.
+/// Our preamble: exactly the current version.
 pub fn our_preamble() -> Vec<u8> {
     preamble(VERSION, VERSION)
 }
@@ -395,7 +395,7 @@ impl FakeReceiver {
     }
 
     /// Accepts the sender and completes the handshake, checking that the
-    /// sender's preamble speaks exactly version 2 and its HELLO says ROLE
+    /// sender's preamble speaks exactly the current version and its HELLO says ROLE
     /// sender and CHECKSUM sha256.
     /// Without `-n`, the sender's HELLO must not carry NO_CLOBBER.
     pub fn accept(&self) -> Peer {

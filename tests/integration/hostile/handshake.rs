@@ -20,7 +20,7 @@ fn a_peer_that_does_not_speak_zcp_is_refused() {
 }
 
 #[test]
-fn version_ranges_that_exclude_version_3_or_are_empty_are_refused() {
+fn version_ranges_that_exclude_the_current_version_or_are_empty_are_refused() {
     for (max, min, needle) in [
         (9, 7, "incompatible versions: peer speaks protocol 7..=9"),
         (9, VERSION + 1, "incompatible versions"),
@@ -54,7 +54,7 @@ fn an_older_version_only_peer_is_refused() {
 }
 
 #[test]
-fn a_newer_peer_whose_range_includes_version_3_is_served() {
+fn a_newer_peer_whose_range_includes_the_current_version_is_served() {
     for (max, min) in [(7, VERSION), (7, OLD_VERSION), (VERSION, OLD_VERSION)] {
         let env = TestEnv::new();
         let out = against_receiver(&env, &[], |addr| {
@@ -238,7 +238,7 @@ fn entries_with_unknown_or_impossible_fields_are_refused() {
         (with(|e| e.kind = 0), "unsupported entry kind 0"),
         (with(|e| e.kind = 5), "unsupported entry kind 5"),
         (with(|e| e.kind = 0xff), "unsupported entry kind 255"),
-        (with(|e| e.flags |= 0x20), "unknown entry flags"),
+        (with(|e| e.flags |= 0x40), "unknown entry flags"),
         (with(|e| e.flags |= 0x80), "unknown entry flags"),
         (
             with(|e| {
@@ -273,7 +273,7 @@ fn oversized_and_unknown_frames_are_refused_from_the_header_alone() {
         (&stream, header(ABORT, 65537), "exceeds the limit"),
         (&[], header(DONE, 1), "exceeds the limit"),
         (&[], header(0, 0), "unknown frame type 0"),
-        (&[], header(12, 3), "unknown frame type 12"),
+        (&[], header(14, 3), "unknown frame type 14"),
         (&[], header(HOLE, 9), "exceeds the limit"),
         (&[], header(42, 0), "unknown frame type 42"),
         (&[], header(255, 1 << 30), "unknown frame type 255"),

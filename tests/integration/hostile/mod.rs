@@ -374,8 +374,8 @@ fn sized_file(path: &[u8], data: &[u8]) -> Vec<u8> {
 /// The fake peer itself, byte for byte against PROTOCOL.md's tables, so a
 /// failure elsewhere is never a bug in the fake.
 #[test]
-fn the_fake_peer_encodes_version_3_as_protocol_md_says() {
-    assert_eq!(our_preamble(), [0x89, b'Z', b'C', b'P', 0, 3, 0, 3]);
+fn the_fake_peer_encodes_the_current_version_as_protocol_md_says() {
+    assert_eq!(our_preamble(), [0x89, b'Z', b'C', b'P', 0, 4, 0, 4]);
     let mut e = EntryBody::symlink(b"d/l", b"../t");
     (e.flags, e.mtime, e.nanos) = (HAS_MTIME, -1, 5);
     let want: Vec<u8> = [
