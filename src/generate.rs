@@ -244,6 +244,14 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
     )?;
     section(
         out,
+        "RESUME",
+        &[
+            "zcp send --resume makes files larger than 8 MiB resumable. Such a file travels in 8 MiB blocks, each with its SHA-256 in a sealed frame; the receiver lands a block at its offset (splice), hashes it from the page cache on one of several threads and compares. If the transfer breaks (a dropped connection, either end killed, Ctrl-C, a full disk), the receiver keeps what it verified in a hidden file .NAME.zcp-partial beside the final name (mode 0600; nothing appears under the final name). Sending the same file to the same place again with --resume sends only the blocks still missing, and both ends say how much was already there. Neither end reads the kept blocks again: the partial ends with a record of the digests of its verified blocks, written only after their data reached stable storage (fdatasync), and a torn last entry is ignored. The file is committed only when every block verified and the digest over all block digests matches the sender's; -v prints that file digest, which is not sha256sum's.",
+            "A changed source never resumes: the sender identifies the file by device, inode, size, mtime and ctime, and the receiver discards a partial made from another identity and starts afresh. A source that changes while it is sent is aborted (exit status 6) and its partial removed. The first transfer must use --resume (or --retries) too: without it nothing partial is kept. A receiver writing to stdout declines block mode, and sparse files and stdin do not go in blocks. A partial that is never resumed stays until removed (find DEST -name '.*.zcp-partial' -delete).",
+        ],
+    )?;
+    section(
+        out,
         "SOURCE ADDRESS",
         &[
             "zcp send --bind ADDR connects from ADDR, an IPv4 or IPv6 address of the sending machine (without a port: the kernel picks one), for example to use one network of a multi-homed host; the receiver names it as the peer. Only the target's addresses of the same family are tried; a target with none, or an address this machine does not have, is an error that names it (exit status 1). zcp recv --connect takes --bind too; an end that listens chooses its address with -l ADDR:PORT instead.",
