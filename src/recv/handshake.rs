@@ -9,13 +9,13 @@
 use anyhow::{Context, Result, bail};
 
 use super::Session;
+use crate::dest::Destination;
 use crate::display;
 use crate::error::{self, Code};
 use crate::frames;
 use crate::key::{self, Key};
 use crate::protocol::WireError;
 use crate::protocol::auth::{Agreement, Approach, Transcript};
-use crate::dest::Destination;
 use crate::protocol::blocks::{MAX_STREAMS, TOKEN_LEN};
 use crate::protocol::{Blocks, FRAME_HEADER_LEN, Hello, Message, NONCE_LEN, Preamble, Role};
 

@@ -108,13 +108,7 @@ pub fn listen(args: &SendArgs, spec: &ListenSpec, reporter: &Reporter) -> Result
     let timeout = args.common.handshake_timeout();
     serve::first(&listener, "a receiver", |sock, peer| {
         signals::wake_on_interrupt(sock.as_fd());
-        let agreed = handshake(
-            &sock,
-            &offer(args),
-            key.as_ref(),
-            Approach::Accepted,
-            timeout,
-        );
+        let agreed = handshake(&sock, &offer(args), key.as_ref(), Approach::Accepted, timeout);
         signals::wake_nothing();
         match agreed {
             Ok(agreed) => {
