@@ -80,10 +80,7 @@ pub enum Payload {
     /// session), after the receiver's PLAN. `source` is the sender's
     /// identity of the file's contents: a partial kept from an earlier
     /// session is resumed only if it was made from the same source.
-    Blocks {
-        size: u64,
-        source: [u8; SOURCE_ID_LEN],
-    },
+    Blocks { size: u64, source: [u8; SOURCE_ID_LEN] },
 }
 
 impl Payload {

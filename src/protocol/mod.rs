@@ -17,8 +17,8 @@ mod entry;
 mod path;
 
 use crate::checksum::{Algorithm, Digest};
-use cursor::{Reader, lossy_text, put_digest, put_option, put_text, take_digest, take_text, truncate_utf8};
 pub use blocks::{Block, Blocks, Plan};
+use cursor::{Reader, lossy_text, put_digest, put_option, put_text, take_digest, take_text, truncate_utf8};
 pub use entry::{Entry, EntryKind, Mtime, Payload};
 pub use path::{LinkText, Name, RelPath};
 

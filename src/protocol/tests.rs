@@ -27,6 +27,53 @@ fn entry() -> Entry {
     }
 }
 
+/// The BLOCKS option zcp proposes: 8 MiB blocks, resumable, 4 streams.
+fn blocks() -> Blocks {
+    Blocks {
+        size: 8 << 20,
+        resume: true,
+        retry: false,
+        streams: 4,
+    }
+}
+
+fn blocked_entry() -> Entry {
+    Entry {
+        payload: Payload::Blocks {
+            size: 3 << 30,
+            source: *b"device+inode+tim",
+        },
+        ..entry()
+    }
+}
+
+fn encoded(m: &Message) -> Vec<u8> {
+    let mut frame = Vec::new();
+    m.encode(&mut frame);
+    frame
+}
+
+/// Sets the frame's length to that of the body after its header.
+fn fix_len(frame: &mut [u8]) {
+    let len = (frame.len() - FRAME_HEADER_LEN) as u32;
+    frame[1..FRAME_HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Decodes a whole frame whose header announces the length of the body.
+fn decode_frame(frame: &[u8]) -> Result<Message, ProtocolError> {
+    let header = FrameHeader::decode(frame[..FRAME_HEADER_LEN].try_into().unwrap())?;
+    Message::decode(header, &frame[FRAME_HEADER_LEN..])
+}
+
+/// A HELLO body with the required options and `option`.
+fn hello_with(option: u16, value: &[u8]) -> Result<Hello, ProtocolError> {
+    let mut body = Vec::new();
+    put_option(&mut body, tag::ROLE | tag::CRITICAL, &[0]);
+    put_option(&mut body, tag::CHECKSUM | tag::CRITICAL, &[1]);
+    put_option(&mut body, option, value);
+    decode_hello(&mut Reader::new(&body))
+}
+
 #[test]
 fn every_message_roundtrips() {
     roundtrip(Message::Hello(Hello {
@@ -51,6 +98,33 @@ fn every_message_roundtrips() {
         session: None,
         join: None,
     }));
+    roundtrip(Message::Hello(Hello {
+        role: Role::Receiver,
+        checksum: Algorithm::Sha256,
+        software: "zcp 0.4.0".into(),
+        no_clobber: false,
+        auth: Some([3; NONCE_LEN]),
+        idle_timeout: Some(60),
+        blocks: Some(blocks()),
+        session: Some([5; blocks::TOKEN_LEN]),
+        join: None,
+    }));
+    roundtrip(Message::Hello(Hello {
+        role: Role::Sender,
+        checksum: Algorithm::None,
+        software: String::new(),
+        no_clobber: false,
+        auth: None,
+        idle_timeout: None,
+        blocks: Some(Blocks {
+            size: blocks::MIN_BLOCK_SIZE,
+            resume: false,
+            retry: true,
+            streams: 1,
+        }),
+        session: None,
+        join: Some([6; blocks::TOKEN_LEN]),
+    }));
     roundtrip(Message::Auth([9; PROOF_LEN]));
     roundtrip(Message::Ping);
     roundtrip(Message::Entry(entry()));
@@ -63,6 +137,43 @@ fn every_message_roundtrips() {
     roundtrip(Message::Entry(Entry {
         payload: Payload::Sparse(1 << 30),
         ..entry()
+    }));
+    roundtrip(Message::Entry(blocked_entry()));
+    roundtrip(Message::Plan(Plan {
+        more: false,
+        held: vec![],
+    }));
+    roundtrip(Message::Plan(Plan {
+        more: true,
+        held: vec![
+            (0, Digest::Sha256([1; 32])),
+            (7, Digest::Sha256([2; 32])),
+            (u32::MAX, Digest::None),
+        ],
+    }));
+    for algorithm in [Algorithm::None, Algorithm::Sha256] {
+        // As many held blocks as one frame takes.
+        let digest = if algorithm == Algorithm::None {
+            Digest::None
+        } else {
+            Digest::Sha256([4; 32])
+        };
+        let held: Vec<_> = (0..Plan::capacity(algorithm) as u32)
+            .map(|i| (i, digest.clone()))
+            .collect();
+        roundtrip(Message::Plan(Plan { more: true, held }));
+    }
+    roundtrip(Message::Block(Block {
+        entry: 3,
+        index: 12,
+        len: blocks::MAX_BLOCK_SIZE,
+        digest: Digest::Sha256([8; 32]),
+    }));
+    roundtrip(Message::Block(Block {
+        entry: 0,
+        index: 0,
+        len: 1,
+        digest: Digest::None,
     }));
     for kind in [
         EntryKind::Directory,
@@ -228,6 +339,136 @@ fn hello_ignores_unknown_optional_options_but_not_critical_ones() {
     assert!(decode_hello(&mut Reader::new(&body)).is_err());
 }
 
+#[test]
+fn blocks_options_outside_the_rules_are_refused() {
+    let value = |size: u32, flags: u8, streams: u8| [&size.to_be_bytes()[..], &[flags, streams]].concat();
+    let ok = hello_with(tag::BLOCKS, &value(8 << 20, 3, 16)).unwrap();
+    assert_eq!(
+        ok.blocks,
+        Some(Blocks {
+            size: 8 << 20,
+            resume: true,
+            retry: true,
+            streams: 16
+        })
+    );
+    for size in [
+        0,
+        1,
+        1 << 19,
+        (1 << 20) - 1,
+        (1 << 20) + 1,
+        3 << 20,
+        1 << 27,
+        1 << 31,
+        u32::MAX,
+    ] {
+        let err = hello_with(tag::BLOCKS, &value(size, 0, 1)).unwrap_err();
+        assert!(err.0.contains("block size"), "{size}: {err}");
+    }
+    for flags in [4, 8, 0x80, 0xff] {
+        let err = hello_with(tag::BLOCKS, &value(1 << 20, flags, 1)).unwrap_err();
+        assert!(err.0.contains("flags"), "{flags:#x}: {err}");
+    }
+    for streams in [0, 17, 255] {
+        let err = hello_with(tag::BLOCKS, &value(1 << 20, 0, streams)).unwrap_err();
+        assert!(err.0.contains("streams"), "{streams}: {err}");
+    }
+    for n in [0, 5, 7] {
+        assert!(
+            hello_with(tag::BLOCKS, &value(1 << 20, 0, 1).repeat(2)[..n]).is_err(),
+            "{n} bytes"
+        );
+    }
+}
+
+#[test]
+fn tokens_of_the_wrong_length_are_refused() {
+    for option in [tag::SESSION, tag::JOIN | tag::CRITICAL] {
+        let h = hello_with(option, &[9; 16]).unwrap();
+        assert_eq!(h.session.or(h.join), Some([9; 16]));
+        for n in [0, 1, 15, 17, 32] {
+            let err = hello_with(option, &vec![9; n]).unwrap_err();
+            assert!(err.0.contains("16 bytes"), "{option:#x} of {n} bytes: {err}");
+        }
+    }
+}
+
+#[test]
+fn plans_and_blocks_outside_the_rules_are_refused() {
+    let plan = encoded(&Message::Plan(Plan {
+        more: false,
+        held: vec![(1, Digest::Sha256([1; 32])), (2, Digest::Sha256([2; 32]))],
+    }));
+    let count_at = FRAME_HEADER_LEN + 1;
+    for (count, ok) in [
+        (2u32, true),
+        (1, false),
+        (3, false),
+        (1 << 30, false),
+        (u32::MAX, false),
+    ] {
+        let mut frame = plan.clone();
+        frame[count_at..count_at + 4].copy_from_slice(&count.to_be_bytes());
+        assert_eq!(decode_frame(&frame).is_ok(), ok, "PLAN counting {count} of 2 blocks");
+    }
+    let mut more = plan.clone();
+    more[FRAME_HEADER_LEN] = 2;
+    assert!(decode_frame(&more).is_err(), "PLAN more = 2");
+
+    let block = Block {
+        entry: 1,
+        index: 2,
+        len: 1 << 20,
+        digest: Digest::Sha256([3; 32]),
+    };
+    let frame = encoded(&Message::Block(block.clone()));
+    assert_eq!(FrameType::Block.max_len() as usize, 78);
+    for len in [0, blocks::MAX_BLOCK_SIZE + 1, u32::MAX] {
+        let err = decode_frame(&encoded(&Message::Block(Block { len, ..block.clone() }))).unwrap_err();
+        assert!(err.0.contains("block of"), "BLOCK of {len} bytes: {err}");
+    }
+    let mut trailing = frame.clone();
+    trailing.push(0);
+    fix_len(&mut trailing);
+    assert!(decode_frame(&trailing).is_err(), "BLOCK with a byte after its digest");
+    let mut oversized = frame.clone();
+    oversized[1..FRAME_HEADER_LEN].copy_from_slice(&79u32.to_be_bytes());
+    assert!(FrameHeader::decode(oversized[..FRAME_HEADER_LEN].try_into().unwrap()).is_err());
+}
+
+#[test]
+fn blocked_entries_must_be_sized_unsparse_files_with_a_source_identity() {
+    let frame = encoded(&Message::Entry(blocked_entry()));
+    let flags_at = FRAME_HEADER_LEN + 1;
+    assert_eq!(frame[flags_at] & 0x21, 0x21, "BLOCKED and SIZE_KNOWN");
+    let refused = |mut frame: Vec<u8>, why: &str| {
+        fix_len(&mut frame);
+        assert!(decode_frame(&frame).is_err(), "{why} accepted");
+    };
+    let mut sparse = frame.clone();
+    sparse[flags_at] |= 0x08;
+    refused(sparse, "BLOCKED with SPARSE");
+    let mut streamed = frame.clone();
+    streamed[flags_at] &= !0x01;
+    refused(streamed, "BLOCKED without SIZE_KNOWN");
+    let mut directory = frame.clone();
+    directory[FRAME_HEADER_LEN] = 2;
+    directory[flags_at] &= !0x10; // not LINKED, which is refused on its own
+    refused(directory, "a BLOCKED directory");
+    for cut in [1, 8, 16] {
+        refused(
+            frame[..frame.len() - cut].to_vec(),
+            "a BLOCKED entry without its source identity",
+        );
+    }
+    // Bytes after the identity are the reserved extension area.
+    let mut extended = frame.clone();
+    extended.extend(b"reserved");
+    fix_len(&mut extended);
+    assert_eq!(decode_frame(&extended).unwrap(), Message::Entry(blocked_entry()));
+}
+
 /// Invalid UTF-8 decodes to U+FFFD, three bytes per bad byte: a decoded
 /// text must still fit the limit it has on the wire, or encoding it again
 /// cuts it and the message changes in a round trip.
@@ -264,6 +505,17 @@ fn decoding_survives_truncation_and_mutation() {
             payload: Payload::None,
             linked: false,
             ..entry()
+        }),
+        Message::Entry(blocked_entry()),
+        Message::Plan(Plan {
+            more: true,
+            held: vec![(4, Digest::Sha256([5; 32])), (5, Digest::None)],
+        }),
+        Message::Block(Block {
+            entry: 2,
+            index: 9,
+            len: 1 << 20,
+            digest: Digest::Sha256([6; 32]),
         }),
         Message::Hole(5),
         Message::Trailer(Trailer {

@@ -1,7 +1,7 @@
 //! Generators: valid messages of every frame type, and bodies built field
 //! by field from random, often wrong, values.
 
-use super::super::cursor::put_option;
+use super::super::cursor::{put_digest, put_option};
 use super::super::*;
 use super::Rng;
 use super::spec::SPEC_OPTIONS;
@@ -37,6 +37,8 @@ pub(super) const KINDS: &[Kind] = &[
     Kind::new(FrameType::Hole, |r| Message::Hole(u64_value(r).max(1)), raw_hole),
     Kind::new(FrameType::Auth, valid_auth, raw_auth),
     Kind::new(FrameType::Ping, |_| Message::Ping, |r| r.noise(2)),
+    Kind::new(FrameType::Plan, valid_plan, raw_plan),
+    Kind::new(FrameType::Block, valid_block, raw_block),
 ];
 
 pub(super) type OptionGenerator = fn(&mut Rng) -> (u16, Vec<u8>);
@@ -58,6 +60,9 @@ pub(super) const HELLO_OPTIONS: &[OptionGenerator] = &[
     },
     |r| (tag::AUTH | r.pick(&[tag::CRITICAL, tag::CRITICAL, 0]), auth_value(r)),
     |r| (tag::IDLE_TIMEOUT | r.pick(&[0, 0, tag::CRITICAL]), idle_value(r)),
+    |r| (tag::BLOCKS | r.pick(&[0, 0, tag::CRITICAL]), blocks_value(r)),
+    |r| (tag::SESSION | r.pick(&[0, 0, tag::CRITICAL]), token_value(r)),
+    |r| (tag::JOIN | r.pick(&[tag::CRITICAL, tag::CRITICAL, 0]), token_value(r)),
     |r| (unknown_tag(r), r.noise(16)),
     |r| (unknown_tag(r) | tag::CRITICAL, r.noise(16)),
 ];
@@ -92,6 +97,57 @@ fn idle_value(r: &mut Rng) -> Vec<u8> {
     }
     let any = r.next() as u32;
     r.pick(&[0u32, 1, 2, 60, 3600, u32::MAX, any]).to_be_bytes().to_vec()
+}
+
+/// A valid BLOCKS option: a power of two from 1 MiB to 64 MiB, any
+/// flags, 1 to 16 streams.
+fn valid_blocks(r: &mut Rng) -> Blocks {
+    Blocks {
+        size: 1 << r.range(20, 26),
+        resume: r.one_in(2),
+        retry: r.one_in(2),
+        streams: r.pick(&[1, 1, 2, 8, 15, 16]),
+    }
+}
+
+/// The BLOCKS option: mostly valid, sometimes a block size, flags or
+/// stream count out of the rules, or a value of the wrong length.
+fn blocks_value(r: &mut Rng) -> Vec<u8> {
+    if r.one_in(16) {
+        let n = r.pick(&[0, 1, 5, 7, 12]);
+        return r.fill(n);
+    }
+    let [a, b, c, d, mut flags, mut streams] = valid_blocks(r).encode();
+    let mut size = u32::from_be_bytes([a, b, c, d]);
+    match r.below(8) {
+        0 => {
+            let any = r.next() as u32;
+            size = r.pick(&[
+                0,
+                1,
+                1 << 19,
+                (1 << 20) - 1,
+                (1 << 20) + 1,
+                3 << 20,
+                1 << 27,
+                1 << 31,
+                any,
+            ]);
+        }
+        1 => {
+            let any = r.next() as u8;
+            flags = r.pick(&[4, 7, 0x80, 0xff, any]);
+        }
+        2 => streams = r.pick(&[0, 17, 255]),
+        _ => {}
+    }
+    [&size.to_be_bytes()[..], &[flags, streams]].concat()
+}
+
+/// A SESSION or JOIN token: mostly 16 bytes, sometimes one off or none.
+fn token_value(r: &mut Rng) -> Vec<u8> {
+    let n = if r.one_in(4) { r.pick(&[0, 1, 15, 17, 32]) } else { 16 };
+    r.fill(n)
 }
 
 fn idle_timeout(r: &mut Rng) -> u32 {
@@ -141,10 +197,14 @@ fn raw_text(r: &mut Rng) -> Vec<u8> {
 }
 
 fn digest(r: &mut Rng) -> Digest {
-    if r.one_in(2) {
-        Digest::None
-    } else {
-        Digest::Sha256(r.fill(32).try_into().unwrap())
+    let algorithm = r.pick(&[Algorithm::None, Algorithm::Sha256]);
+    digest_of(r, algorithm)
+}
+
+fn digest_of(r: &mut Rng, algorithm: Algorithm) -> Digest {
+    match algorithm {
+        Algorithm::None => Digest::None,
+        Algorithm::Sha256 => Digest::Sha256(r.fill(32).try_into().unwrap()),
     }
 }
 
@@ -196,22 +256,105 @@ fn raw_auth(r: &mut Rng) -> Vec<u8> {
     r.fill(n)
 }
 
+fn block_index(r: &mut Rng) -> u32 {
+    let any = r.next() as u32;
+    r.pick(&[0, 1, 2, 7, 1000, u32::MAX, any])
+}
+
+/// A PLAN: usually a few held blocks with digests of one algorithm (now
+/// and then mixed), sometimes as many as fit in a frame.
+fn valid_plan(r: &mut Rng) -> Message {
+    let algorithm = r.pick(&[Algorithm::None, Algorithm::Sha256]);
+    let (count, mixed) = if r.one_in(64) {
+        (Plan::capacity(algorithm), false)
+    } else {
+        (r.pick(&[0, 0, 1, 2, 5, 40]), r.one_in(8))
+    };
+    let held = (0..count)
+        .map(|_| {
+            let index = block_index(r);
+            let digest = if mixed { digest(r) } else { digest_of(r, algorithm) };
+            (index, digest)
+        })
+        .collect();
+    Message::Plan(Plan {
+        more: r.one_in(2),
+        held,
+    })
+}
+
+/// A PLAN body: a `more` byte that is sometimes not 0 or 1, a count that
+/// is sometimes not the number of blocks listed, digests sometimes wrong.
+fn raw_plan(r: &mut Rng) -> Vec<u8> {
+    let n = r.pick(&[0u32, 1, 2, 3, 10]);
+    let mut blocks = Vec::new();
+    for _ in 0..n {
+        blocks.extend(block_index(r).to_be_bytes());
+        if r.one_in(8) {
+            blocks.extend(raw_digest(r));
+        } else {
+            let mut d = Vec::new();
+            put_digest(&digest(r), &mut d);
+            blocks.extend(d);
+        }
+    }
+    let count = match r.below(8) {
+        0 => r.pick(&[n + 1, n.saturating_sub(1), 0x2aaa_aaab, 10_923, u32::MAX]),
+        _ => n,
+    };
+    let mut body = vec![r.pick(&[0, 0, 1, 1, 2, 255])];
+    body.extend(count.to_be_bytes());
+    body.extend(blocks);
+    if r.one_in(8) {
+        body.extend(r.noise(8));
+    }
+    body
+}
+
+fn valid_block(r: &mut Rng) -> Message {
+    let any = r.next() as u32 % (64 << 20) + 1;
+    Message::Block(Block {
+        entry: block_index(r),
+        index: block_index(r),
+        len: r.pick(&[1, 2, 4095, 1 << 20, 8 << 20, 64 << 20, any]),
+        digest: digest(r),
+    })
+}
+
+/// A BLOCK body: a length at and around its limits, a digest sometimes
+/// wrong, sometimes bytes after it.
+fn raw_block(r: &mut Rng) -> Vec<u8> {
+    let any = r.next() as u32;
+    let len: u32 = r.pick(&[0, 1, 1 << 20, 64 << 20, (64 << 20) + 1, u32::MAX, any]);
+    let mut body = r.fill(8);
+    body.extend(len.to_be_bytes());
+    body.extend(raw_digest(r));
+    if r.one_in(8) {
+        body.extend(r.noise(4));
+    }
+    body
+}
+
 fn valid_data(r: &mut Rng) -> Message {
     let any = r.next() as u32 % (16 << 20) + 1;
     Message::Data(r.pick(&[1, 2, 65_536, 16 << 20, any]))
 }
 
+/// A HELLO as either end may send it: SESSION only from a receiver, JOIN
+/// only from a sender.
 pub(super) fn valid_hello(r: &mut Rng) -> Message {
+    let role = r.pick(&[Role::Sender, Role::Receiver]);
+    let token = |r: &mut Rng, from: Role| (role == from && r.one_in(2)).then(|| r.fill(16).try_into().unwrap());
     Message::Hello(Hello {
-        role: r.pick(&[Role::Sender, Role::Receiver]),
+        role,
         checksum: r.pick(&[Algorithm::None, Algorithm::Sha256]),
         software: text(r, 64),
         no_clobber: r.one_in(2),
         auth: r.one_in(2).then(|| r.fill(NONCE_LEN).try_into().unwrap()),
         idle_timeout: r.one_in(2).then(|| idle_timeout(r)),
-        blocks: None,
-        session: None,
-        join: None,
+        blocks: r.one_in(2).then(|| valid_blocks(r)),
+        session: token(r, Role::Receiver),
+        join: token(r, Role::Sender),
     })
 }
 
@@ -322,10 +465,14 @@ pub(super) fn valid_entry(r: &mut Rng) -> Message {
     };
     let file = kind == EntryKind::File;
     let size = u64_value(r) & (i64::MAX as u64);
-    let payload = match r.below(3) {
+    let payload = match r.below(4) {
         _ if !file => Payload::None,
         0 => Payload::Sized(size),
         1 => Payload::Sparse(size),
+        2 => Payload::Blocks {
+            size,
+            source: r.fill(16).try_into().unwrap(),
+        },
         _ => Payload::Stream,
     };
     Message::Entry(Entry {
@@ -355,8 +502,8 @@ fn raw_entry(r: &mut Rng) -> Vec<u8> {
     let kind = r.pick(&[1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 0, 5, 255]);
     let flags = match r.below(8) {
         0 => r.next() as u8,
-        1 => r.next() as u8 & 0x1f,
-        _ if kind == 1 => [0, 1, 9][r.below(3)] | (r.next() as u8 & 0x16),
+        1 => r.next() as u8 & 0x3f,
+        _ if kind == 1 => [0, 1, 9, 0x21][r.below(4)] | (r.next() as u8 & 0x16),
         _ => r.next() as u8 & 0x06,
     };
     let size = if r.one_in(8) {
@@ -393,6 +540,11 @@ fn raw_entry(r: &mut Rng) -> Vec<u8> {
     };
     b.extend(length_field(r, target.len()));
     b.extend(&target);
+    // The source identity of a BLOCKED entry, sometimes cut short.
+    if flags & 0x20 != 0 {
+        let n = if r.one_in(8) { r.pick(&[0, 1, 15]) } else { 16 };
+        b.extend(r.fill(n));
+    }
     if r.one_in(8) {
         b.extend(r.noise(20));
     }

@@ -4,7 +4,9 @@
 //! error, never a panic or a hang. Every accepted message must satisfy the
 //! limits and path rules of docs/PROTOCOL.md, checked here independently of
 //! the decoder's code, and re-encode to a frame that decodes to the same
-//! message. Sealed sessions (after authentication) must open to the
+//! message; for HELLO, ENTRY, PLAN, BLOCK, AUTH, HOLE, DONE and PING the
+//! rules also say which bodies must be accepted, and the decoder must
+//! agree. Sealed sessions (after authentication) must open to the
 //! messages sealed, in order, and refuse any damage to a sealed frame.
 //!
 //! Deterministic: case `n` of a test draws from a PRNG seeded with the
@@ -194,46 +196,58 @@ fn every_frame_type_and_option_has_generators_and_a_spec_limit() {
     );
 }
 
+/// A HELLO with the required options (a receiver's, SHA-256) and this
+/// one, read by the reference reader: the HELLO if it is accepted.
+fn hello_with(option: u16, value: &[u8]) -> Option<Hello> {
+    let mut body = Vec::new();
+    put_option(&mut body, tag::ROLE | tag::CRITICAL, &[1]);
+    put_option(&mut body, tag::CHECKSUM | tag::CRITICAL, &[1]);
+    put_option(&mut body, option, value);
+    match decode_one(FrameType::Hello, &body)? {
+        Message::Hello(h) => Some(h),
+        other => panic!("a HELLO frame decoded to {other:?}"),
+    }
+}
+
+/// A frame of this type and body, read by the reference reader: the
+/// message if it is accepted.
+fn decode_one(kind: FrameType, body: &[u8]) -> Option<Message> {
+    let mut frame = vec![kind as u8];
+    frame.extend((body.len() as u32).to_be_bytes());
+    frame.extend(body);
+    let (messages, end) = decode_frames(&frame);
+    assert_eq!(messages.len() == 1, end == End::Clean);
+    messages.into_iter().next()
+}
+
 /// The options and frames of version 3, at and around their rules: AUTH
 /// is method 1 and a 32-byte nonce, IDLE_TIMEOUT a non-zero u32, an AUTH
 /// frame's body a 32-byte proof, PING empty; other methods are refused.
 #[test]
 fn version_3_options_and_frames_follow_the_rules() {
-    let hello = |option: u16, value: &[u8]| {
-        let mut body = Vec::new();
-        put_option(&mut body, tag::ROLE | tag::CRITICAL, &[1]);
-        put_option(&mut body, tag::CHECKSUM | tag::CRITICAL, &[1]);
-        put_option(&mut body, option, value);
-        let mut frame = vec![FrameType::Hello as u8];
-        frame.extend((body.len() as u32).to_be_bytes());
-        frame.extend(body);
-        let (messages, end) = decode_frames(&frame);
-        assert_eq!(messages.len() == 1, end == End::Clean);
-        messages.into_iter().next()
-    };
     for critical in [0, tag::CRITICAL] {
         for method in [0u8, 1, 2, 3, 0x7f, 0x80, 255] {
             for n in [0, 1, 16, 31, 32, 33, 64] {
                 let nonce: Vec<u8> = (0..n as u8).collect();
-                let got = hello(tag::AUTH | critical, &[&[method][..], &nonce].concat());
+                let got = hello_with(tag::AUTH | critical, &[&[method][..], &nonce].concat());
                 let ok = method == 1 && n == 32;
                 assert_eq!(got.is_some(), ok, "AUTH method {method} with a {n}-byte nonce");
-                if let Some(Message::Hello(h)) = got {
+                if let Some(h) = got {
                     assert_eq!(h.auth.map(Vec::from), Some(nonce));
                 }
             }
         }
-        assert!(hello(tag::AUTH | critical, &[]).is_none(), "empty AUTH option");
+        assert!(hello_with(tag::AUTH | critical, &[]).is_none(), "empty AUTH option");
         for value in [&[][..], &[0], &[0, 0, 1], &[0, 0, 0, 0, 1], &[0; 8]] {
             assert!(
-                hello(tag::IDLE_TIMEOUT | critical, value).is_none(),
+                hello_with(tag::IDLE_TIMEOUT | critical, value).is_none(),
                 "IDLE_TIMEOUT {value:?}"
             );
         }
         for seconds in [0, 1, 2, 300, u32::MAX] {
-            let got = hello(tag::IDLE_TIMEOUT | critical, &seconds.to_be_bytes());
+            let got = hello_with(tag::IDLE_TIMEOUT | critical, &seconds.to_be_bytes());
             assert_eq!(got.is_some(), seconds >= 1, "IDLE_TIMEOUT of {seconds} s");
-            if let Some(Message::Hello(h)) = got {
+            if let Some(h) = got {
                 assert_eq!(h.idle_timeout, Some(seconds));
             }
         }
@@ -246,6 +260,167 @@ fn version_3_options_and_frames_follow_the_rules() {
             assert_eq!(messages.len() == 1, len == ok_len, "{kind:?} of {len} bytes: {end:?}");
         }
     }
+}
+
+/// The options and frames of version 4, at and around their rules: BLOCKS
+/// is a block size that is a power of two from 1 MiB to 64 MiB, flags
+/// RESUME (bit 0) and RETRY (bit 1) only and 1 to 16 streams; SESSION and
+/// JOIN are 16-byte tokens; a PLAN lists exactly as many blocks as it
+/// counts, as many as fit in 64 KiB; a BLOCK is 1 byte to 64 MiB long. An
+/// ENTRY's BLOCKED flag is checked with every other flag, kind and length
+/// of source identity by the reference reader's own rules.
+#[test]
+fn version_4_options_and_frames_follow_the_rules() {
+    const MIB: u32 = 1 << 20;
+    let valid_sizes = [MIB, 2 * MIB, 4 * MIB, 8 * MIB, 16 * MIB, 32 * MIB, 64 * MIB];
+    let blocks = |size: u32, flags: u8, streams: u8| [&size.to_be_bytes()[..], &[flags, streams]].concat();
+    for critical in [0, tag::CRITICAL] {
+        let sizes = (0..32).flat_map(|k| [(1u32 << k) - 1, 1 << k, (1 << k) + 1]);
+        for size in sizes.chain([3 * MIB, 24 * MIB, u32::MAX]) {
+            let got = hello_with(tag::BLOCKS | critical, &blocks(size, 0, 1));
+            assert_eq!(got.is_some(), valid_sizes.contains(&size), "block size {size}");
+        }
+        for flags in 0..=u8::MAX {
+            let got = hello_with(tag::BLOCKS | critical, &blocks(8 * MIB, flags, 4));
+            assert_eq!(got.is_some(), flags <= 3, "BLOCKS flags {flags:#x}");
+            if let Some(h) = got {
+                let b = h.blocks.unwrap();
+                assert_eq!(
+                    (b.size, b.resume, b.retry, b.streams),
+                    (8 * MIB, flags & 1 != 0, flags & 2 != 0, 4)
+                );
+            }
+        }
+        for streams in 0..=u8::MAX {
+            let got = hello_with(tag::BLOCKS | critical, &blocks(64 * MIB, 3, streams));
+            assert_eq!(got.is_some(), (1..=16).contains(&streams), "{streams} streams");
+            if let Some(h) = got {
+                assert_eq!(h.blocks.map(|b| b.streams), Some(streams));
+            }
+        }
+        let value = blocks(MIB, 1, 16);
+        for n in 0..=12 {
+            let value: Vec<u8> = value.iter().copied().cycle().take(n).collect();
+            assert_eq!(
+                hello_with(tag::BLOCKS | critical, &value).is_some(),
+                n == 6,
+                "BLOCKS of {n} bytes"
+            );
+        }
+        for option in [tag::SESSION, tag::JOIN] {
+            for n in 0..=40u8 {
+                let token: Vec<u8> = (100..100 + n).collect();
+                let got = hello_with(option | critical, &token);
+                assert_eq!(got.is_some(), n == 16, "option {option} of {n} bytes");
+                if let Some(h) = got {
+                    let (session, join) = (h.session.map(Vec::from), h.join.map(Vec::from));
+                    let want = Some(token);
+                    assert!(if option == tag::SESSION {
+                        session == want
+                    } else {
+                        join == want
+                    });
+                }
+            }
+        }
+    }
+
+    // PLAN: the count against the blocks listed, the `more` byte.
+    let held = |n: u32, digest: &[u8]| -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| [&(i * 3).to_be_bytes()[..], digest].concat())
+            .collect()
+    };
+    let sha = [&[1, 32][..], &[0xab; 32]].concat();
+    for digest in [&[0, 0][..], &sha, &[1, 0], &[0, 32], &[2, 0], &[1, 31]] {
+        let valid_digest = digest.len() == 2 + usize::from(digest[1]) && matches!(digest[..2], [0, 0] | [1, 32]);
+        for more in 0..=3u8 {
+            for listed in 0..=4 {
+                for count in [0, 1, 2, 3, 4, 5, 10_923, 1 << 30, u32::MAX] {
+                    let body = [&[more][..], &count.to_be_bytes(), &held(listed, digest)].concat();
+                    let ok = more <= 1 && count == listed && (listed == 0 || valid_digest);
+                    let got = decode_one(FrameType::Plan, &body);
+                    assert_eq!(got.is_some(), ok, "PLAN more {more} count {count} listing {listed}");
+                    if let Some(Message::Plan(p)) = got {
+                        assert_eq!((p.more, p.held.len()), (more == 1, listed as usize));
+                    }
+                }
+            }
+        }
+    }
+    // As many held blocks as fit in a control frame, and one more.
+    for (digest, fit) in [(&[0, 0][..], (65_536 - 5) / 6), (&sha, (65_536 - 5) / 38)] {
+        for (count, ok) in [(fit, true), (fit + 1, false)] {
+            let mut frame = FrameHeader::encode(FrameType::Plan, 0).to_vec();
+            frame.push(0);
+            frame.extend((count as u32).to_be_bytes());
+            frame.extend(held(count as u32, digest));
+            fix_frame_len(&mut frame);
+            let (messages, end) = decode_frames(&frame);
+            assert_eq!(messages.len() == 1, ok, "PLAN of {count} blocks: {end:?}");
+        }
+        let algorithm = if digest.len() == 2 {
+            Algorithm::None
+        } else {
+            Algorithm::Sha256
+        };
+        assert!(
+            Plan::capacity(algorithm) <= fit as usize,
+            "a full PLAN of {algorithm:?} digests does not fit"
+        );
+    }
+
+    // BLOCK: its length, its digest, nothing after it.
+    for len in [0, 1, 2, 4096, MIB, 64 * MIB - 1, 64 * MIB, 64 * MIB + 1, u32::MAX] {
+        for digest in [&[0, 0][..], &sha, &[1, 0], &[0, 32], &[2, 0], &[1, 32]] {
+            for extra in [&[][..], &[0]] {
+                let body = [
+                    &7u32.to_be_bytes()[..],
+                    &9u32.to_be_bytes(),
+                    &len.to_be_bytes(),
+                    digest,
+                    extra,
+                ]
+                .concat();
+                let valid_digest =
+                    digest.len() == 2 + usize::from(digest[1]) && matches!(digest[..2], [0, 0] | [1, 32]);
+                let ok = (1..=64 * MIB).contains(&len) && valid_digest && extra.is_empty();
+                let got = decode_one(FrameType::Block, &body);
+                assert_eq!(
+                    got.is_some(),
+                    ok,
+                    "BLOCK of {len} bytes, digest {digest:?}, extra {extra:?}"
+                );
+                if let Some(Message::Block(b)) = got {
+                    assert_eq!((b.entry, b.index, b.len), (7, 9, len));
+                }
+            }
+        }
+    }
+
+    // ENTRY: every kind and flag byte, with a source identity of any
+    // length after the target (the reference reader checks each case).
+    let mut accepted_blocked = 0;
+    for (kind, target) in [(1u8, &b""[..]), (2, b""), (3, b"t"), (4, b"a/b")] {
+        for flags in 0..=u8::MAX {
+            for source in [0, 1, 15, 16, 17, 40] {
+                let mut body = vec![kind, flags];
+                body.extend([0; 24]);
+                body.extend(1u16.to_be_bytes());
+                body.push(b'p');
+                body.extend((target.len() as u16).to_be_bytes());
+                body.extend(target);
+                body.extend(vec![0x5a; source]);
+                if let Some(Message::Entry(e)) = decode_one(FrameType::Entry, &body) {
+                    accepted_blocked += usize::from(matches!(e.payload, Payload::Blocks { .. }));
+                }
+            }
+        }
+    }
+    // Kind 1 with BLOCKED and SIZE_KNOWN, each with or without HAS_MODE,
+    // HAS_MTIME and LINKED, and 16, 17 or 40 bytes after the target (the
+    // bytes after the identity are the reserved extension area).
+    assert_eq!(accepted_blocked, 8 * 3);
 }
 
 #[test]

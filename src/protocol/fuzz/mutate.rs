@@ -64,6 +64,33 @@ pub(super) const MUTATIONS: &[Mutation] = &[
         }
     },
     |r, f, _| {
+        // An ENTRY's payload flag set or cleared; BLOCKED usually with
+        // the source identity added or removed to match.
+        if f.first() == Some(&(FrameType::Entry as u8)) && f.len() > FRAME_HEADER_LEN + 1 {
+            let bit = r.pick(&[1, 8, 16, 32, 32]);
+            f[FRAME_HEADER_LEN + 1] ^= bit;
+            let blocked = f[FRAME_HEADER_LEN + 1] & 32 != 0;
+            if let Some((_, target)) = entry_field(f, FRAME_HEADER_LEN, 1).filter(|_| bit == 32 && !r.one_in(4)) {
+                let at = target.end;
+                if blocked {
+                    f.splice(at..at, r.fill(16));
+                } else {
+                    f.drain(at..f.len().min(at + 16));
+                }
+                fix_frame_len(f);
+            }
+        }
+    },
+    |r, f, _| {
+        // A PLAN's count, one off or far too large for the frame.
+        if f.first() == Some(&(FrameType::Plan as u8)) && f.len() >= FRAME_HEADER_LEN + 5 {
+            let at = FRAME_HEADER_LEN + 1;
+            let count = u32::from_be_bytes(f[at..at + 4].try_into().unwrap());
+            let wrong = r.pick(&[count.wrapping_add(1), count.wrapping_sub(1), 10_923, 1 << 30, u32::MAX]);
+            f[at..at + 4].copy_from_slice(&wrong.to_be_bytes());
+        }
+    },
+    |r, f, _| {
         if f.first() == Some(&(FrameType::Hello as u8)) {
             let (tag, value) = r.pick(HELLO_OPTIONS)(r);
             put_option(f, tag, &value);
