@@ -221,6 +221,14 @@ pub struct SendArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub retries: u32,
 
+    /// Move files larger than 8 MiB over N TCP connections at once (1 to
+    /// 16), each with its own zero-copy path, with blocks hashed on every
+    /// core at both ends. Only when this sender connects (not with
+    /// --listen)
+    #[arg(short = 'P', long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub parallel: u8,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }

@@ -21,6 +21,7 @@ pub enum Verbosity {
 }
 
 /// Prints progress and messages for one side of a transfer.
+#[derive(Clone)]
 pub struct Reporter {
     verbosity: Verbosity,
     bar: Option<ProgressBar>,

@@ -26,6 +26,8 @@ pub enum Ending<T> {
     /// A session ran (or, for a sender, is ready to run), with this
     /// outcome.
     Served(T),
+    /// It joined a session that is running as a further stream.
+    Joined,
 }
 
 /// Binds the listening socket and prints `zcp: listening on ADDR:PORT`
@@ -90,6 +92,7 @@ pub fn first<T>(
             Ending::Turned(err) if !signals::interrupted() => turned_away(&err),
             Ending::Turned(err) => return Err(err),
             Ending::Served(result) => return result,
+            Ending::Joined => {}
         }
     }
 }

@@ -11,20 +11,23 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 use super::partial::{Identity, Partial};
 use super::payload::PayloadEnd;
+use super::streams::Current;
 use super::{Outcome, Session, sender_error};
 use crate::blockhash::{self, file_digest};
 use crate::checksum::{Algorithm, Digest};
 use crate::dest::{Placed, Stager};
 use crate::display;
 use crate::engine::Report;
-use crate::engine::inbound::Target;
+use crate::engine::inbound::{Lander, Target};
+use crate::frames::FrameReader;
+use crate::progress::Reporter;
 use crate::protocol::{Block, Blocks, Entry, Message, Payload, Plan, VerdictStatus};
 use crate::sys::{self, IoBuf, signals};
 
@@ -48,6 +51,10 @@ pub struct Landing {
     partial: Partial,
     state: Mutex<State>,
     changed: Condvar,
+    /// Where landed blocks go to be hashed; closed once the entry ends.
+    jobs: Mutex<Option<Sender<Job>>>,
+    /// How the bytes moved, over every stream.
+    report: Mutex<Report>,
 }
 
 #[derive(Default)]
@@ -105,6 +112,58 @@ impl Landing {
         Ok(offset)
     }
 
+    /// Lands one block that arrived on `reader` (its BLOCK frame already
+    /// read) at its offset and queues it for hashing.
+    pub fn land(
+        &self,
+        reader: &mut FrameReader,
+        lander: &mut Lander,
+        block: &Block,
+        reporter: &Reporter,
+    ) -> Result<()> {
+        let offset = self.claim(block)?;
+        let len = u64::from(block.len);
+        let mut target = Target::File {
+            file: self.partial.file(),
+            offset,
+        };
+        let mut report = lander.start_report(&target);
+        let landed = lander.land(reader, &mut target, len, &mut report, &mut |n| reporter.advance(n));
+        let job = Job {
+            index: block.index,
+            offset,
+            len,
+            expected: block.digest.clone(),
+        };
+        if let Err(e) = landed {
+            // Claimed but never landed: not waited for.
+            self.hashed(&job, Err(std::io::Error::other("not landed")));
+            return Err(anyhow::Error::new(e).context(format!("landing block {}", block.index)));
+        }
+        self.merge(&report);
+        let queued = match &*self.jobs.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(jobs) => jobs.send(job).map_err(|e| e.0),
+            None => Err(job),
+        };
+        if let Err(job) = queued {
+            self.hashed(
+                &job,
+                Err(std::io::Error::other("the entry ended before this block was hashed")),
+            );
+        }
+        Ok(())
+    }
+
+    fn merge(&self, part: &Report) {
+        let mut r = self.report.lock().unwrap_or_else(PoisonError::into_inner);
+        r.by_splice += part.by_splice;
+        r.by_read_write += part.by_read_write;
+        r.from_buffer += part.from_buffer;
+        if r.fallback.is_none() {
+            r.fallback.clone_from(&part.fallback);
+        }
+    }
+
     fn hashed(&self, job: &Job, result: std::io::Result<Digest>) {
         let mut s = self.lock();
         s.hashing -= 1;
@@ -146,14 +205,6 @@ impl Landing {
             }
         }
         Ok(())
-    }
-
-    /// Waits for the hashes of blocks already landed (after an abort).
-    fn settle_hashing(&self) {
-        let mut s = self.lock();
-        while s.hashing > 0 {
-            s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
-        }
     }
 
     /// Bytes of the blocks still missing.
@@ -250,16 +301,9 @@ impl Session {
             self.reporter.advance(kept);
         }
         self.send_plan(&held)?;
-        let mut report = Report {
-            route: "socket → pipe → file, in blocks",
-            block_size: Some(blocks.size),
-            ..self.lander.start_report(&Target::File {
-                file: landing.partial.file(),
-                offset: 0,
-            })
-        };
-        let end = self.land_blocks(&landing, &mut report)?;
-        self.judge_blocks(entry, landing, end, kept, &report, &dir, name, shown, started)
+        let landing = Arc::new(landing);
+        let end = self.land_blocks(&landing)?;
+        self.judge_blocks(entry, &landing, end, kept, &dir, name, shown, started)
     }
 
     fn open_landing(
@@ -282,6 +326,14 @@ impl Session {
             state.digests[*index as usize] = Some(digest.clone());
             state.missing -= 1;
         }
+        let report = Report {
+            route: "socket → pipe → file, in blocks",
+            block_size: Some(blocks.size),
+            ..self.lander.start_report(&Target::File {
+                file: partial.file(),
+                offset: 0,
+            })
+        };
         Landing {
             number,
             size,
@@ -290,6 +342,8 @@ impl Session {
             partial,
             state: Mutex::new(state),
             changed: Condvar::new(),
+            jobs: Mutex::new(None),
+            report: Mutex::new(report),
         }
     }
 
@@ -315,22 +369,46 @@ impl Session {
         self.flush()
     }
 
-    /// Lands the blocks that come on this connection until the sender
-    /// ends the entry, hashing them on a pool of threads meanwhile.
-    fn land_blocks(&mut self, landing: &Landing, report: &mut Report) -> Result<PayloadEnd> {
+    /// Lands the blocks of `landing` that come on this connection (and,
+    /// through the streams, on the others) until the sender ends the entry
+    /// and, after a TRAILER, every block has arrived and been hashed. A
+    /// pool of threads hashes them meanwhile.
+    fn land_blocks(&mut self, landing: &Arc<Landing>) -> Result<PayloadEnd> {
         let (jobs, rx) = mpsc::channel::<Job>();
+        *landing.jobs.lock().unwrap_or_else(PoisonError::into_inner) = Some(jobs);
         let rx = Mutex::new(rx);
-        std::thread::scope(|scope| {
+        let current = self.streams.as_ref().map(|s| Arc::clone(&s.current));
+        if let Some(current) = &current {
+            current.open(Arc::clone(landing));
+        }
+        let end = std::thread::scope(|scope| {
             for _ in 0..blockhash::hashing_threads() {
                 scope.spawn(|| hash_worker(landing, &rx));
             }
-            let end = self.read_blocks(landing, &jobs, report);
-            drop(jobs);
+            let end = match self.read_blocks(landing) {
+                Ok(PayloadEnd::Trailer(t)) => self
+                    .wait_for_blocks(landing, current.as_deref())
+                    .map(|()| PayloadEnd::Trailer(t)),
+                other => other,
+            };
+            // No more blocks of this entry land; the pool ends once it has
+            // hashed what is queued.
+            if let Some(current) = &current {
+                current.close();
+            }
+            *landing.jobs.lock().unwrap_or_else(PoisonError::into_inner) = None;
             end
-        })
+        });
+        match (end, current.and_then(|c| c.failure())) {
+            // A failed stream shut the main connection down: its reason is
+            // the one to tell.
+            (Err(_), Some(why)) => bail!("{why}"),
+            (end, _) => end,
+        }
     }
 
-    fn read_blocks(&mut self, landing: &Landing, jobs: &Sender<Job>, report: &mut Report) -> Result<PayloadEnd> {
+    fn read_blocks(&mut self, landing: &Landing) -> Result<PayloadEnd> {
+        self.flush()?;
         loop {
             let block = match self.reader.expect_exact()? {
                 Message::Block(b) => b,
@@ -340,23 +418,24 @@ impl Session {
                 Message::Error(e) => return Err(sender_error(&e)),
                 other => bail!("protocol error: unexpected {:?} among blocks", other.frame_type()),
             };
-            let offset = landing.claim(&block)?;
-            let len = u64::from(block.len);
-            let reporter = &self.reporter;
-            let mut target = Target::File {
-                file: landing.partial.file(),
-                offset,
-            };
-            self.lander
-                .land(&mut self.reader, &mut target, len, report, &mut |n| reporter.advance(n))
-                .with_context(|| format!("landing block {}", block.index))?;
-            let _ = jobs.send(Job {
-                index: block.index,
-                offset,
-                len,
-                expected: block.digest,
-            });
+            landing.land(&mut self.reader, &mut self.lander, &block, &self.reporter)?;
         }
+    }
+
+    /// After the TRAILER: waits for the blocks still on their way on other
+    /// streams, and for their hashes.
+    fn wait_for_blocks(&self, landing: &Landing, current: Option<&Current>) -> Result<()> {
+        self.local.during(|| {
+            landing.wait_for_all(|| {
+                if signals::interrupted() {
+                    return Err(crate::error::interrupted_io().into());
+                }
+                match current.and_then(Current::failure) {
+                    Some(why) => bail!("{why}"),
+                    None => Ok(()),
+                }
+            })
+        })
     }
 
     /// Decides a BLOCKED entry once the sender ended it.
@@ -364,10 +443,9 @@ impl Session {
     fn judge_blocks(
         &mut self,
         entry: &Entry,
-        landing: Landing,
+        landing: &Landing,
         end: PayloadEnd,
         kept: u64,
-        report: &Report,
         dir: &Arc<File>,
         name: &[u8],
         shown: PathBuf,
@@ -375,7 +453,6 @@ impl Session {
     ) -> Result<Outcome> {
         let trailer = match end {
             PayloadEnd::Aborted(why) => {
-                landing.settle_hashing();
                 let why = display::peer_text(&why);
                 self.reporter.error(format!(
                     "receiving {} from {}: the sender aborted it: {why}; nothing was committed",
@@ -386,8 +463,7 @@ impl Session {
                     Digest::None,
                     format!("aborted by the sender: {why}"),
                 );
-                let Landing { partial, .. } = landing;
-                partial.discard();
+                landing.partial.discard();
                 return Ok(Outcome::Failed);
             }
             PayloadEnd::Trailer(t) => t,
@@ -400,14 +476,6 @@ impl Session {
             );
         }
         let work = self.local.clone();
-        work.during(|| {
-            landing.wait_for_all(|| {
-                if signals::interrupted() {
-                    return Err(crate::error::interrupted_io().into());
-                }
-                Ok(())
-            })
-        })?;
         let shown_s = display::path(&shown);
         let state = std::mem::take(&mut *landing.lock());
         if let Some(why) = state.failed {
@@ -441,8 +509,11 @@ impl Session {
             return Ok(Outcome::Mismatch);
         }
         let size = landing.size;
-        let Landing { partial, .. } = landing;
-        let (file, temp) = partial.complete().with_context(|| format!("completing {shown_s}"))?;
+        let report = landing.report.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let (file, temp) = landing
+            .partial
+            .complete()
+            .with_context(|| format!("completing {shown_s}"))?;
         let staged = Stager::adopt(dir, temp, name, shown.clone(), file);
         match work.during(|| staged.commit(&self.finish_for(entry))) {
             Ok(Placed::Committed) => {}
@@ -459,7 +530,7 @@ impl Session {
             self.link_targets.insert(entry.path.clone(), true);
         }
         let into = std::os::unix::ffi::OsStrExt::as_bytes(shown.as_os_str()).to_vec();
-        self.summarize(&entry.path, size - kept, report, started, &digest, &into);
+        self.summarize(&entry.path, size - kept, &report, started, &digest, &into);
         Ok(Outcome::Committed)
     }
 }

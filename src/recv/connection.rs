@@ -4,12 +4,14 @@
 
 use std::net::{IpAddr, TcpStream};
 use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 
 use super::Session;
 use super::start::Setup;
+use super::streams::{Joined, Streams};
 use super::watchdog::{Fired, Watchdog};
 use crate::error::{self, Code};
 use crate::net::{self, HostPort};
@@ -26,6 +28,7 @@ pub fn dial(setup: &Setup, target: &HostPort, bind: Option<IpAddr>) -> Result<Co
     match connection(setup, sock, peer, true) {
         Ending::Turned(err) => Err(err),
         Ending::Served(result) => result,
+        Ending::Joined => Err(anyhow::anyhow!("internal error: a receiver that connected was joined")),
     }
 }
 
@@ -60,6 +63,10 @@ pub fn connection(setup: &Setup, sock: TcpStream, peer: String, wake: bool) -> E
             session.refuse(&err);
             Ending::Turned(err.context(turned))
         }
+        Ok(()) if session.joining.is_some() => {
+            drop(watchdog);
+            join(setup, session, peer)
+        }
         Ok(()) => {
             watchdog.session_started();
             // A sender that stops reading cannot hold a verdict write
@@ -71,7 +78,32 @@ pub fn connection(setup: &Setup, sock: TcpStream, peer: String, wake: bool) -> E
             }
             session.reporter.detail(format!("connection from {peer}"));
             let started = Instant::now();
-            match session.serve(&watchdog) {
+            let one = setup.listener.is_some();
+            if one {
+                setup.serving.store(true, Ordering::SeqCst);
+            }
+            let served = std::thread::scope(|scope| {
+                if let Some(token) = session.token {
+                    match Streams::start(scope, setup, token, &session.sock, &session.reporter) {
+                        Ok(streams) => session.streams = Some(streams),
+                        Err(e) => return Err(e.context("starting further streams")),
+                    }
+                }
+                let mut served = session.serve(&watchdog);
+                if let Some(streams) = &session.streams {
+                    streams.end(served.is_ok());
+                    // A failed stream shut the main connection down: its
+                    // reason is the one to tell.
+                    if let (Err(_), Some(why)) = (&served, streams.current.failure()) {
+                        served = Err(anyhow::anyhow!("{why}"));
+                    }
+                }
+                served
+            });
+            if one {
+                setup.serving.store(false, Ordering::SeqCst);
+            }
+            match served {
                 Ok(code) => {
                     session.summarize_session(started);
                     Ending::Served(Ok(code))
@@ -90,6 +122,24 @@ pub fn connection(setup: &Setup, sock: TcpStream, peer: String, wake: bool) -> E
         signals::wake_nothing();
     }
     ending
+}
+
+/// Hands a connection whose handshake joined a running session to that
+/// session as a further stream.
+fn join(setup: &Setup, session: Session, peer: String) -> Ending<Result<Code>> {
+    let Some(token) = session.joining else {
+        return Ending::Turned(anyhow::anyhow!("internal error: not a joining connection"));
+    };
+    session.reporter.detail(format!("further stream from {peer}"));
+    let joined = Joined {
+        sock: session.sock,
+        reader: session.reader,
+        peer: peer.clone(),
+    };
+    match setup.joins.deliver(&token, joined) {
+        Ok(()) => Ending::Joined,
+        Err(e) => Ending::Turned(e.context(format!("connection from {peer}"))),
+    }
 }
 
 /// Names a timeout or an interruption for what it is: the watchdog (or

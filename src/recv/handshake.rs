@@ -62,10 +62,14 @@ impl Session {
             }
             _ => {}
         }
-        if hello.join.is_some() {
-            bail!("the sender asked to join a session this receiver does not have");
+        match hello.join {
+            Some(token) if self.joins.knows(&token) => self.joining = Some(token),
+            Some(_) => bail!("the sender asked to join a session this receiver does not have (it may have ended)"),
+            None if self.busy => {
+                bail!("the receiver is busy: it serves one transfer at a time (use -k to serve several)")
+            }
+            None => self.blocks = self.accept_blocks(hello.blocks, approach)?,
         }
-        self.blocks = self.accept_blocks(hello.blocks)?;
         if hello.no_clobber && !self.no_clobber {
             self.no_clobber = true;
             self.reporter.detail("the sender asked for --no-clobber");
@@ -143,8 +147,9 @@ impl Session {
     }
 
     /// Block mode as this receiver accepts it: not into stdout (blocks may
-    /// come in any order); more than one stream with a token to join by.
-    fn accept_blocks(&mut self, asked: Option<Blocks>) -> Result<Option<Blocks>> {
+    /// come in any order); more than one stream, with a token to join by,
+    /// only when the sender connected to us (it opens the streams).
+    fn accept_blocks(&mut self, asked: Option<Blocks>, approach: Approach) -> Result<Option<Blocks>> {
         let Some(asked) = asked else {
             return Ok(None);
         };
@@ -153,7 +158,11 @@ impl Session {
                 .detail("block mode declined: DEST is stdout, which takes bytes only in order");
             return Ok(None);
         }
-        let streams = asked.streams.min(MAX_STREAMS);
+        // Further streams connect to a receiver that listens.
+        let streams = match approach {
+            Approach::Accepted => asked.streams.min(MAX_STREAMS),
+            Approach::Connected => 1,
+        };
         if streams > 1 {
             let mut token = [0u8; TOKEN_LEN];
             crate::sys::random_bytes(&mut token).context("generating a session token")?;

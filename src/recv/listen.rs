@@ -134,7 +134,7 @@ pub fn keep_open(listener: TcpListener, setup: Arc<Setup>, max: usize) -> Result
                 Ending::Served(Err(err)) => {
                     eprintln!("zcp: error: {}", crate::display::one_line(&format!("{err:#}")));
                 }
-                Ending::Served(Ok(_)) => {}
+                Ending::Served(Ok(_)) | Ending::Joined => {}
             }
         });
         match worker {

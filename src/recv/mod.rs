@@ -21,6 +21,7 @@ mod partial;
 mod payload;
 mod placer;
 mod start;
+mod streams;
 mod tree;
 mod watchdog;
 
@@ -30,6 +31,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -98,6 +100,16 @@ pub struct Session {
     pub token: Option<[u8; TOKEN_LEN]>,
     /// BLOCKED entries received so far (BLOCK frames name them by number).
     pub blocked: u32,
+    /// The sessions that take further streams (shared by the receiver).
+    pub joins: Arc<streams::Joins>,
+    /// Set when this connection's HELLO joins another session as a further
+    /// stream (a session with this token).
+    pub joining: Option<streams::Token>,
+    /// The further streams of this session, while they run.
+    pub streams: Option<streams::Streams>,
+    /// A receiver serving one session was already serving it when this
+    /// connection came: only a further stream of it is taken.
+    pub busy: bool,
 }
 
 /// The most bytes of LINKED file names one session may make the receiver
@@ -155,22 +167,31 @@ impl Session {
             blocks: None,
             token: None,
             blocked: 0,
+            joins: Arc::clone(&setup.joins),
+            joining: None,
+            streams: None,
+            busy: setup.serving.load(std::sync::atomic::Ordering::SeqCst),
         };
-        if let Destination::Directory { dir, .. } | Destination::File { dir, .. } = &session.dest {
-            let staging = session.stager.staging(dir);
-            session
-                .reporter
+        Ok(session)
+    }
+
+    /// Says (with -v) how files will be staged and paths resolved; the
+    /// staging is probed here, once the session has started.
+    fn describe_landing(&self) {
+        if let Destination::Directory { dir, .. } | Destination::File { dir, .. } = &self.dest {
+            let staging = self.stager.staging(dir);
+            self.reporter
                 .detail(format_args!("staging files as {}", staging.describe()));
         }
-        if session.tree.is_some() {
+        if self.tree.is_some() {
             let resolving = format!("resolving paths in DEST {}", sys::Resolver::get().describe());
-            session.reporter.detail(resolving);
+            self.reporter.detail(resolving);
         }
-        Ok(session)
     }
 
     /// Runs the entry loop after the handshake; returns the exit status.
     fn serve(&mut self, watchdog: &Watchdog) -> Result<Code> {
+        self.describe_landing();
         self.reporter.start("recv", None);
         loop {
             if !self.reader.has_frame() {

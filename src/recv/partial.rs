@@ -19,6 +19,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -104,7 +105,7 @@ pub struct Partial {
     keep: bool,
     record: Mutex<Record>,
     /// Renamed into place or removed.
-    gone: bool,
+    gone: AtomicBool,
 }
 
 impl Partial {
@@ -139,7 +140,7 @@ impl Partial {
                 unsynced: Vec::new(),
                 synced_at: Instant::now(),
             }),
-            gone: false,
+            gone: AtomicBool::new(false),
         };
         let held = match partial.read_record()? {
             Some(held) => held,
@@ -246,24 +247,24 @@ impl Partial {
 
     /// Removes the partial: its source changed, so nothing in it can be
     /// used again.
-    pub fn discard(mut self) {
+    pub fn discard(&self) {
         let _ = sys::unlink_at(&self.dir, &self.name);
-        self.gone = true;
+        self.gone.store(true, Ordering::SeqCst);
     }
 
     /// Drops the record, leaving exactly the file's bytes, for commit;
     /// from here the caller owns the name.
-    pub fn complete(mut self) -> io::Result<(File, OsString)> {
+    pub fn complete(&self) -> io::Result<(File, OsString)> {
         self.file.set_len(self.id.size)?;
-        self.gone = true;
         let file = self.file.try_clone()?;
-        Ok((file, std::mem::take(&mut self.name)))
+        self.gone.store(true, Ordering::SeqCst);
+        Ok((file, self.name.clone()))
     }
 }
 
 impl Drop for Partial {
     fn drop(&mut self) {
-        if self.gone {
+        if self.gone.load(Ordering::SeqCst) {
             return;
         }
         if self.keep {

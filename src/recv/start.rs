@@ -3,11 +3,14 @@
 //! (listen.rs) or, with `--connect`, connects to a sender that listens
 //! (connection.rs).
 
+use std::net::TcpListener;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Result;
 
+use super::streams::Joins;
 use super::{connection, listen};
 use crate::checksum::Algorithm;
 use crate::cli::RecvArgs;
@@ -37,6 +40,14 @@ pub struct Setup {
     pub bars: bool,
     /// Whether this receiver connected (and so proves first) or listens.
     pub approach: Approach,
+    /// Sessions that take further streams (`send -P`), by token.
+    pub joins: Arc<Joins>,
+    /// A receiver serving one session: its listener, on which further
+    /// streams of that session are accepted while it runs.
+    pub listener: Option<TcpListener>,
+    /// A receiver serving one session has started it: any other sender is
+    /// told it is busy.
+    pub serving: AtomicBool,
 }
 
 pub fn run(args: RecvArgs) -> Result<Code> {
@@ -74,10 +85,11 @@ pub fn run(args: RecvArgs) -> Result<Code> {
         Some(_) => {}
         None => eprintln!("zcp: warning: --no-auth: anyone who can reach this port can write into the destination"),
     }
-    let setup = setup(&args, dest, key, umask, Approach::Accepted);
+    let mut setup = setup(&args, dest, key, umask, Approach::Accepted);
     if args.keep_open {
         listen::keep_open(listener, Arc::new(setup), usize::from(args.max_connections))
     } else {
+        setup.listener = listener.try_clone().ok();
         listen::serve_one(&listener, &setup)
     }
 }
@@ -97,5 +109,8 @@ fn setup(args: &RecvArgs, dest: Destination, key: Option<Key>, umask: u32, appro
         idle_timeout: Duration::from_secs(args.idle_timeout),
         bars: !args.keep_open,
         approach,
+        joins: Arc::default(),
+        listener: None,
+        serving: AtomicBool::new(false),
     }
 }

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use super::entry::{Abort, Link, Outbox, Sent, merge, reading_failed, to_receiver};
+use super::entry::{Abort, Link, Outbox, Sent, merge, pad, reading_failed, to_receiver};
 use super::replies::Reply;
 use super::source::Fingerprint;
 use super::walk::{Body, Item};
@@ -31,6 +31,7 @@ use crate::blockhash::{self, file_digest, hash_range};
 use crate::checksum::{Algorithm, Digest};
 use crate::display;
 use crate::engine::{Policy, Report, outbound};
+use crate::progress::Reporter;
 use crate::protocol::{Block, Blocks, Message, Payload, Verdict, VerdictStatus};
 use crate::sys::{IoBuf, signals};
 
@@ -128,23 +129,73 @@ impl Link<'_> {
         } else {
             blockhash::hashing_threads()
         };
-        let (ready, next) = mpsc::sync_channel::<(u32, Digest)>(threads + 2);
+        let (ready, next) = mpsc::sync_channel::<(u32, Digest)>(threads + 2 * (1 + self.streams.len()));
+        let next = Mutex::new(next);
         let mut report = Report {
             route: "file → socket, in blocks",
             block_size: Some(job.blocks.size),
             ..Report::default()
         };
+        let (policy, reporter, wait) = (
+            self.policy,
+            self.reporter,
+            self.ping_every.unwrap_or(Duration::from_secs(10)),
+        );
         let sent = std::thread::scope(|scope| {
             for _ in 0..threads {
                 let ready = ready.clone();
                 scope.spawn(|| pool.hash(ready));
             }
             drop(ready);
-            let sent = self.stream_blocks(&pool, &next, &mut report);
+            let (pool, next) = (&pool, &next);
+            let others: Vec<_> = self
+                .streams
+                .iter_mut()
+                .map(|stream| {
+                    scope.spawn(move || {
+                        signals::block_in_this_thread();
+                        let mut report = Report::default();
+                        let sock = stream.sock.try_clone()?;
+                        let sent = run(
+                            &sock,
+                            &mut |m| stream.send(m),
+                            pool,
+                            next,
+                            policy,
+                            reporter,
+                            wait,
+                            &mut report,
+                        );
+                        if sent.is_err() {
+                            pool.stop.store(true, Ordering::SeqCst);
+                        }
+                        sent.map(|()| report)
+                    })
+                })
+                .collect();
+            let (sock, outbox) = (self.sock, &mut *self.outbox);
+            let mut sent = run(
+                sock,
+                &mut |m| outbox.send(sock, m),
+                pool,
+                next,
+                policy,
+                reporter,
+                wait,
+                &mut report,
+            );
             // Whatever happened, let the pool finish: stop it and take
             // what it still hands over.
             pool.stop.store(true, Ordering::SeqCst);
-            while next.recv().is_ok() {}
+            while next.lock().unwrap_or_else(PoisonError::into_inner).recv().is_ok() {}
+            for other in others {
+                match other.join() {
+                    Ok(Ok(part)) => merge(&mut report, &part),
+                    Ok(Err(e)) if sent.is_ok() => sent = Err(e.context("on a further stream")),
+                    Ok(Err(_)) => {}
+                    Err(_) => sent = Err(anyhow::anyhow!("a stream thread panicked")),
+                }
+            }
             sent
         });
         sent?;
@@ -168,55 +219,67 @@ impl Link<'_> {
         let digest = file_digest(self.algorithm, job.size, job.blocks.size, &all);
         self.end(job.size, digest, report, None)
     }
+}
 
-    /// Sends hashed blocks on this connection until there are no more,
-    /// pinging the receiver while the hashing is behind.
-    fn stream_blocks(&mut self, pool: &Pool<'_>, next: &Receiver<(u32, Digest)>, report: &mut Report) -> Result<()> {
-        let job = pool.job;
-        let wait = self.ping_every.unwrap_or(Duration::from_secs(10));
-        loop {
-            if signals::interrupted() {
-                return Err(crate::error::interrupted_io().into());
+/// Sends hashed blocks on one connection (`frame` writes its frames)
+/// until there are no more, pinging the receiver while the hashing is
+/// behind.
+#[allow(clippy::too_many_arguments)]
+fn run(
+    sock: &TcpStream,
+    frame: &mut dyn FnMut(&Message) -> Result<()>,
+    pool: &Pool<'_>,
+    next: &Mutex<Receiver<(u32, Digest)>>,
+    policy: Policy,
+    reporter: &Reporter,
+    wait: Duration,
+    report: &mut Report,
+) -> Result<()> {
+    let job = pool.job;
+    loop {
+        if signals::interrupted() {
+            return Err(crate::error::interrupted_io().into());
+        }
+        if pool.stop.load(Ordering::SeqCst) && pool.problem.lock().unwrap_or_else(PoisonError::into_inner).is_some() {
+            return Ok(());
+        }
+        let taken = next.lock().unwrap_or_else(PoisonError::into_inner).recv_timeout(wait);
+        let (index, digest) = match taken {
+            Ok(block) => block,
+            Err(RecvTimeoutError::Timeout) => {
+                frame(&Message::Ping)?;
+                continue;
             }
-            let (index, digest) = match next.recv_timeout(wait) {
-                Ok(block) => block,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.send_frame(&Message::Ping)?;
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
-            };
-            let Some((offset, len)) = job.blocks.span(job.size, index) else {
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        let Some((offset, len)) = job.blocks.span(job.size, index) else {
+            return Ok(());
+        };
+        frame(&Message::Block(Block {
+            entry: job.number,
+            index,
+            len: u32::try_from(len)?,
+            digest,
+        }))?;
+        let mut done = 0u64;
+        let part = outbound::send_file(sock, job.file, offset, len, policy, &mut |n| {
+            done += n;
+            reporter.advance(n);
+        });
+        match part {
+            Ok(part) => merge(report, &part),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                // Pad to the end of the block, then abort the entry.
+                pad(sock, len - done).map_err(to_receiver)?;
+                pool.fail(Stopped::Shrank(offset + done));
                 return Ok(());
-            };
-            self.send_frame(&Message::Block(Block {
-                entry: job.number,
-                index,
-                len: u32::try_from(len)?,
-                digest,
-            }))?;
-            let reporter = self.reporter;
-            let mut done = 0u64;
-            let part = outbound::send_file(self.sock, job.file, offset, len, self.policy, &mut |n| {
-                done += n;
-                reporter.advance(n);
-            });
-            match part {
-                Ok(part) => merge(report, &part),
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    // Pad to the end of the block, then abort the entry.
-                    self.pad(len - done).map_err(to_receiver)?;
-                    pool.fail(Stopped::Shrank(offset + done));
-                    return Ok(());
-                }
-                Err(e) if reading_failed(&e) => {
-                    self.pad(len - done)
-                        .map_err(|_| to_receiver(io::Error::other(e.to_string())))?;
-                    pool.fail(Stopped::Unreadable(e));
-                    return Ok(());
-                }
-                Err(e) => return Err(to_receiver(e)),
             }
+            Err(e) if reading_failed(&e) => {
+                pad(sock, len - done).map_err(|_| to_receiver(io::Error::other(e.to_string())))?;
+                pool.fail(Stopped::Unreadable(e));
+                return Ok(());
+            }
+            Err(e) => return Err(to_receiver(e)),
         }
     }
 }
@@ -301,6 +364,7 @@ impl Session {
             policy,
             reporter: &self.reporter,
             ping_every: self.ping_every,
+            streams: &mut self.streams,
         };
         let job = Blocked {
             file,

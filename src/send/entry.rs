@@ -146,6 +146,8 @@ pub struct Link<'a> {
     /// How long the input may stay idle before a PING goes out (the
     /// receiver's idle timeout allows it three of them).
     pub ping_every: Option<std::time::Duration>,
+    /// Further connections of the session, which carry blocks too.
+    pub streams: &'a mut [super::streams::Stream],
 }
 
 impl Link<'_> {
@@ -287,14 +289,8 @@ impl Link<'_> {
 
     /// Writes `n` zero bytes: the rest of a raw payload whose source
     /// ended early, which the receiver discards.
-    pub(super) fn pad(&self, mut n: u64) -> std::io::Result<()> {
-        let zeros = vec![0u8; 1 << 16];
-        while n > 0 {
-            let k = n.min(zeros.len() as u64) as usize;
-            frames::write_all(self.sock.as_fd(), &zeros[..k])?;
-            n -= k as u64;
-        }
-        Ok(())
+    pub(super) fn pad(&self, n: u64) -> std::io::Result<()> {
+        pad(self.sock, n)
     }
 
     /// A file with holes: DATA frames for its data regions (each moved by
@@ -418,6 +414,18 @@ impl Link<'_> {
         }
         self.end(total, hashed.digest, report, None)
     }
+}
+
+/// Writes `n` zero bytes on `sock`: the rest of a raw payload whose
+/// source ended early, which the receiver discards.
+pub(super) fn pad(sock: &TcpStream, mut n: u64) -> std::io::Result<()> {
+    let zeros = vec![0u8; 1 << 16];
+    while n > 0 {
+        let k = n.min(zeros.len() as u64) as usize;
+        frames::write_all(sock.as_fd(), &zeros[..k])?;
+        n -= k as u64;
+    }
+    Ok(())
 }
 
 /// An error writing to the socket (frames, `send_file`, `forward`; none

@@ -187,6 +187,7 @@ fn exchange(
     let blocks = agree_blocks(offer.blocks, hello.blocks)?;
     Ok(Agreed {
         blocks,
+        session: hello.session.filter(|_| blocks.is_some_and(|b| b.streams > 1)),
         replies: Replies::spawn(reader, sock.try_clone()?)?,
         no_clobber: no_clobber || hello.no_clobber,
         encoder,
@@ -206,6 +207,8 @@ pub struct Agreed {
     /// Block mode as the receiver accepted it (None: every file goes the
     /// version 3 way, e.g. to a receiver writing to stdout).
     pub blocks: Option<Blocks>,
+    /// The token that joins further streams to this session.
+    pub session: Option<[u8; TOKEN_LEN]>,
 }
 
 /// Block mode as both ends agreed: the receiver may accept fewer streams

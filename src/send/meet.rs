@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 
 use super::handshake::{Agreed, Offer, handshake};
 use super::operands;
+use super::streams::Stream;
 use crate::cli::SendArgs;
 use crate::error;
 use crate::key;
@@ -32,23 +33,25 @@ pub struct Met {
     /// address when it connected to us.
     pub peer: String,
     pub agreed: Agreed,
+    /// Further connections of this session (-P), after the first.
+    pub streams: Vec<Stream>,
 }
 
 /// Block size this sender proposes.
 pub const BLOCK_SIZE: u32 = 8 << 20;
 
-/// What the sender asks for: block mode when resuming or retrying, on
-/// one stream.
+/// What the sender asks for: block mode when resuming, retrying or
+/// using several streams.
 pub fn offer(args: &SendArgs) -> Offer {
     let resume = args.resume || args.retries > 0;
     Offer {
         algorithm: args.common.checksum,
         no_clobber: args.no_clobber,
-        blocks: resume.then_some(Blocks {
+        blocks: (resume || args.parallel > 1).then_some(Blocks {
             size: BLOCK_SIZE,
             resume,
             retry: args.retries > 0,
-            streams: 1,
+            streams: if args.listen.is_some() { 1 } else { args.parallel },
         }),
         join: None,
     }
@@ -78,15 +81,44 @@ pub fn connect(args: &SendArgs, target: &HostPort, reporter: &Reporter) -> Resul
         )),
         _ => reporter.detail(format_args!("connected to {to}")),
     }
+    let offer = offer(args);
     let agreed = handshake(
         &sock,
-        &offer(args),
+        &offer,
         key.as_ref(),
         Approach::Connected,
         args.common.handshake_timeout(),
     )
     .with_context(sending)?;
-    Ok(Met { sock, peer, agreed })
+    let streams = match (agreed.session, agreed.blocks) {
+        (Some(token), Some(blocks)) if blocks.streams > 1 => {
+            let more = usize::from(blocks.streams - 1);
+            let join = Offer {
+                join: Some(token),
+                ..offer
+            };
+            let opened = (0..more)
+                .map(|_| Stream::open(addr, args.bind, &join, key.as_ref(), args.common.handshake_timeout()))
+                .collect::<Result<Vec<_>>>()
+                .with_context(sending)?;
+            reporter.detail(format_args!("{} streams to {to}", blocks.streams));
+            opened
+        }
+        (_, Some(b)) if args.parallel > b.streams => {
+            reporter.warn(format_args!(
+                "the receiver takes {} of the {} streams asked for (-P)",
+                b.streams, args.parallel
+            ));
+            Vec::new()
+        }
+        _ => Vec::new(),
+    };
+    Ok(Met {
+        sock,
+        peer,
+        agreed,
+        streams,
+    })
 }
 
 /// `--listen`: binds `spec`, prints where (and the one-time key, when no
@@ -105,6 +137,10 @@ pub fn listen(args: &SendArgs, spec: &ListenSpec, reporter: &Reporter) -> Result
             "zcp: warning: --no-auth: anyone who can reach this port can receive the files, and anyone on the path could alter what arrives"
         ),
     }
+    if args.parallel > 1 {
+        reporter
+            .warn("-P: a sender that listens uses one stream (further streams are opened by the end that connects)");
+    }
     let timeout = args.common.handshake_timeout();
     serve::first(&listener, "a receiver", |sock, peer| {
         signals::wake_on_interrupt(sock.as_fd());
@@ -113,7 +149,12 @@ pub fn listen(args: &SendArgs, spec: &ListenSpec, reporter: &Reporter) -> Result
         match agreed {
             Ok(agreed) => {
                 reporter.detail(format_args!("connection from {peer}"));
-                Ending::Served(Ok(Met { sock, peer, agreed }))
+                Ending::Served(Ok(Met {
+                    sock,
+                    peer,
+                    agreed,
+                    streams: Vec::new(),
+                }))
             }
             // The interruption shut the socket down: that is the reason.
             Err(_) if signals::interrupted() => Ending::Turned(error::interrupted_io().into()),

@@ -14,6 +14,7 @@ mod operands;
 mod pace;
 mod replies;
 mod source;
+mod streams;
 mod walk;
 
 use std::collections::VecDeque;
@@ -84,6 +85,8 @@ struct Session {
     blocks: Option<crate::protocol::Blocks>,
     /// BLOCKED entries sent so far.
     blocked: u32,
+    /// Further connections of the session (-P).
+    streams: Vec<streams::Stream>,
 }
 
 pub fn run(args: SendArgs) -> Result<Code> {
@@ -91,7 +94,12 @@ pub fn run(args: SendArgs) -> Result<Code> {
     let policy = Policy::new(!args.common.no_zerocopy);
     let algorithm = args.common.checksum;
     let operands = operands::classify(&args)?;
-    let Met { sock, peer, agreed } = match (&args.listen, &args.target) {
+    let Met {
+        sock,
+        peer,
+        agreed,
+        streams,
+    } = match (&args.listen, &args.target) {
         (Some(spec), _) => meet::listen(&args, spec, &reporter)?,
         (None, Some(target)) => meet::connect(&args, target, &reporter)?,
         (None, None) => return Err(error::usage("no HOST:PORT to send to, and no --listen")),
@@ -122,6 +130,7 @@ pub fn run(args: SendArgs) -> Result<Code> {
         limit,
         blocks: agreed.blocks,
         blocked: 0,
+        streams,
     };
     let started = Instant::now();
     let mut outbox = Outbox::new(agreed.encoder);
@@ -195,6 +204,11 @@ impl Session {
                 self.reply(reply)?;
             }
         }
+        for stream in &mut self.streams {
+            stream
+                .finish()
+                .with_context(|| format!("ending a further stream to {}", self.peer))?;
+        }
         outbox.push_done();
         outbox.flush(sock).with_context(|| self.sending())
     }
@@ -247,6 +261,7 @@ impl Session {
             policy,
             reporter: &self.reporter,
             ping_every: self.ping_every,
+            streams: &mut [],
         };
         let sent = link
             .send(item)

@@ -12,6 +12,7 @@ mod hostile;
 mod killed;
 mod limits;
 mod pace;
+mod parallel;
 mod peer;
 mod resume;
 mod reverse;
