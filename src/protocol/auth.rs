@@ -197,7 +197,7 @@ impl Opener {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::protocol::{FrameHeader, Message};
+    use crate::protocol::{Aborted, FrameHeader, Message};
 
     fn agreement(key: &[u8]) -> Agreement {
         let mut t = Transcript::new(b"\x89ZCP\0\x03\0\x03", b"\x89ZCP\0\x03\0\x03");
@@ -249,12 +249,15 @@ mod tests {
         let a = agreement(b"k");
         let (mut seal, _) = a.channel(Role::Sender);
         let (_, mut opener) = a.channel(Role::Receiver);
-        let first = sealed(&mut seal, &Message::Abort("one".into()));
+        let first = sealed(&mut seal, &Message::Abort(Aborted::new("one", false)));
         let second = sealed(&mut seal, &Message::Done);
         // Dropping the first frame breaks the second.
         let (_, mut skipped) = a.channel(Role::Receiver);
         assert!(open(&mut skipped, &second).is_err());
-        assert_eq!(open(&mut opener, &first).unwrap(), Message::Abort("one".into()));
+        assert_eq!(
+            open(&mut opener, &first).unwrap(),
+            Message::Abort(Aborted::new("one", false))
+        );
         // Replaying the first breaks it.
         assert!(open(&mut opener, &first).is_err());
     }
@@ -263,7 +266,7 @@ mod tests {
     fn a_flipped_bit_or_the_wrong_direction_fails() {
         let a = agreement(b"k");
         let (mut seal, mut own_opener) = a.channel(Role::Sender);
-        let frame = sealed(&mut seal, &Message::Abort("hello".into()));
+        let frame = sealed(&mut seal, &Message::Abort(Aborted::new("hello", true)));
         for i in FRAME_HEADER_LEN..frame.len() {
             let mut bad = frame.clone();
             bad[i] ^= 1;

@@ -14,6 +14,10 @@ pub const MIN_BLOCK_SIZE: u32 = 1 << 20;
 pub const MAX_BLOCK_SIZE: u32 = 64 << 20;
 /// Most connections one session may use (the first one included).
 pub const MAX_STREAMS: u8 = 16;
+/// Most blocks one file may have in block mode (8 TiB in 8 MiB blocks):
+/// bounds what a receiver keeps per block. Larger files go the version 3
+/// way.
+pub const MAX_BLOCKS: u64 = 1 << 20;
 /// Length of the token that joins a connection to a session.
 pub const TOKEN_LEN: usize = 16;
 /// Length of the sender's opaque identity of a source file.

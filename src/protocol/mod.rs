@@ -277,6 +277,27 @@ pub struct Trailer {
     pub digest: Digest,
 }
 
+/// The ABORT reason byte: the source changed while it was sent.
+const ABORT_CHANGED: u8 = 1;
+
+/// Why the sender gave up on an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aborted {
+    pub text: String,
+    /// The source changed while it was sent: nothing received of it can
+    /// be used again (a kept partial is discarded).
+    pub changed: bool,
+}
+
+impl Aborted {
+    pub fn new(text: impl Into<String>, changed: bool) -> Aborted {
+        Aborted {
+            text: text.into(),
+            changed,
+        }
+    }
+}
+
 /// The receiver's decision on one entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerdictStatus {
@@ -317,7 +338,7 @@ pub enum Message {
     /// A run of this many zero bytes in a sparse file, not sent.
     Hole(u64),
     Trailer(Trailer),
-    Abort(String),
+    Abort(Aborted),
     Verdict(Verdict),
     Done,
     Error(WireError),
@@ -366,7 +387,12 @@ impl Message {
                 out.extend_from_slice(&t.bytes.to_be_bytes());
                 put_digest(&t.digest, out);
             }
-            Message::Abort(msg) => put_text(msg, out),
+            Message::Abort(a) => {
+                put_text(&a.text, out);
+                if a.changed {
+                    out.push(ABORT_CHANGED);
+                }
+            }
             Message::Verdict(v) => {
                 out.push(v.status as u8);
                 put_digest(&v.digest, out);
@@ -413,8 +439,15 @@ impl Message {
             }
             FrameType::Abort => {
                 let text = take_text(&mut r)?;
+                let changed = match r.is_empty() {
+                    true => false,
+                    false => match r.u8("abort reason")? {
+                        ABORT_CHANGED => true,
+                        other => return bad(format!("unknown ABORT reason {other}")),
+                    },
+                };
                 r.finish("ABORT")?;
-                Message::Abort(text)
+                Message::Abort(Aborted { text, changed })
             }
             FrameType::Verdict => {
                 let status = match r.u8("verdict status")? {

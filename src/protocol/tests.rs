@@ -192,7 +192,8 @@ fn every_message_roundtrips() {
         bytes: 7,
         digest: Digest::Sha256([9; 32]),
     }));
-    roundtrip(Message::Abort("source changed".into()));
+    roundtrip(Message::Abort(Aborted::new("source changed", false)));
+    roundtrip(Message::Abort(Aborted::new("source changed", true)));
     roundtrip(Message::Verdict(Verdict {
         status: VerdictStatus::Mismatch,
         digest: Digest::None,
@@ -481,7 +482,7 @@ fn decoded_texts_fit_their_wire_limits() {
         len: body.len() as u32,
     };
     let m = Message::decode(header, &body).unwrap();
-    assert!(matches!(&m, Message::Abort(t) if t.len() <= MAX_MESSAGE_LEN && t.starts_with('\u{fffd}')));
+    assert!(matches!(&m, Message::Abort(a) if a.text.len() <= MAX_MESSAGE_LEN && a.text.starts_with('\u{fffd}')));
     roundtrip(m);
 
     let mut body = Vec::new();

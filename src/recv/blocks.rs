@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::partial::{Identity, Partial};
-use super::payload::PayloadEnd;
 use super::streams::Current;
 use super::{Outcome, Session, sender_error};
 use crate::blockhash::{self, file_digest};
@@ -28,8 +27,14 @@ use crate::engine::Report;
 use crate::engine::inbound::{Lander, Target};
 use crate::frames::FrameReader;
 use crate::progress::Reporter;
-use crate::protocol::{Block, Blocks, Entry, Message, Payload, Plan, VerdictStatus};
+use crate::protocol::{Aborted, Block, Blocks, Entry, Message, Payload, Plan, Trailer, VerdictStatus};
 use crate::sys::{self, IoBuf, signals};
+
+/// How the sender ended a BLOCKED entry.
+enum Ended {
+    Trailer(Trailer),
+    Aborted(Aborted),
+}
 
 /// One block to hash once it has landed.
 struct Job {
@@ -137,7 +142,8 @@ impl Landing {
         };
         if let Err(e) = landed {
             // Claimed but never landed: not waited for.
-            self.hashed(&job, Err(std::io::Error::other("not landed")));
+            let _ = job;
+            self.forget();
             return Err(anyhow::Error::new(e).context(format!("landing block {}", block.index)));
         }
         self.merge(&report);
@@ -165,26 +171,35 @@ impl Landing {
     }
 
     fn hashed(&self, job: &Job, result: std::io::Result<Digest>) {
-        let mut s = self.lock();
-        s.hashing -= 1;
-        match result {
+        let verified = match result {
             Ok(d) if d == job.expected => {
-                if let Err(e) = self.partial.verified(job.index, d.clone()) {
-                    s.failed
-                        .get_or_insert_with(|| format!("recording verified blocks: {e}"));
-                }
-                s.digests[job.index as usize] = Some(d);
+                self.lock().digests[job.index as usize] = Some(d.clone());
+                // Recording may fdatasync: not under the lock the landing
+                // streams take.
+                self.partial
+                    .verified(job.index, d)
+                    .err()
+                    .map(|e| format!("recording verified blocks: {e}"))
             }
             Ok(d) => {
-                if s.differs.is_none() {
-                    s.differs = Some((job.index, d, job.expected.clone()));
-                }
+                self.lock().differs.get_or_insert((job.index, d, job.expected.clone()));
+                None
             }
-            Err(e) => {
-                s.failed
-                    .get_or_insert_with(|| format!("hashing block {}: {e}", job.index));
-            }
+            Err(e) => Some(format!("hashing block {}: {e}", job.index)),
+        };
+        let mut s = self.lock();
+        s.hashing -= 1;
+        if let Some(why) = verified {
+            s.failed.get_or_insert(why);
         }
+        drop(s);
+        self.changed.notify_all();
+    }
+
+    /// A claimed block that will not be hashed (it failed to land, or its
+    /// entry ended first): no longer waited for.
+    fn forget(&self) {
+        self.lock().hashing -= 1;
         self.changed.notify_all();
     }
 
@@ -205,6 +220,11 @@ impl Landing {
             }
         }
         Ok(())
+    }
+
+    /// The first block that has not arrived.
+    fn first_missing(&self) -> Option<u32> {
+        self.lock().seen.iter().position(|seen| !seen).map(|i| i as u32)
     }
 
     /// Bytes of the blocks still missing.
@@ -293,10 +313,15 @@ impl Session {
         let kept = size - landing.missing_bytes();
         if kept > 0 {
             self.reporter.note(format!(
-                "resuming {}: {} of {} already here and verified",
+                "resuming {}: {} of {} already here{}",
                 entry.path,
                 display::bytes(kept),
-                display::bytes(size)
+                display::bytes(size),
+                if self.algorithm == Algorithm::None {
+                    " (unverified: --checksum none)"
+                } else {
+                    " and verified"
+                }
             ));
             self.reporter.advance(kept);
         }
@@ -373,7 +398,7 @@ impl Session {
     /// through the streams, on the others) until the sender ends the entry
     /// and, after a TRAILER, every block has arrived and been hashed. A
     /// pool of threads hashes them meanwhile.
-    fn land_blocks(&mut self, landing: &Arc<Landing>) -> Result<PayloadEnd> {
+    fn land_blocks(&mut self, landing: &Arc<Landing>) -> Result<Ended> {
         let (jobs, rx) = mpsc::channel::<Job>();
         *landing.jobs.lock().unwrap_or_else(PoisonError::into_inner) = Some(jobs);
         let rx = Mutex::new(rx);
@@ -386,9 +411,9 @@ impl Session {
                 scope.spawn(|| hash_worker(landing, &rx));
             }
             let end = match self.read_blocks(landing) {
-                Ok(PayloadEnd::Trailer(t)) => self
+                Ok(Ended::Trailer(t)) => self
                     .wait_for_blocks(landing, current.as_deref())
-                    .map(|()| PayloadEnd::Trailer(t)),
+                    .map(|()| Ended::Trailer(t)),
                 other => other,
             };
             // No more blocks of this entry land; the pool ends once it has
@@ -407,14 +432,14 @@ impl Session {
         }
     }
 
-    fn read_blocks(&mut self, landing: &Landing) -> Result<PayloadEnd> {
+    fn read_blocks(&mut self, landing: &Landing) -> Result<Ended> {
         self.flush()?;
         loop {
             let block = match self.reader.expect_exact()? {
                 Message::Block(b) => b,
                 Message::Ping => continue,
-                Message::Trailer(t) => return Ok(PayloadEnd::Trailer(t)),
-                Message::Abort(m) => return Ok(PayloadEnd::Aborted(m)),
+                Message::Trailer(t) => return Ok(Ended::Trailer(t)),
+                Message::Abort(a) => return Ok(Ended::Aborted(a)),
                 Message::Error(e) => return Err(sender_error(&e)),
                 other => bail!("protocol error: unexpected {:?} among blocks", other.frame_type()),
             };
@@ -423,17 +448,39 @@ impl Session {
     }
 
     /// After the TRAILER: waits for the blocks still on their way on other
-    /// streams, and for their hashes.
+    /// streams, and for their hashes. With no other stream every block
+    /// must be here already; with others, one must arrive at least once
+    /// per idle timeout.
     fn wait_for_blocks(&self, landing: &Landing, current: Option<&Current>) -> Result<()> {
+        let missing = |l: &Landing| l.lock().missing;
+        if current.is_none()
+            && let Some(index) = landing.first_missing()
+        {
+            bail!(
+                "protocol error: the sender ended the file before sending block {index} ({} blocks missing)",
+                missing(landing)
+            );
+        }
+        let (mut last, mut since) = (missing(landing), Instant::now());
         self.local.during(|| {
             landing.wait_for_all(|| {
                 if signals::interrupted() {
                     return Err(crate::error::interrupted_io().into());
                 }
-                match current.and_then(Current::failure) {
-                    Some(why) => bail!("{why}"),
-                    None => Ok(()),
+                if let Some(why) = current.and_then(Current::failure) {
+                    bail!("{why}");
                 }
+                let now = missing(landing);
+                if now != last {
+                    (last, since) = (now, Instant::now());
+                } else if now > 0 && since.elapsed() >= self.idle_timeout {
+                    bail!(
+                        "block {} never arrived: no block came on any stream for {} s (--idle-timeout)",
+                        landing.first_missing().unwrap_or(0),
+                        self.idle_timeout.as_secs()
+                    );
+                }
+                Ok(())
             })
         })
     }
@@ -444,7 +491,7 @@ impl Session {
         &mut self,
         entry: &Entry,
         landing: &Landing,
-        end: PayloadEnd,
+        end: Ended,
         kept: u64,
         dir: &Arc<File>,
         name: &[u8],
@@ -452,10 +499,18 @@ impl Session {
         started: Instant,
     ) -> Result<Outcome> {
         let trailer = match end {
-            PayloadEnd::Aborted(why) => {
-                let why = display::peer_text(&why);
+            Ended::Aborted(a) => {
+                let why = display::peer_text(&a.text);
+                // A changed source makes the partial useless; after a read
+                // error it holds verified blocks of the same file.
+                let kept = if a.changed || !landing.blocks.resume {
+                    landing.partial.discard();
+                    ""
+                } else {
+                    "; its verified blocks are kept for a resume"
+                };
                 self.reporter.error(format!(
-                    "receiving {} from {}: the sender aborted it: {why}; nothing was committed",
+                    "receiving {} from {}: the sender aborted it: {why}; nothing was committed{kept}",
                     entry.path, self.peer
                 ));
                 self.verdict(
@@ -463,10 +518,9 @@ impl Session {
                     Digest::None,
                     format!("aborted by the sender: {why}"),
                 );
-                landing.partial.discard();
                 return Ok(Outcome::Failed);
             }
-            PayloadEnd::Trailer(t) => t,
+            Ended::Trailer(t) => t,
         };
         if trailer.bytes != landing.size {
             bail!(

@@ -60,9 +60,15 @@ impl Session {
     /// are fatal to the connection.
     pub fn receive(&mut self, entry: Entry) -> Result<Option<Outcome>> {
         let started = Instant::now();
-        if let Payload::Blocks { .. } = entry.payload {
-            if self.blocks.is_none() {
+        if let Payload::Blocks { size, .. } = entry.payload {
+            let Some(blocks) = self.blocks else {
                 bail!("protocol error: a BLOCKED entry, but block mode was not agreed");
+            };
+            if blocks.count(size) > crate::protocol::blocks::MAX_BLOCKS {
+                bail!(
+                    "protocol error: a BLOCKED entry of {size} bytes has more than {} blocks",
+                    crate::protocol::blocks::MAX_BLOCKS
+                );
             }
             // Numbered whether or not it is stored: BLOCK frames say which.
             self.blocked += 1;

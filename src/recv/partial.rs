@@ -2,8 +2,12 @@
 //! name (`.NAME.zcp-partial`, mode 0600) until it is verified and
 //! committed. Past the file's last byte the partial holds a record: a
 //! header naming the file (size, block size, the sender's source
-//! identity, the checksum) and one entry per verified block (index and
-//! digest), appended as blocks verify.
+//! identity, the checksum), one entry per verified block (index, digest
+//! and a check of both), and a footer that points back to the header, so
+//! a partial made for another version of the file is known as zcp's. A
+//! file under that name that is not zcp's partial is never touched.
+//! Each partial is held with an exclusive flock while a session writes
+//! it, so two sessions never land blocks in the same one.
 //!
 //! With resume on, a session that breaks leaves the partial in place, and
 //! a later session for the same source picks up its record: the blocks in
@@ -23,7 +27,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use anyhow::{Context, Result, bail};
+
 use crate::checksum::{Algorithm, Digest};
+use crate::display;
 use crate::protocol::Blocks;
 use crate::protocol::blocks::SOURCE_ID_LEN;
 use crate::sys;
@@ -32,6 +39,11 @@ use crate::sys;
 const MAGIC: &[u8; 8] = b"zcpPART1";
 /// magic, size, block size, source identity, algorithm, 3 zero bytes.
 const HEADER_LEN: u64 = 8 + 8 + 4 + SOURCE_ID_LEN as u64 + 1 + 3;
+/// Ends the record: the header's offset, then this.
+const FOOTER_MAGIC: &[u8; 8] = b"zcpPEND1";
+const FOOTER_LEN: u64 = 16;
+/// Bytes of the check that ends each record entry.
+const CHECK_LEN: usize = 4;
 /// Verified blocks are recorded together, after one fdatasync of their
 /// data, once this many are waiting or the last batch is this old.
 const SYNC_EVERY: usize = 8;
@@ -74,7 +86,7 @@ impl Identity {
     }
 
     fn entry_len(&self) -> u64 {
-        4 + self.algorithm.digest_len() as u64
+        (4 + self.algorithm.digest_len() + CHECK_LEN) as u64
     }
 
     fn blocks(&self) -> u64 {
@@ -89,67 +101,111 @@ impl Identity {
 }
 
 /// Verified blocks not yet in the record, and where the next entry goes.
-struct Record {
+struct Pending {
     end: u64,
     unsynced: Vec<(u32, Digest)>,
     synced_at: Instant,
+}
+
+/// What an existing file under the partial's name holds.
+enum Record {
+    /// A partial of this very file: these blocks are verified.
+    Same(BTreeMap<u32, Digest>),
+    /// A partial zcp made for another version of the file.
+    Other,
+    /// Not a partial of zcp's.
+    None,
 }
 
 /// An open partial file.
 pub struct Partial {
     dir: Arc<File>,
     name: OsString,
-    file: File,
+    file: sys::Locked,
     id: Identity,
     /// Keep the partial and its record when dropped (resume).
     keep: bool,
-    record: Mutex<Record>,
-    /// Renamed into place or removed.
+    record: Mutex<Pending>,
+    /// Renamed into place or removed (or never ours to remove).
     gone: AtomicBool,
 }
 
 impl Partial {
     /// Opens the partial for `final_name` in `dir`, returning the blocks
-    /// its record holds verified (by index). A partial made for another
-    /// file, or without a readable record, is started afresh; so is
-    /// anything that is not a plain file of ours.
+    /// its record holds verified (by index). A partial zcp made for
+    /// another version of the file is started afresh; a file under that
+    /// name that is not a zcp partial is left alone (an error); a symbolic
+    /// link, fifo or device there is replaced by a file of our own.
     pub fn open(
         dir: &Arc<File>,
         final_name: &[u8],
         id: Identity,
         keep: bool,
-    ) -> io::Result<(Partial, BTreeMap<u32, Digest>)> {
+    ) -> Result<(Partial, BTreeMap<u32, Digest>)> {
         let name = partial_name(final_name);
-        let file = match sys::open_or_create_at(dir, &name, 0o600) {
-            Ok(f) if plain(&f)? => f,
-            // A directory, fifo, device or extra hard link under our name:
-            // never written into; replaced by a fresh file of our own.
-            Ok(_) | Err(_) => {
-                let _ = sys::unlink_at(dir, &name);
-                sys::create_exclusive_at(dir, &name, 0o600)?
+        let shown = display::escape_bytes(name.as_bytes());
+        for _ in 0..4 {
+            let (file, created) = match sys::create_exclusive_at(dir, &name, 0o600) {
+                Ok(f) => (f, true),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match sys::open_or_create_at(dir, &name, 0o600) {
+                    Ok(f) if plain(&f)? => (f, false),
+                    // A link (ELOOP), fifo or device under our name.
+                    _ => {
+                        sys::unlink_at(dir, &name).with_context(|| format!("{shown} is in the way"))?;
+                        continue;
+                    }
+                },
+                Err(e) => return Err(e).with_context(|| format!("creating {shown}")),
+            };
+            let Some(file) = sys::try_lock(file).with_context(|| format!("locking {shown}"))? else {
+                bail!("another transfer is receiving this file right now ({shown} is in use)");
+            };
+            // The name may have moved on (committed by the session that
+            // held it) between opening and locking: then open it again.
+            if !same_file(dir, &name, &file)? {
+                continue;
             }
-        };
-        let mut partial = Partial {
-            dir: Arc::clone(dir),
-            name,
-            file,
-            id,
-            keep,
-            record: Mutex::new(Record {
-                end: id.size + HEADER_LEN,
-                unsynced: Vec::new(),
-                synced_at: Instant::now(),
-            }),
-            gone: AtomicBool::new(false),
-        };
-        let held = match partial.read_record()? {
-            Some(held) => held,
-            None => {
-                partial.start_afresh()?;
-                BTreeMap::new()
-            }
-        };
-        Ok((partial, held))
+            let mut partial = Partial {
+                dir: Arc::clone(dir),
+                name: name.clone(),
+                file,
+                id,
+                keep,
+                record: Mutex::new(Pending {
+                    end: id.size + HEADER_LEN,
+                    unsynced: Vec::new(),
+                    synced_at: Instant::now(),
+                }),
+                gone: AtomicBool::new(!created),
+            };
+            let held = if created {
+                None
+            } else {
+                match partial.read_record()? {
+                    Record::Same(held) => Some(held),
+                    Record::Other => None,
+                    Record::None => {
+                        partial.gone.store(true, Ordering::SeqCst);
+                        bail!("{shown} exists and is not a partial file of zcp's: remove or rename it, and send again");
+                    }
+                }
+            };
+            // From here the file is ours to keep or remove.
+            partial.gone.store(false, Ordering::SeqCst);
+            let held = match held {
+                Some(held) => held,
+                None => {
+                    if let Err(e) = partial.start_afresh() {
+                        // Nothing in it is worth keeping.
+                        partial.keep = false;
+                        return Err(e).with_context(|| format!("preparing {shown}"));
+                    }
+                    BTreeMap::new()
+                }
+            };
+            return Ok((partial, held));
+        }
+        bail!("{shown} keeps changing under this receiver")
     }
 
     /// The file the blocks land in.
@@ -157,37 +213,65 @@ impl Partial {
         &self.file
     }
 
-    /// The verified blocks of a record made for this very file, or None.
-    fn read_record(&mut self) -> io::Result<Option<BTreeMap<u32, Digest>>> {
+    /// What the record says about this partial.
+    fn read_record(&mut self) -> io::Result<Record> {
         let len = self.file.metadata()?.len();
         let start = self.id.size;
-        if len < start + HEADER_LEN {
-            return Ok(None);
-        }
         let mut header = vec![0u8; HEADER_LEN as usize];
-        self.file.read_exact_at(&mut header, start)?;
-        if header != self.id.header() {
-            return Ok(None);
+        if len >= start + HEADER_LEN {
+            self.file.read_exact_at(&mut header, start)?;
+        }
+        if len < start + HEADER_LEN || header != self.id.header() {
+            return Ok(if self.footer_points_to_a_header(len)? {
+                Record::Other
+            } else {
+                Record::None
+            });
         }
         let entry = self.id.entry_len();
-        let whole = (len - start - HEADER_LEN) / entry;
-        // No more entries than blocks can be legitimate: bound the read.
-        let whole = whole.min(self.id.blocks() * 2);
+        // No more entries than twice the blocks can be legitimate: bound
+        // the read.
+        let whole = ((len - start - HEADER_LEN) / entry).min(self.id.blocks() * 2);
         let mut entries = vec![0u8; (whole * entry) as usize];
         self.file.read_exact_at(&mut entries, start + HEADER_LEN)?;
         let mut held = BTreeMap::new();
+        let mut valid = 0;
         for e in entries.chunks_exact(entry as usize) {
-            let index = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
-            let Some(digest) = Digest::from_parts(self.id.algorithm, &e[4..]) else {
-                return Ok(None);
+            // The first entry that fails its check (the footer, a torn
+            // write) ends the record.
+            let (body, check) = e.split_at(e.len() - CHECK_LEN);
+            if entry_check(body) != check {
+                break;
+            }
+            let index = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+            let Some(digest) = Digest::from_parts(self.id.algorithm, &body[4..]) else {
+                break;
             };
             if u64::from(index) < self.id.blocks() {
                 held.insert(index, digest);
             }
+            valid += 1;
         }
-        // A torn last entry is overwritten by the next one.
-        self.lock().end = start + HEADER_LEN + whole * entry;
-        Ok(Some(held))
+        self.lock().end = start + HEADER_LEN + valid * entry;
+        Ok(Record::Same(held))
+    }
+
+    /// Whether the footer at the end of the file points to a zcp record
+    /// header: a partial made for another version of the file.
+    fn footer_points_to_a_header(&self, len: u64) -> io::Result<bool> {
+        if len < HEADER_LEN + FOOTER_LEN {
+            return Ok(false);
+        }
+        let mut footer = [0u8; FOOTER_LEN as usize];
+        self.file.read_exact_at(&mut footer, len - FOOTER_LEN)?;
+        let (at, magic) = footer.split_at(8);
+        let at = u64::from_be_bytes(at.try_into().unwrap_or_default());
+        if magic != FOOTER_MAGIC || at.checked_add(HEADER_LEN + FOOTER_LEN).is_none_or(|end| end > len) {
+            return Ok(false);
+        }
+        let mut magic = [0u8; 8];
+        self.file.read_exact_at(&mut magic, at)?;
+        Ok(&magic == MAGIC)
     }
 
     /// Empties the partial, reserves the file's size and writes a fresh
@@ -201,14 +285,23 @@ impl Partial {
         }
         self.file.set_len(self.id.size)?;
         if self.keep {
-            self.file.write_all_at(&self.id.header(), self.id.size)?;
+            let mut record = self.id.header();
+            record.extend_from_slice(&self.footer());
+            self.file.write_all_at(&record, self.id.size)?;
         }
         self.lock().end = self.id.size + HEADER_LEN;
         Ok(())
     }
 
-    fn lock(&self) -> MutexGuard<'_, Record> {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
         self.record.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn footer(&self) -> [u8; FOOTER_LEN as usize] {
+        let mut f = [0u8; FOOTER_LEN as usize];
+        f[..8].copy_from_slice(&self.id.size.to_be_bytes());
+        f[8..].copy_from_slice(FOOTER_MAGIC);
+        f
     }
 
     /// Notes block `index` as verified with `digest`; with resume on, it
@@ -233,13 +326,18 @@ impl Partial {
             return Ok(());
         }
         self.file.sync_data()?;
-        let mut out = Vec::with_capacity(r.unsynced.len() * self.id.entry_len() as usize);
+        let mut out = Vec::with_capacity(r.unsynced.len() * self.id.entry_len() as usize + FOOTER_LEN as usize);
         for (index, digest) in &r.unsynced {
+            let start = out.len();
             out.extend_from_slice(&index.to_be_bytes());
             out.extend_from_slice(digest.as_bytes());
+            let check = entry_check(&out[start..]);
+            out.extend_from_slice(&check);
         }
+        let entries = out.len() as u64;
+        out.extend_from_slice(&self.footer());
         self.file.write_all_at(&out, r.end)?;
-        r.end += out.len() as u64;
+        r.end += entries;
         r.unsynced.clear();
         r.synced_at = Instant::now();
         Ok(())
@@ -256,7 +354,7 @@ impl Partial {
     /// from here the caller owns the name.
     pub fn complete(&self) -> io::Result<(File, OsString)> {
         self.file.set_len(self.id.size)?;
-        let file = self.file.try_clone()?;
+        let file = File::try_clone(&self.file)?;
         self.gone.store(true, Ordering::SeqCst);
         Ok((file, self.name.clone()))
     }
@@ -274,6 +372,22 @@ impl Drop for Partial {
             let _ = sys::unlink_at(&self.dir, &self.name);
         }
     }
+}
+
+/// The check that ends a record entry: the first bytes of the SHA-256 of
+/// its index and digest, so a torn write or stray bytes never read as a
+/// verified block.
+fn entry_check(body: &[u8]) -> [u8; CHECK_LEN] {
+    let d = crate::checksum::digest_of(Algorithm::Sha256, body);
+    let mut c = [0u8; CHECK_LEN];
+    c.copy_from_slice(&d.as_bytes()[..CHECK_LEN]);
+    c
+}
+
+/// Whether `name` in `dir` is still the file open as `file`.
+fn same_file(dir: &File, name: &OsString, file: &File) -> io::Result<bool> {
+    let meta = file.metadata()?;
+    Ok(sys::lstat_at(dir, name.as_bytes()).is_ok_and(|st| st.st_dev == meta.dev() && st.st_ino == meta.ino()))
 }
 
 /// A regular file with one name: the only thing a partial may be.
@@ -357,6 +471,33 @@ mod tests {
         let (file, name) = p.complete().unwrap();
         assert_eq!(file.metadata().unwrap().len(), 5 << 20);
         assert_eq!(name, OsString::from(".f.zcp-partial"));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_partial_is_never_touched() {
+        let (tmp, dir) = dir();
+        let path = tmp.path().join(".f.zcp-partial");
+        std::fs::write(&path, b"notes").unwrap();
+        let err = Partial::open(&dir, b"f", id(1), true).unwrap_err();
+        assert!(format!("{err:#}").contains("not a partial file of zcp's"), "{err:#}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"notes");
+    }
+
+    #[test]
+    fn a_partial_in_use_is_refused_and_one_of_another_version_starts_afresh() {
+        let (tmp, dir) = dir();
+        let (held, _) = Partial::open(&dir, b"f", id(1), true).unwrap();
+        let err = Partial::open(&dir, b"f", id(1), true).unwrap_err();
+        assert!(format!("{err:#}").contains("another transfer"), "{err:#}");
+        held.verified(2, digest_of(Algorithm::Sha256, b"x")).unwrap();
+        drop(held);
+        // Another size: the record is elsewhere, the footer finds it.
+        let other = Identity { size: 3 << 20, ..id(2) };
+        let (p, held) = Partial::open(&dir, b"f", other, true).unwrap();
+        assert!(held.is_empty());
+        drop(p);
+        let len = std::fs::metadata(tmp.path().join(".f.zcp-partial")).unwrap().len();
+        assert_eq!(len, (3 << 20) + HEADER_LEN + FOOTER_LEN);
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub fn read_end(reader: &mut FrameReader) -> Result<PayloadEnd> {
             // The sender's hash is still catching up with what it sent.
             Message::Ping => continue,
             Message::Trailer(t) => Ok(PayloadEnd::Trailer(t)),
-            Message::Abort(m) => Ok(PayloadEnd::Aborted(m)),
+            Message::Abort(a) => Ok(PayloadEnd::Aborted(a.text)),
             Message::Error(e) => Err(super::sender_error(&e)),
             other => bail!("protocol error: expected TRAILER, got {:?}", other.frame_type()),
         };
@@ -74,7 +74,7 @@ fn read_payload(
                 bail!("protocol error: the sparse payload ended after {at} of its {limit} bytes");
             }
             Message::Trailer(t) => return Ok(PayloadEnd::Trailer(t)),
-            Message::Abort(m) => return Ok(PayloadEnd::Aborted(m)),
+            Message::Abort(a) => return Ok(PayloadEnd::Aborted(a.text)),
             Message::Error(e) => return Err(super::sender_error(&e)),
             other => bail!("protocol error: unexpected {:?} inside a stream", other.frame_type()),
         };

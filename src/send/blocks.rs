@@ -32,6 +32,7 @@ use crate::checksum::{Algorithm, Digest};
 use crate::display;
 use crate::engine::{Policy, Report, outbound};
 use crate::progress::Reporter;
+use crate::protocol::blocks::MAX_BLOCKS;
 use crate::protocol::{Block, Blocks, Message, Payload, Verdict, VerdictStatus};
 use crate::sys::{IoBuf, signals};
 
@@ -98,6 +99,11 @@ impl Pool<'_> {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return self.fail(Stopped::Shrank(offset)),
+                // Ctrl-C: the session ends, it is not the file's fault.
+                Err(_) if signals::interrupted() => {
+                    self.stop.store(true, Ordering::SeqCst);
+                    return;
+                }
                 Err(e) => return self.fail(Stopped::Unreadable(e)),
             }
         }
@@ -199,6 +205,9 @@ impl Link<'_> {
             sent
         });
         sent?;
+        if signals::interrupted() {
+            return Err(crate::error::interrupted_io().into());
+        }
         let (digests, problem) = (
             pool.digests.into_inner().unwrap_or_else(PoisonError::into_inner),
             pool.problem.into_inner().unwrap_or_else(PoisonError::into_inner),
@@ -298,7 +307,7 @@ impl Session {
     fn blocks_for(&self, item: &Item) -> Option<Blocks> {
         let blocks = self.blocks?;
         match &item.body {
-            Body::File(_, len, _) if *len > u64::from(blocks.size) => Some(blocks),
+            Body::File(_, len, _) if *len > u64::from(blocks.size) && blocks.count(*len) <= MAX_BLOCKS => Some(blocks),
             _ => None,
         }
     }
@@ -351,9 +360,14 @@ impl Session {
             .sum();
         if kept > 0 {
             self.reporter.note(format!(
-                "resuming {path}: the receiver holds {} of {}, verified; sending the rest",
+                "resuming {path}: the receiver holds {} of {}{}; sending the rest",
                 display::bytes(kept),
-                display::bytes(*size)
+                display::bytes(*size),
+                if self.algorithm == Algorithm::None {
+                    ""
+                } else {
+                    ", verified"
+                }
             ));
             self.reporter.advance(kept);
         }

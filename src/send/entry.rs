@@ -27,7 +27,7 @@ use crate::checksum::{Algorithm, Digest, FileHasher, Hashed, PipeHasher};
 use crate::engine::{Policy, Report, outbound};
 use crate::frames::{self, Encoder};
 use crate::progress::Reporter;
-use crate::protocol::{Entry, EntryKind, MAX_DATA_LEN, Message, Payload, RelPath, Trailer, WireError};
+use crate::protocol::{Aborted, Entry, EntryKind, MAX_DATA_LEN, Message, Payload, RelPath, Trailer, WireError};
 use crate::sys;
 
 /// Batched bytes are written once they reach this size.
@@ -68,7 +68,7 @@ impl Outbox {
             mtime: None,
             linked: false,
         }));
-        self.push(&Message::Abort(why.to_string()));
+        self.push(&Message::Abort(why.wire()));
     }
 
     /// Queues DONE: no more entries.
@@ -102,6 +102,13 @@ impl std::fmt::Display for Abort {
             Abort::Changed(changed) => changed.fmt(f),
             Abort::Failed(why) => f.write_str(why),
         }
+    }
+}
+
+impl Abort {
+    /// The ABORT frame that tells the receiver.
+    pub fn wire(&self) -> Aborted {
+        Aborted::new(self.to_string(), matches!(self, Abort::Changed(_)))
     }
 }
 
@@ -222,7 +229,7 @@ impl Link<'_> {
     /// under us), else the TRAILER with our count and digest.
     pub(super) fn end(&mut self, sent: u64, digest: Digest, report: Report, aborted: Option<Abort>) -> Result<Sent> {
         match &aborted {
-            Some(why) => self.send_frame(&Message::Abort(why.to_string()))?,
+            Some(why) => self.send_frame(&Message::Abort(why.wire()))?,
             None => self.send_frame(&Message::Trailer(Trailer {
                 bytes: sent,
                 digest: digest.clone(),

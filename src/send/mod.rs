@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::checksum::Algorithm;
+use crate::checksum::{Algorithm, Digest};
 use crate::cli::SendArgs;
 use crate::display;
 use crate::engine::Policy;
@@ -371,6 +371,14 @@ impl Session {
                 ));
                 Outcome::Mismatch
             }
+            VerdictStatus::Mismatch if v.digest == Digest::None => {
+                // A file sent in blocks: the receiver names the block.
+                self.reporter.error(format!(
+                    "{what}: integrity check failed: {}; nothing was committed",
+                    receiver_said(&v.message)
+                ));
+                Outcome::Mismatch
+            }
             VerdictStatus::Mismatch => {
                 self.reporter.error(format!(
                     "{what}: integrity check failed: the receiver's {} digest {} differs from ours {}; nothing was committed",
@@ -460,7 +468,9 @@ impl Session {
             return;
         }
         let (bytes, report) = (p.sent.bytes, &p.sent.report);
-        self.totals.bytes += bytes;
+        // What moved in this session: blocks a resume found at the
+        // receiver did not.
+        self.totals.bytes += bytes - p.sent.resumed;
         self.totals.add_report(report);
         if self.reporter.verbose() {
             self.reporter

@@ -47,6 +47,20 @@ pub fn open_or_create_at(dir: &File, name: &OsStr, mode: u32) -> io::Result<File
     Ok(File::from(fd))
 }
 
+/// A file held with an exclusive advisory lock (flock), released when
+/// it is dropped.
+pub type Locked = nix::fcntl::Flock<File>;
+
+/// Takes an exclusive flock on `file` without waiting: Ok(None) when
+/// another open file description holds one.
+pub fn try_lock(file: File) -> io::Result<Option<Locked>> {
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => Ok(Some(locked)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(nix_err(e)),
+    }
+}
+
 /// Opens an unnamed regular file for reading and writing in the file
 /// system of `dir` (O_TMPFILE) with the given permission bits: it has no
 /// name until [`link_unnamed_at`] gives it one, and it vanishes with the

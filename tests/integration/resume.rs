@@ -111,9 +111,10 @@ fn a_killed_sender_resumes_where_it_stopped() {
 /// Blocks in the record of dst's partial of `big`, as far as written.
 fn recorded_blocks(env: &TestEnv) -> u64 {
     let len = std::fs::metadata(env.dst(".big.zcp-partial")).map_or(0, |m| m.len());
-    // The record follows the file's bytes: a 40-byte header, then an index
-    // and a SHA-256 digest per verified block.
-    len.saturating_sub(SIZE as u64 + 40) / 36
+    // The record follows the file's bytes: a 40-byte header, then an
+    // index, a SHA-256 digest and a 4-byte check per verified block, then
+    // a 16-byte footer.
+    len.saturating_sub(SIZE as u64 + 40 + 16) / 40
 }
 
 #[test]

@@ -30,7 +30,11 @@ pub(super) const KINDS: &[Kind] = &[
     Kind::new(FrameType::Entry, valid_entry, raw_entry),
     Kind::new(FrameType::Data, valid_data, |r| r.noise(16)),
     Kind::new(FrameType::Trailer, valid_trailer, raw_trailer),
-    Kind::new(FrameType::Abort, |r| Message::Abort(text(r, 1024)), raw_text),
+    Kind::new(
+        FrameType::Abort,
+        |r| Message::Abort(Aborted::new(text(r, 1024), r.one_in(2))),
+        |r| [raw_text(r), r.noise(2)].concat(),
+    ),
     Kind::new(FrameType::Verdict, valid_verdict, raw_verdict),
     Kind::new(FrameType::Done, |_| Message::Done, |r| r.noise(2)),
     Kind::new(FrameType::Error, valid_error, |r| [r.fill(1), raw_text(r)].concat()),

@@ -404,7 +404,16 @@ fn check_accepted(m: &Message, body: &[u8]) {
         Message::Hole(n) => assert!(*n >= 1 && body.len() == 8),
         Message::Trailer(t) => assert_eq!(body.len(), 10 + t.digest.as_bytes().len()),
         Message::Done => assert!(body.is_empty()),
-        Message::Abort(text) => text_at(0, text),
+        Message::Abort(a) => {
+            // The text, then the reason byte when the source changed.
+            let len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+            assert!(len <= 1024, "text of {len} bytes");
+            match &body[2 + len..] {
+                [] => assert!(!a.changed),
+                [1] => assert!(a.changed),
+                rest => panic!("accepted an ABORT ending in {rest:?}"),
+            }
+        }
         Message::Verdict(v) => text_at(3 + v.digest.as_bytes().len(), &v.message),
         Message::Error(e) => text_at(1, &e.message),
         Message::Auth(_) => assert_eq!(body.len(), 32),
