@@ -82,7 +82,7 @@ fn dev_full_as_stdout_is_an_error_on_both_ends() {
 
 /// Mounts a tmpfs with `options` at `dir` for the duration of the closure
 /// (skipping `test` if the mount fails).
-fn with_tmpfs(test: &str, dir: &std::path::Path, options: &str, f: impl FnOnce()) {
+pub fn with_tmpfs(test: &str, dir: &std::path::Path, options: &str, f: impl FnOnce()) {
     let ok = Command::new("mount")
         .args(["-t", "tmpfs", "-o", options, "zcp-test", dir.to_str().unwrap()])
         .status()

@@ -238,3 +238,89 @@ fn a_link_planted_under_the_partial_name_is_never_followed() {
     assert_eq!(std::fs::read(&outside).unwrap(), b"keep me");
     assert!(partials(&env).is_empty());
 }
+
+#[test]
+fn two_senders_never_land_in_the_same_partial() {
+    let env = TestEnv::new();
+    env.random_file("big", 64 << 20, 67);
+    std::fs::create_dir_all(env.path("other")).unwrap();
+    let other = env.path("other/big");
+    std::fs::write(&other, vec![7u8; 40 << 20]).unwrap();
+    let mut rx = env.recv(&["-k", "dst"]);
+    // The first sender is paced, so the second comes while it lands.
+    let first = env.start_send(&["--resume", "--limit", "16M", "src/big"], &rx.addr, &[], Stdio::null());
+    while recorded_blocks_of(&env, 64 << 20) < 1 {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let second = env.send(&["--resume", other.to_str().unwrap()], &rx.addr);
+    second
+        .assert_code(1)
+        .assert_stderr("another transfer is receiving this file");
+    first.finish().assert_code(0);
+    rx.run.kill(2);
+    rx.finish();
+    assert_same_file(&env.src("big"), &env.dst("big"));
+    assert!(partials(&env).is_empty(), "{:?}", env.list("dst"));
+}
+
+#[test]
+fn a_file_named_like_a_partial_is_never_touched() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.src("t")).unwrap();
+    env.random_file("t/big", 20 << 20, 68);
+    // Sorted before big: it is committed first, then big's partial would
+    // have its name.
+    std::fs::write(env.src("t/.big.zcp-partial"), b"notes").unwrap();
+    let rx = env.recv(&["dst"]);
+    let out = env.send(&["--resume", "-r", "src/t"], &rx.addr);
+    let rr = rx.finish();
+    out.assert_code(4).assert_stderr("not a partial file of zcp's");
+    rr.assert_code(4);
+    assert_eq!(std::fs::read(env.dst("t/.big.zcp-partial")).unwrap(), b"notes");
+    assert!(!env.dst("t/big").exists());
+}
+
+#[test]
+fn a_read_error_keeps_what_was_verified_and_a_resume_finishes() {
+    let env = TestEnv::new();
+    env.random_file("big", 64 << 20, 69);
+    let rx = env.recv(&["dst"]);
+    let out = env.send_with_env(&["--resume", "src/big"], &rx.addr, &[("ZCP_FAULT", "sendfile=EIO@5")]);
+    out.assert_code(1).assert_stderr("Input/output error");
+    rx.finish()
+        .assert_code(1)
+        .assert_stderr("its verified blocks are kept for a resume");
+    assert_eq!(partials(&env).len(), 1);
+    let rx = env.recv(&["dst"]);
+    let out = env.send(&["--resume", "src/big"], &rx.addr);
+    out.assert_code(0).assert_stderr("resumed)");
+    rx.finish().assert_code(0);
+    assert_same_file(&env.src("big"), &env.dst("big"));
+    assert!(partials(&env).is_empty());
+}
+
+#[test]
+fn a_partial_that_does_not_fit_leaves_nothing_behind() {
+    let test = "a_partial_that_does_not_fit_leaves_nothing_behind";
+    if !is_root() {
+        return skip(test, "needs root to mount a tmpfs");
+    }
+    let env = TestEnv::new();
+    env.random_file("big", 62 << 20, 81);
+    let small = env.path("small");
+    std::fs::create_dir(&small).unwrap();
+    crate::limits::with_tmpfs(test, &small, "size=64m", || {
+        std::fs::write(small.join("filler"), vec![0u8; 2 << 20]).unwrap();
+        let rx = env.recv(&["small"]);
+        let out = env.send(&["--resume", "src/big"], &rx.addr);
+        out.assert_code(1).assert_stderr("No space left on device");
+        rx.finish().assert_code(1);
+        assert_eq!(env.list("small"), vec!["filler"]);
+    });
+}
+
+/// [`recorded_blocks`] for a file of `size` bytes.
+fn recorded_blocks_of(env: &TestEnv, size: u64) -> u64 {
+    let len = std::fs::metadata(env.dst(".big.zcp-partial")).map_or(0, |m| m.len());
+    len.saturating_sub(size + 40 + 16) / 40
+}
