@@ -252,6 +252,13 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
     )?;
     section(
         out,
+        "PARALLEL STREAMS",
+        &[
+            "zcp send -P N moves files larger than 8 MiB over N TCP connections of one transfer (1 to 16). Such files travel in 8 MiB blocks, as with --resume; each connection takes the next block that is hashed, sends it with sendfile at its offset, and the receiver lands it with splice at that offset through the connection's own pipe, so a slow connection takes fewer blocks. Both ends hash blocks on a pool of threads, one per core. Each further connection has its own handshake and proves the key, and joins by a random token the receiver gave on the first one; --bind applies to all of them and --limit to their total (each gets an equal part). A receiver without -k accepts only the further connections of its one transfer meanwhile and tells any other sender it is busy. Small files, directories, links, sparse files and stdin go on the first connection. Only the end that connects opens connections: with send --listen, -P is one stream.",
+        ],
+    )?;
+    section(
+        out,
         "SOURCE ADDRESS",
         &[
             "zcp send --bind ADDR connects from ADDR, an IPv4 or IPv6 address of the sending machine (without a port: the kernel picks one), for example to use one network of a multi-homed host; the receiver names it as the peer. Only the target's addresses of the same family are tried; a target with none, or an address this machine does not have, is an error that names it (exit status 1). zcp recv --connect takes --bind too; an end that listens chooses its address with -l ADDR:PORT instead.",

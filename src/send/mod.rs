@@ -104,7 +104,10 @@ pub fn run(args: SendArgs) -> Result<Code> {
         (None, Some(target)) => meet::connect(&args, target, &reporter)?,
         (None, None) => return Err(error::usage("no HOST:PORT to send to, and no --listen")),
     };
-    let limit = args.limit.and_then(|rate| pace::pace(&sock, rate, &mut reporter));
+    let limit = args.limit.and_then(|rate| {
+        let socks: Vec<&TcpStream> = std::iter::once(&sock).chain(streams.iter().map(|s| &s.sock)).collect();
+        pace::pace(&socks, rate, &mut reporter)
+    });
     let roots = operands
         .iter()
         .filter_map(|op| op.path().map(|p| p.to_path_buf()))

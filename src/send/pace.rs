@@ -8,15 +8,25 @@ use crate::display;
 use crate::net;
 use crate::progress::Reporter;
 
-/// Sets the pacing rate on `sock` and returns it; a kernel that refuses
-/// gets a warning and the transfer goes on unpaced (None). The bar then
-/// shows the limit beside the achieved rate.
-pub fn pace(sock: &TcpStream, rate: u64, reporter: &mut Reporter) -> Option<u64> {
+/// Sets the pacing rate on the session's connections, `rate` shared
+/// between them (each gets an equal part), and returns it; a kernel that
+/// refuses gets a warning and the transfer goes on unpaced (None). The
+/// bar then shows the limit beside the achieved rate.
+pub fn pace(socks: &[&TcpStream], rate: u64, reporter: &mut Reporter) -> Option<u64> {
     let shown = display::per_second(rate);
-    match net::pace(sock, rate) {
+    let each = (rate / socks.len().max(1) as u64).max(1);
+    let paced = socks.iter().try_fold(None, |_, sock| net::pace(sock, each));
+    if socks.len() > 1 && paced.is_ok() {
+        reporter.detail(format_args!(
+            "pacing: each of the {} connections at {}",
+            socks.len(),
+            display::per_second(each)
+        ));
+    }
+    match paced {
         Ok(kernel) => {
             let reports = match kernel {
-                Some(k) if k != rate => format!(" (the kernel reports {k} bytes/s)"),
+                Some(k) if k != each => format!(" (the kernel reports {k} bytes/s)"),
                 _ => String::new(),
             };
             reporter.detail(format_args!(
