@@ -107,13 +107,12 @@ def read_record(partial: Path, size: int) -> set[int]:
     """Indexes of the blocks the partial's record holds as verified."""
     try:
         with open(partial, "rb") as file:
-            length = os.fstat(file.fileno()).st_size
             file.seek(size)
             record = file.read()
     except FileNotFoundError:
         raise RunError(f"no partial {partial.name} after the break") from None
     header = record[:RECORD_HEADER]
-    if len(record) != length - size or len(header) < RECORD_HEADER or not header.startswith(RECORD_MAGIC):
+    if len(header) < RECORD_HEADER or not header.startswith(RECORD_MAGIC):
         raise RunError(f"{partial.name} has no record past byte {size}")
     if int.from_bytes(header[8:16], "big") != size or int.from_bytes(header[16:20], "big") != BLOCK:
         raise RunError(f"the record in {partial.name} names another size or block size")
