@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Compare zcp with its peers on 127.0.0.1; every output is verified.
 #
-#   bench/compare.sh [--case big|tree|limit|all] [--runs 3] [--dir DIR] [--out FILE] [--keep]
+#   bench/compare.sh [--case big|tree|limit|resume|all] [--runs 3] [--dir DIR] [--out FILE] [--keep]
 #                    [--size 1G]                                        (big case)
 #                    [--files 100000] [--dirs 100] [--file-size 4K] [--no-tmpfs]  (tree case)
 #                    [--limit-size 512M] [--limits 100M,400M]           (limit case)
+#                    [--resume-size 4G]                                 (resume case)
 #
 # Case "big" (one large file): zcp default, --checksum none, --no-zerocopy
 # and OpenBSD nc; throughput, CPU per GiB and peak RSS of each end.
@@ -14,7 +15,12 @@
 # mounts (and unmounts); otherwise in a temp dir under --dir. Case "limit":
 # zcp send --limit at each rate and without a limit, verified and with
 # --checksum none; achieved MiB/s against the limit as a ratio, and CPU of
-# both ends. The default, "all", runs all three.
+# both ends. Case "resume": zcp send --resume of a file that a paced copy
+# left half done (its receiver SIGKILLed once the partial's record held half
+# the blocks), against a fresh --resume copy, a fresh copy without --resume
+# and nc; seconds, bytes re-sent and CPU of both ends. The default, "all",
+# runs big, tree and limit; resume moves a 4 GiB file four ways per round,
+# so it runs only when asked for.
 #
 # Builds zcp with `cargo build --release --locked` unless ZCP_BIN names a
 # binary, and installs netcat-openbsd (and, for the tree case, rsync) with

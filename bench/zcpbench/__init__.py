@@ -11,6 +11,9 @@ Modules, each owning one responsibility (Python 3 standard library only):
 * bigreport -- the big case's markdown report and throughput targets
 * limit     -- the "limit" case: zcp send --limit, achieved rate against the
                limit (reuses the big case's runs and checks)
+* resume    -- the "resume" case: zcp send --resume after a break at half
+               way (paced copy, receiver SIGKILLed, partial's record read
+               back) against fresh copies; runs, checks and report
 * treedata  -- the "tree" case's data: tmpfs or disk workspace, the source
                tree, its manifest and the check of every output tree
 * tree      -- the "tree" case: runs of zcp -r, tar|nc and rsync, and report

@@ -40,6 +40,7 @@ class Case:
     tool: str  # "zcp" or "nc"
     flags: tuple[str, ...] = ()  # zcp: given to both ends
     send_flags: tuple[str, ...] = ()  # zcp: given to the sender only
+    verbose: bool = False  # zcp: the sender gets -v instead of -q (its byte counts are read)
 
 
 CASES = (
@@ -159,8 +160,9 @@ def start_zcp(setup: Setup, case: Case, out: Path) -> tuple[Child, Callable[[], 
     port = announced_port(receiver.first_stderr_line(READY_TIMEOUT_S))
 
     def start_sender() -> Child:
+        talk = "-v" if case.verbose else "-q"
         return setup.children.spawn(
-            [str(setup.zcp), "send", "-q", *case.flags, *case.send_flags, str(setup.source), f"{LOOPBACK}:{port}"]
+            [str(setup.zcp), "send", talk, *case.flags, *case.send_flags, str(setup.source), f"{LOOPBACK}:{port}"]
         )
 
     return receiver, start_sender
@@ -180,8 +182,9 @@ def start_nc(setup: Setup, out: Path) -> tuple[Child, Callable[[], Child]]:
     return receiver, start_sender
 
 
-def timed_transfer(setup: Setup, case: Case, run: Run) -> None:
-    """Start the receiver, then time sender start until both have exited."""
+def timed_transfer(setup: Setup, case: Case, run: Run) -> Child:
+    """Start the receiver, then time sender start until both have exited;
+    return the (reaped) sender, whose stderr a caller may read."""
     out = setup.output(case)
     if case.tool == "nc":
         receiver, start_sender = start_nc(setup, out)
@@ -207,6 +210,7 @@ def timed_transfer(setup: Setup, case: Case, run: Run) -> None:
     for child in (sender, receiver):
         if child.exit_code != 0:
             run.problems.append(child.failure())
+    return sender
 
 
 def verify_output(setup: Setup, case: Case) -> list[str]:

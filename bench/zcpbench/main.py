@@ -1,7 +1,7 @@
 """Command line and order of work: parse the switches, set up the tools,
-run the chosen cases (big file, many small files, --limit, or all), print
-and save the report, and clean up on every path out (children, rsync
-daemon, work directories, tmpfs mount)."""
+run the chosen cases (big file, many small files, --limit, --resume, or
+all but --resume), print and save the report, and clean up on every path
+out (children, rsync daemon, work directories, tmpfs mount)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import subprocess
 import shutil
 from pathlib import Path
 
-from . import bigfile, bigreport, limit, tree
-from .common import GiB, KiB, REPO, BenchError, log, parse_size, positive_int
+from . import bigfile, bigreport, limit, resume, tree
+from .common import GiB, KiB, MiB, REPO, BenchError, log, parse_size, positive_int
 from .procs import Children, become_subreaper
 from .tools import RECURSIVE_UNSUPPORTED, build_zcp, ensure_command, ensure_openbsd_nc, zcp_sends_trees
 from .treedata import TreeShape, Workspace
@@ -29,10 +29,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "vs OpenBSD nc (throughput, CPU per GiB, peak RSS). Case 'tree': many small files, "
         "zcp send -r vs tar|nc and rsync to an rsync daemon (seconds, files/s, CPU). "
         "Case 'limit': zcp send --limit, achieved rate against the limit. "
+        "Case 'resume': zcp send --resume after a break at half way, against a fresh copy "
+        "(not part of 'all': it moves a 4 GiB file 4 ways per round). "
         "Set ZCP_BIN to skip the cargo build.",
     )
     parser.add_argument(
-        "--case", choices=("big", "tree", "limit", "all"), default="all", help="which cases to run (default all)"
+        "--case",
+        choices=("big", "tree", "limit", "resume", "all"),
+        default="all",
+        help="which cases to run (default all: big, tree and limit)",
     )
     parser.add_argument("--runs", type=positive_int, default=3, help="measured runs per case (default 3)")
     parser.add_argument(
@@ -66,6 +71,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=limit.parse_limits(limit.DEFAULT_LIMITS),
         help=f"comma-separated --limit rates, bytes per second (default {limit.DEFAULT_LIMITS})",
     )
+    resumed = parser.add_argument_group("resume case")
+    resumed.add_argument(
+        "--resume-size",
+        type=resume.parse_resume_size,
+        default=resume.DEFAULT_SIZE,
+        help=f"test file size (default 4G, at least {resume.MIN_SIZE // MiB}M)",
+    )
     args = parser.parse_args(argv)
     if args.dirs > args.files:
         parser.error("--dirs must not exceed --files")
@@ -86,6 +98,7 @@ def main(argv: list[str]) -> int:
     children = Children()
     workdir: Path | None = None
     limit_workdir: Path | None = None
+    resume_workdir: Path | None = None
     workspace: Workspace | None = None
     tree_setup: tree.TreeSetup | None = None
     try:
@@ -106,6 +119,13 @@ def main(argv: list[str]) -> int:
             limit_setup, cases, limit_workdir = limit.prepare(args, zcp, nc, children)
             results = limit.run_all(limit_setup, cases, args.runs)
             text, ok = limit.report(limit_setup, cases, args.runs, results)
+            sections.append(text)
+            all_ok &= ok
+        if args.case == "resume":
+            resume_workdir = bigfile.make_workdir(args.dir)
+            resume_setup = resume.prepare(args, resume_workdir, zcp, nc, children)
+            results = resume.run_all(resume_setup, args.runs)
+            text, ok = resume.report(resume_setup, args.runs, results)
             sections.append(text)
             all_ok &= ok
         if args.case in ("tree", "all"):
@@ -147,7 +167,7 @@ def main(argv: list[str]) -> int:
             tree_setup.daemon.stop()
         if workspace is not None:
             workspace.close(args.keep)
-        for kept in (workdir, limit_workdir):
+        for kept in (workdir, limit_workdir, resume_workdir):
             if kept is None:
                 continue
             if args.keep:

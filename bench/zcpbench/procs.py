@@ -135,6 +135,11 @@ class Child:
             raise RunError(f"{self.name} exited without printing anything on stderr")
         return line
 
+    def stderr_lines(self) -> list[str]:
+        """What the tool printed on stderr, line by line (complete once it
+        has been reaped)."""
+        return list(self._stderr)
+
     def has_exited(self) -> bool:
         """True once the process has exited; does not reap it."""
         with self._lock:
