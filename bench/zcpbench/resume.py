@@ -6,8 +6,8 @@ at half way, a fresh zcp copy without --resume, and a fresh copy by OpenBSD
 nc for scale. The break is made outside the timed region and is the same
 every time: the sender is paced with --limit, and the receiver is SIGKILLed
 as soon as the record at the end of its partial (`.NAME.zcp-partial`: the
-file's bytes, then a 40-byte header and one 36-byte entry per verified
-8 MiB block) holds half of the blocks. The record is then read back, and
+file's bytes, then a 40-byte header, one 40-byte entry per verified 8 MiB
+block and a 16-byte footer) holds half of the blocks. The record is then read back, and
 the resumed run must send exactly the blocks it lacks, by the sender's -v
 byte count. One warm-up round and N measured rounds, every output checked
 by size and SHA-256. Reuses the big case's transfers and checks; the report
@@ -39,11 +39,13 @@ MIN_SIZE = 128 * MiB
 
 # The partial's layout (src/recv/partial.rs): the file's bytes, then the
 # record header (magic, size, block size, source identity, algorithm), then
-# one entry per verified block: u32 index (big-endian) and a SHA-256.
+# one entry per verified block: u32 index (big-endian), a SHA-256 and a
+# 4-byte check; then a 16-byte footer (the header's offset, a magic).
 BLOCK = 8 * MiB
 RECORD_MAGIC = b"zcpPART1"
 RECORD_HEADER = 40
-RECORD_ENTRY = 36
+RECORD_ENTRY = 40
+RECORD_FOOTER = 16
 
 # The sender that is broken off runs paced, so its receiver records one
 # batch of 8 blocks (64 MiB) every quarter second and the poll below sees
@@ -116,7 +118,7 @@ def read_record(partial: Path, size: int) -> set[int]:
         raise RunError(f"{partial.name} has no record past byte {size}")
     if int.from_bytes(header[8:16], "big") != size or int.from_bytes(header[16:20], "big") != BLOCK:
         raise RunError(f"the record in {partial.name} names another size or block size")
-    entries = record[RECORD_HEADER:]
+    entries = record[RECORD_HEADER:-RECORD_FOOTER]
     whole = len(entries) // RECORD_ENTRY
     indexes = (int.from_bytes(entries[i * RECORD_ENTRY : i * RECORD_ENTRY + 4], "big") for i in range(whole))
     return {index for index in indexes if index < blocks_of(size)}
@@ -128,7 +130,7 @@ def break_off(setup: Setup, case: Case) -> set[int]:
     out = setup.output(case)
     partial = partial_of(out)
     half = (blocks_of(setup.size) + 1) // 2
-    wanted = setup.size + RECORD_HEADER + half * RECORD_ENTRY
+    wanted = setup.size + RECORD_HEADER + half * RECORD_ENTRY + RECORD_FOOTER
     receiver = setup.children.spawn([str(setup.zcp), "recv", "-q", "-l", f"{LOOPBACK}:0", str(out)])
     port = announced_port(receiver.first_stderr_line(READY_TIMEOUT_S))
     sender = setup.children.spawn(

@@ -371,15 +371,7 @@ impl Session {
             ));
             self.reporter.advance(kept);
         }
-        let mut link = Link {
-            sock,
-            outbox,
-            algorithm: self.algorithm,
-            policy,
-            reporter: &self.reporter,
-            ping_every: self.ping_every,
-            streams: &mut self.streams,
-        };
+        let mut link = self.link(sock, outbox, policy);
         let job = Blocked {
             file,
             size: *size,

@@ -257,15 +257,7 @@ impl Session {
             return Ok(());
         };
         let started = Instant::now();
-        let mut link = Link {
-            sock,
-            outbox,
-            algorithm: self.algorithm,
-            policy,
-            reporter: &self.reporter,
-            ping_every: self.ping_every,
-            streams: &mut [],
-        };
+        let mut link = self.link(sock, outbox, policy);
         let sent = link
             .send(item)
             .with_context(|| format!("sending {path} to {}", self.peer))?;
@@ -280,6 +272,19 @@ impl Session {
             started,
         });
         Ok(())
+    }
+
+    /// How this session moves an entry's payload.
+    fn link<'a>(&'a mut self, sock: &'a TcpStream, outbox: &'a mut Outbox, policy: Policy) -> Link<'a> {
+        Link {
+            sock,
+            outbox,
+            algorithm: self.algorithm,
+            policy,
+            reporter: &self.reporter,
+            ping_every: self.ping_every,
+            streams: &mut self.streams,
+        }
     }
 
     /// The one error line for an entry we aborted.
