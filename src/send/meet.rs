@@ -4,6 +4,9 @@
 //! (`zcp recv --connect`) and completes the handshake. Either way the
 //! session that follows is the same.
 //!
+//! A sender that connects may do so again after the connection broke
+//! (`--retries`), with the same key and from the same address.
+//!
 //! A listening sender treats a connection that fails its handshake (not
 //! zcp, a wrong key, too slow for `--timeout`) as a listening receiver
 //! does: it warns and goes on listening, since nothing was sent.
@@ -17,7 +20,7 @@ use super::handshake::{Agreed, Offer, handshake};
 use super::operands;
 use crate::cli::SendArgs;
 use crate::error;
-use crate::key;
+use crate::key::{self, Key};
 use crate::net::{self, HostPort, ListenSpec};
 use crate::progress::Reporter;
 use crate::protocol::Blocks;
@@ -54,12 +57,19 @@ pub fn offer(args: &SendArgs) -> Offer {
     }
 }
 
-/// Connects to the receiver listening at `target`.
-pub fn connect(args: &SendArgs, target: &HostPort, reporter: &Reporter) -> Result<Met> {
+/// The key a sender that connects proves itself with: None under
+/// `--no-auth`, with a warning.
+pub fn key(args: &SendArgs, reporter: &Reporter) -> Result<Option<Key>> {
     let key = key::for_connecting(&args.common.auth, "receiver")?;
     if key.is_none() {
         reporter.warn("--no-auth: nothing proves who the receiver is, and anyone on the path could alter what arrives");
     }
+    Ok(key)
+}
+
+/// Connects to the receiver listening at `target`, with `key` (see
+/// [`key`]).
+pub fn connect(args: &SendArgs, target: &HostPort, key: Option<&Key>, reporter: &Reporter) -> Result<Met> {
     crate::sys::raise_open_file_limit();
     let peer = target.to_string();
     // Until the first entry goes out, errors name what could not be sent.
@@ -81,7 +91,7 @@ pub fn connect(args: &SendArgs, target: &HostPort, reporter: &Reporter) -> Resul
     let agreed = handshake(
         &sock,
         &offer(args),
-        key.as_ref(),
+        key,
         Approach::Connected,
         args.common.handshake_timeout(),
     )
@@ -108,13 +118,7 @@ pub fn listen(args: &SendArgs, spec: &ListenSpec, reporter: &Reporter) -> Result
     let timeout = args.common.handshake_timeout();
     serve::first(&listener, "a receiver", |sock, peer| {
         signals::wake_on_interrupt(sock.as_fd());
-        let agreed = handshake(
-            &sock,
-            &offer(args),
-            key.as_ref(),
-            Approach::Accepted,
-            timeout,
-        );
+        let agreed = handshake(&sock, &offer(args), key.as_ref(), Approach::Accepted, timeout);
         signals::wake_nothing();
         match agreed {
             Ok(agreed) => {

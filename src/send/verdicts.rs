@@ -1,6 +1,7 @@
 //! The receiver's verdicts, matched to the entries sent in order: each
 //! entry's outcome, reported (a failed or skipped directory's subtree in
-//! one line) and counted, and the closing summary.
+//! one line) and counted once over all the attempts of a transfer
+//! (`--retries`), and the closing summary.
 
 use std::time::Instant;
 
@@ -11,7 +12,21 @@ use crate::display;
 use crate::protocol::{EntryKind, Verdict, VerdictStatus};
 use crate::tally::{Outcome, verified};
 
-impl Session {
+impl Session<'_> {
+    /// Counts an entry's outcome once over all attempts: an entry settled
+    /// (committed or skipped) goes in the ledger, and one settled in an
+    /// earlier attempt is not counted twice.
+    pub(super) fn tally(&mut self, p: &Pending, outcome: Outcome) {
+        let settled = matches!(outcome, Outcome::Committed | Outcome::Skipped);
+        if settled && p.again {
+            return;
+        }
+        if settled && self.ledger.remember {
+            self.ledger.done.insert(p.path.clone());
+        }
+        self.totals.count(outcome);
+    }
+
     /// Decides one entry from its verdict and reports it.
     pub(super) fn judge(&mut self, p: &Pending, v: &Verdict) -> Outcome {
         let what = format!("sending {} to {}", p.path, self.peer);
@@ -110,17 +125,21 @@ impl Session {
     }
 
     fn committed(&mut self, p: &Pending) {
-        match p.kind {
-            EntryKind::File => self.totals.files += 1,
-            EntryKind::Directory => self.totals.dirs += 1,
-            EntryKind::Symlink(_) | EntryKind::HardLink(_) => self.totals.links += 1,
+        if !p.again {
+            match p.kind {
+                EntryKind::File => self.totals.files += 1,
+                EntryKind::Directory => self.totals.dirs += 1,
+                EntryKind::Symlink(_) | EntryKind::HardLink(_) => self.totals.links += 1,
+            }
         }
         if p.kind != EntryKind::File {
             return;
         }
         let (bytes, report) = (p.sent.bytes, &p.sent.report);
-        self.totals.bytes += bytes;
-        self.totals.add_report(report);
+        if !p.again {
+            self.totals.bytes += bytes;
+            self.totals.add_report(report);
+        }
         if self.reporter.verbose() {
             self.reporter
                 .detail(format_args!("send {}: {}", p.path, report.describe()));
@@ -146,19 +165,20 @@ impl Session {
     }
 
     /// The closing line: the file's own summary for a single file, else
-    /// the totals.
+    /// the totals (of every attempt, with how many reconnects it took).
     pub(super) fn summarize(&mut self, started: Instant) {
-        let t = &self.totals;
+        let t = &self.ledger.carried;
+        let reconnects = self.ledger.reconnects_note();
         if t.entries == 1
             && t.files == 1
             && let Some(line) = self.last_summary.take()
         {
-            self.reporter.note(line);
+            self.reporter.note(format_args!("{line}{reconnects}"));
             return;
         }
         let seconds = started.elapsed().as_secs_f64();
         let line = format!(
-            "sent {} to {}: {}",
+            "sent {} to {}: {}{reconnects}",
             t.counts(),
             self.peer,
             t.measures(seconds, self.algorithm, self.limit)
