@@ -13,6 +13,8 @@ mod killed;
 mod limits;
 mod pace;
 mod peer;
+mod proxy;
+mod retry;
 mod reverse;
 mod serve;
 mod transfer;
