@@ -207,7 +207,7 @@ _zcp() {
             return 0
             ;;
         zcp__subcmd__send)
-            opts="-l -r -L -n -q -v -h --listen --name --recursive --dereference --no-clobber --limit --bind --quiet --verbose --no-zerocopy --checksum --timeout --key-file --no-auth --help"
+            opts="-l -r -L -n -P -q -v -h --listen --name --recursive --dereference --no-clobber --limit --bind --resume --retries --parallel --quiet --verbose --no-zerocopy --checksum --timeout --key-file --no-auth --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -230,6 +230,18 @@ _zcp() {
                     return 0
                     ;;
                 --bind)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -P)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

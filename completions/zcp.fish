@@ -34,6 +34,8 @@ complete -c zcp -n "__fish_zcp_using_subcommand send" -s l -l listen -d 'Listen 
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l name -d 'Name the receiver gives stdin (`-`) [default: stdin], or the one file sent [default: its file name]. May start with `-`' -r
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l limit -d 'Send at most RATE bytes (not bits) per second, e.g. 100M, 1G or 512K (powers of 1024; at least 1K). The kernel paces the socket (SO_MAX_PACING_RATE), so the bytes still move with sendfile/splice' -r
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l bind -d 'Connect from this local address: an IPv4 or IPv6 address of this machine, without a port (the kernel picks one). With --listen, give the address there instead' -r
+complete -c zcp -n "__fish_zcp_using_subcommand send" -l retries -d 'After a dropped connection, connect again up to N times (waiting 1 s, 2 s, 4 s, ... up to 30 s between tries) and go on where the transfer stopped: files the receiver already verified are not sent again (implies --resume). Not for stdin or a fifo, nor with --listen' -r
+complete -c zcp -n "__fish_zcp_using_subcommand send" -s P -l parallel -d 'Move large files over N TCP connections at once (1 to 16), each with its own zero-copy path, hashing blocks on every core' -r
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l checksum -d 'Verification of the payload; both ends must use the same value. `none` is for trusted links: nothing is compared and the summary says "unverified"' -r -f -a "sha256\t'SHA-256, computed on both ends and compared before commit'
 none\t'No verification (trusted links only); summaries say "unverified"'"
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l timeout -d 'Seconds within which the whole handshake (authentication included) must be done, counted from the connection, so a silent, slow or wrong peer cannot hold zcp' -r
@@ -41,6 +43,7 @@ complete -c zcp -n "__fish_zcp_using_subcommand send" -l key-file -d 'Read the s
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s r -l recursive -d 'Send directories and everything in them'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s L -l dereference -d 'Follow symbolic links found inside directories and send what they point to (links named on the command line are always followed)'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s n -l no-clobber -d 'Ask the receiver not to replace anything that already exists there'
+complete -c zcp -n "__fish_zcp_using_subcommand send" -l resume -d 'Make large files resumable: they travel in verified 8 MiB blocks, and if the transfer breaks the receiver keeps what it verified (in a hidden .NAME.zcp-partial file beside the final name). A later `zcp send --resume` of the same, unchanged file to the same place sends only the blocks still missing'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s q -l quiet -d 'Print only errors (and, when listening, the `listening on` line)'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s v -l verbose -d 'Name the mechanism that moved the bytes (sendfile, splice or read/write) and why, and print the digest in sha256sum format'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l no-zerocopy -d 'Use plain read/write instead of sendfile/splice'
