@@ -216,8 +216,9 @@ pub struct SendArgs {
 
     /// After a dropped connection, connect again up to N times (waiting
     /// 1 s, 2 s, 4 s, ... up to 30 s between tries) and go on where the
-    /// transfer stopped: files already verified are not sent again, and
-    /// large files resume (implies --resume). Not for stdin
+    /// transfer stopped: files the receiver already verified are not sent
+    /// again (implies --resume). Not for stdin or a fifo, nor with
+    /// --listen
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub retries: u32,
 

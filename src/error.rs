@@ -2,10 +2,13 @@
 //! an `anyhow::Error` with context, which exits with [`Code::Failure`].
 //! The table in README.md and the man page (generate.rs) repeat
 //! [`Code::TABLE`], `--help` its short form [`Code::BRIEF`]; keep them in
-//! step.
+//! step. [`connection_lost`] tells a broken connection, which `send
+//! --retries` connects again after, from a failure no retry can help.
 
 use std::fmt;
+use std::io;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use crate::sys::signals;
 
@@ -139,6 +142,60 @@ pub fn interrupted_io() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted")
 }
 
+/// What a receiver tells a sender it cut off for staying silent too long
+/// (`--idle-timeout`). The cut is the connection's failure, not a verdict:
+/// as an I/O error that timed out, it is [`connection_lost`] on both ends.
+pub fn idle_cut(timeout: Duration) -> anyhow::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("{IDLE_CUT}{} s (--idle-timeout)", timeout.as_secs()),
+    )
+    .into()
+}
+
+const IDLE_CUT: &str = "the sender sent nothing for ";
+
+/// Whether a receiver's ERROR text is its [`idle_cut`].
+pub fn is_idle_cut(message: &str) -> bool {
+    message.starts_with(IDLE_CUT) && message.ends_with(" s (--idle-timeout)")
+}
+
+/// Whether `err` ended a session because the connection broke (refused,
+/// reset, timed out, closed in the middle of the session, a broken pipe),
+/// so that connecting again may get further. It never is when the error
+/// is [`deliberate`]: a retry cannot mend those.
+pub fn connection_lost(err: &anyhow::Error) -> bool {
+    !deliberate(err)
+        && err
+            .chain()
+            .any(|cause| cause.downcast_ref::<io::Error>().is_some_and(|e| broken(e.kind())))
+}
+
+/// Whether `err` is a decision rather than an accident: it carries its own
+/// exit code (a usage, authentication or integrity failure, or the peer's
+/// ERROR, such as a full disk), or SIGINT/SIGTERM is ending zcp.
+pub fn deliberate(err: &anyhow::Error) -> bool {
+    signals::interrupted() || err.chain().any(|cause| cause.is::<Coded>())
+}
+
+/// The I/O error kinds of a connection that broke or could not be made.
+fn broken(kind: io::ErrorKind) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        kind,
+        ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | NotConnected
+            | BrokenPipe
+            | UnexpectedEof
+            | TimedOut
+            | HostUnreachable
+            | NetworkUnreachable
+            | NetworkDown
+    )
+}
+
 /// Chooses the exit code for an error that reached `main`.
 pub fn exit_code(err: &anyhow::Error) -> Code {
     if signals::interrupted() {
@@ -168,5 +225,62 @@ mod tests {
             .unwrap_err();
         assert_eq!(exit_code(&err), Code::Integrity);
         assert_eq!(exit_code(&anyhow::anyhow!("plain")), Code::Failure);
+    }
+
+    fn io_error(kind: io::ErrorKind) -> anyhow::Error {
+        anyhow::Error::new(io::Error::new(kind, "io")).context("sending x to host:1")
+    }
+
+    #[test]
+    fn a_broken_connection_is_lost_whatever_context_it_has() {
+        use io::ErrorKind::*;
+        for kind in [
+            ConnectionRefused,
+            ConnectionReset,
+            ConnectionAborted,
+            BrokenPipe,
+            UnexpectedEof,
+            TimedOut,
+            NetworkUnreachable,
+        ] {
+            assert!(connection_lost(&io_error(kind)), "{kind:?}");
+        }
+        assert!(connection_lost(&idle_cut(Duration::from_secs(120))));
+    }
+
+    #[test]
+    fn other_failures_are_not_lost_connections() {
+        use io::ErrorKind::*;
+        for kind in [NotFound, PermissionDenied, StorageFull, Interrupted, InvalidData, Other] {
+            assert!(!connection_lost(&io_error(kind)), "{kind:?}");
+        }
+        assert!(!connection_lost(&anyhow::anyhow!("protocol error: bad frame")));
+    }
+
+    #[test]
+    fn an_error_with_its_own_code_is_never_lost() {
+        for code in [
+            Code::Failure,
+            Code::Usage,
+            Code::Integrity,
+            Code::Auth,
+            Code::SourceChanged,
+        ] {
+            // The peer's ERROR (disk full) or our own verdict, however it
+            // was reported.
+            let err = coded(code, "decided").context("sending x to host:1");
+            assert!(deliberate(&err), "{code:?}");
+            assert!(!connection_lost(&err), "{code:?}");
+        }
+        assert!(!deliberate(&io_error(io::ErrorKind::ConnectionReset)));
+    }
+
+    #[test]
+    fn the_idle_cut_is_recognised_in_the_receivers_words() {
+        let said = format!("{:#}", idle_cut(Duration::from_secs(7)));
+        assert_eq!(said, "the sender sent nothing for 7 s (--idle-timeout)");
+        assert!(is_idle_cut(&said));
+        assert!(!is_idle_cut("No space left on device (os error 28)"));
+        assert!(!is_idle_cut("the sender sent nothing for 7 s"));
     }
 }

@@ -264,6 +264,14 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
             "zcp send --bind ADDR connects from ADDR, an IPv4 or IPv6 address of the sending machine (without a port: the kernel picks one), for example to use one network of a multi-homed host; the receiver names it as the peer. Only the target's addresses of the same family are tried; a target with none, or an address this machine does not have, is an error that names it (exit status 1). zcp recv --connect takes --bind too; an end that listens chooses its address with -l ADDR:PORT instead.",
         ],
     )?;
+    section(
+        out,
+        "RETRIES",
+        &[
+            "zcp send --retries N rides out a connection that drops: when it is refused, reset, times out or closes in the middle of the transfer (also when the receiver cut it off after its --idle-timeout), the sender prints one warning (connection to HOST:PORT lost (reason); trying again in 2 s (retry 2 of 5)), waits 1 s, 2 s, 4 s, ... up to 30 s (Ctrl-C ends the wait, exit status 130), connects again from the same --bind address and goes on: every entry the receiver already confirmed (committed, or skipped under --no-clobber) is passed over and only the rest is sent; directories, and files with several names together with their links, are sent again. --retries implies --resume, so a file larger than 8 MiB that the connection broke in goes on from the blocks the receiver verified; a smaller one is sent again from its start. The summary counts the whole transfer and says how many reconnects it took; when the retries run out the sender exits with status 1. A wrong key (5), a digest mismatch (3), a usage error (2), a changed source (6), an error the receiver reports on purpose (a full disk) and Ctrl-C are not retried. --retries is refused (exit status 2) for stdin or a fifo, which cannot be read twice, and with --listen.",
+            "A receiver serving one transfer (no -k) whose sender uses --retries does not exit when the connection breaks: it warns and waits for a sender for up to its --idle-timeout, then exits with the next transfer's status, or, if nobody came, with the broken one's. A receiver writing to stdout does not wait, and the sender does not retry a transfer to it.",
+        ],
+    )?;
     writeln!(out, ".SH \"EXIT STATUS\"")?;
     let rows: Vec<(String, &str)> = Code::TABLE.iter().map(|(c, m)| (c.to_string(), *m)).collect();
     let rows: Vec<(&str, &str)> = rows.iter().map(|(c, m)| (c.as_str(), *m)).collect();

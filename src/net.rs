@@ -215,8 +215,9 @@ pub fn connect(target: &HostPort, bind: Option<IpAddr>) -> Result<(TcpStream, So
         }
     }
     match last {
-        Some((addr, e)) if addr.to_string() == target.to_string() => Err(anyhow!("connecting: {e}")),
-        Some((addr, e)) => Err(anyhow!("connecting to {}: {e}", show_addr(addr))),
+        // The I/O error stays in the chain: `send --retries` looks at it.
+        Some((addr, e)) if addr.to_string() == target.to_string() => Err(anyhow::Error::new(e).context("connecting")),
+        Some((addr, e)) => Err(anyhow::Error::new(e).context(format!("connecting to {}", show_addr(addr)))),
         None => Err(anyhow!("{} resolves to no address", target.host)),
     }
 }

@@ -1,7 +1,7 @@
 //! What a listening end does before its session, whichever end it is:
 //! bind and say where (`zcp: listening on ADDR:PORT`), print the one-time
 //! key it made when it was given none, and wait for the first peer that
-//! completes the handshake.
+//! completes the handshake (or, [`first_until`], until a deadline).
 //!
 //! A connection that fails before its session starts (not a zcp peer, a
 //! wrong key, a handshake that takes too long) has moved nothing: it is
@@ -10,7 +10,7 @@
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -70,9 +70,25 @@ pub fn announce(key: &Key, local: SocketAddr, this: &str, with: &str, command: i
 pub fn first<T>(
     listener: &TcpListener,
     waiting_for: &str,
-    mut connection: impl FnMut(TcpStream, String) -> Ending<Result<T>>,
+    connection: impl FnMut(TcpStream, String) -> Ending<Result<T>>,
 ) -> Result<T> {
+    first_until(listener, waiting_for, None, connection)?.context("internal error: stopped waiting without a deadline")
+}
+
+/// [`first`], giving up at `deadline` when there is one: None when no
+/// peer got past its handshake by then.
+pub fn first_until<T>(
+    listener: &TcpListener,
+    waiting_for: &str,
+    deadline: Option<Instant>,
+    mut connection: impl FnMut(TcpStream, String) -> Ending<Result<T>>,
+) -> Result<Option<T>> {
     loop {
+        if let Some(deadline) = deadline
+            && !knocked_before(listener, deadline)?
+        {
+            return Ok(None);
+        }
         signals::wake_on_interrupt(listener.as_fd());
         let accepted = net::accept(listener);
         signals::wake_nothing();
@@ -91,8 +107,28 @@ pub fn first<T>(
         match connection(sock, net::show_addr(addr)) {
             Ending::Turned(err) if !signals::interrupted() => turned_away(&err),
             Ending::Turned(err) => return Err(err),
-            Ending::Served(result) => return result,
+            Ending::Served(result) => return result.map(Some),
             Ending::Joined => {}
+        }
+    }
+}
+
+/// Waits until a connection is ready to be accepted on `listener` (true)
+/// or `deadline` passes (false); SIGINT/SIGTERM end the wait.
+fn knocked_before(listener: &TcpListener, deadline: Instant) -> Result<bool> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        // Short steps: a signal that lands outside poll still ends the
+        // wait soon.
+        let ready = sys::readable_within(listener.as_fd(), left.min(Duration::from_millis(100)));
+        if signals::interrupted() {
+            return Err(error::interrupted_io().into());
+        }
+        if ready.context("waiting for a connection")? {
+            return Ok(true);
         }
     }
 }

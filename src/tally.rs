@@ -64,6 +64,40 @@ impl Totals {
         self.report.from_buffer += r.from_buffer;
     }
 
+    /// Adds `other`'s counts to these (a transfer over several
+    /// connections, `send --retries`).
+    pub fn add(&mut self, other: &Totals) {
+        self.entries += other.entries;
+        self.files += other.files;
+        self.dirs += other.dirs;
+        self.links += other.links;
+        self.bytes += other.bytes;
+        self.committed += other.committed;
+        self.skipped += other.skipped;
+        self.failed += other.failed;
+        self.mismatched += other.mismatched;
+        self.changed += other.changed;
+        self.add_report(&other.report);
+    }
+
+    /// What a connection that broke settled for good: the entries
+    /// committed or skipped, and what they moved. The others are sent
+    /// again over the next connection and counted there.
+    pub fn settled(&self) -> Totals {
+        let mut kept = Totals {
+            entries: self.committed + self.skipped,
+            files: self.files,
+            dirs: self.dirs,
+            links: self.links,
+            bytes: self.bytes,
+            committed: self.committed,
+            skipped: self.skipped,
+            ..Totals::default()
+        };
+        kept.add_report(&self.report);
+        kept
+    }
+
     /// The exit status, by precedence: an integrity failure outranks any
     /// other; then a source that changed while being sent (even if every
     /// other entry arrived: sending again is the remedy, and 6 says so);
@@ -158,6 +192,32 @@ mod tests {
         assert_eq!(code(&[Changed, Committed, Committed]), Code::SourceChanged);
         assert_eq!(code(&[Changed, Failed, Committed]), Code::SourceChanged);
         assert_eq!(code(&[Changed, Mismatch, Committed]), Code::Integrity);
+    }
+
+    #[test]
+    fn a_broken_connection_keeps_only_what_it_settled() {
+        let mut first = Totals {
+            entries: 4,
+            files: 1,
+            bytes: 10,
+            ..Totals::default()
+        };
+        first.count(Outcome::Committed);
+        first.count(Outcome::Skipped);
+        first.count(Outcome::Failed);
+        let mut all = first.settled();
+        assert_eq!((all.entries, all.files, all.bytes, all.failed), (2, 1, 10, 0));
+        let mut second = Totals {
+            entries: 2,
+            files: 2,
+            bytes: 5,
+            ..Totals::default()
+        };
+        second.count(Outcome::Committed);
+        second.count(Outcome::Committed);
+        all.add(&second);
+        assert_eq!((all.entries, all.files, all.bytes, all.committed), (4, 3, 15, 3));
+        assert_eq!(all.code(), Code::Success);
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! One connection to one sender: the watchdog, the handshake, then the
 //! session, for a connection the receiver accepted (listen.rs) or made
-//! itself to a listening sender ([`dial`], `--connect`).
+//! itself to a listening sender ([`dial`], `--connect`). A session that
+//! broke with a sender that said it will reconnect (`send --retries`) is
+//! marked so: a receiver serving one session waits for it.
 
+use std::io;
 use std::net::{IpAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
@@ -27,15 +30,25 @@ pub fn dial(setup: &Setup, target: &HostPort, bind: Option<IpAddr>) -> Result<Co
     let (sock, _) = net::connect(target, bind).with_context(|| format!("receiving from {peer}"))?;
     match connection(setup, sock, peer, true) {
         Ending::Turned(err) => Err(err),
-        Ending::Served(result) => result,
+        Ending::Served(ended) => ended.result,
         Ending::Joined => Err(anyhow::anyhow!("internal error: a receiver that connected was joined")),
     }
+}
+
+/// How a session ended.
+pub struct Ended {
+    pub result: Result<Code>,
+    /// The sender, for messages.
+    pub peer: String,
+    /// The connection broke, and the sender announced it would connect
+    /// again (RETRY in its HELLO).
+    pub rejoins: bool,
 }
 
 /// Handshake, then the session, for one connection. `wake`: let
 /// SIGINT end this connection's reads (only one connection can be woken
 /// this way; keep-open shuts its connections down itself).
-pub fn connection(setup: &Setup, sock: TcpStream, peer: String, wake: bool) -> Ending<Result<Code>> {
+pub fn connection(setup: &Setup, sock: TcpStream, peer: String, wake: bool) -> Ending<Ended> {
     // Until the session starts, errors name the connection; a receiver
     // that connected names it as it will for the session.
     let turned = match setup.approach {
@@ -103,19 +116,27 @@ pub fn connection(setup: &Setup, sock: TcpStream, peer: String, wake: bool) -> E
             if one {
                 setup.serving.store(false, Ordering::SeqCst);
             }
-            match served {
+            let (result, rejoins) = match served {
                 Ok(code) => {
                     session.summarize_session(started);
-                    Ending::Served(Ok(code))
+                    (Ok(code), false)
                 }
                 Err(err) => {
                     let err = explain(err, watchdog.fired());
+                    // Before our ERROR and close, which end the stream
+                    // whoever broke it.
+                    let rejoins = session.blocks.is_some_and(|b| b.retry) && broke(&err, &session.sock);
                     session.reporter.finish();
                     session.refuse(&err);
                     session.close_after_failure();
-                    Ending::Served(Err(err.context(format!("receiving from {peer}"))))
+                    (Err(err.context(format!("receiving from {peer}"))), rejoins)
                 }
-            }
+            };
+            Ending::Served(Ended {
+                result,
+                peer: peer.clone(),
+                rejoins,
+            })
         }
     };
     if wake {
@@ -126,7 +147,7 @@ pub fn connection(setup: &Setup, sock: TcpStream, peer: String, wake: bool) -> E
 
 /// Hands a connection whose handshake joined a running session to that
 /// session as a further stream.
-fn join(setup: &Setup, session: Session, peer: String) -> Ending<Result<Code>> {
+fn join(setup: &Setup, session: Session, peer: String) -> Ending<Ended> {
     let Some(token) = session.joining else {
         return Ending::Turned(anyhow::anyhow!("internal error: not a joining connection"));
     };
@@ -151,10 +172,33 @@ fn explain(err: anyhow::Error, fired: Option<Fired>) -> anyhow::Error {
             "the sender did not complete the handshake within {} s (--timeout)",
             t.as_secs()
         ),
-        Some(Fired::Idle(t)) => anyhow::anyhow!("the sender sent nothing for {} s (--idle-timeout)", t.as_secs()),
+        Some(Fired::Idle(t)) => error::idle_cut(t),
         // SIGINT/SIGTERM shut the socket down as well (the handler, or
         // keep-open's main thread), so the end of the stream was ours.
         None if signals::interrupted() => error::interrupted_io().into(),
         None => err,
     }
+}
+
+/// Whether the session ended with `err` because the connection broke: the
+/// error says so, or (for an error that decides nothing itself) the
+/// sender's end is already closed or reset. The latter covers a payload
+/// cut short, which is reported as "the sender closed the connection
+/// after N of M bytes" without the I/O error that said so.
+fn broke(err: &anyhow::Error, sock: &TcpStream) -> bool {
+    error::connection_lost(err) || (!error::deliberate(err) && hung_up(sock))
+}
+
+/// Whether a read on `sock` would meet the end of the stream or an error
+/// at once, without taking anything from it.
+fn hung_up(sock: &TcpStream) -> bool {
+    if sock.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let gone = match sock.peek(&mut [0u8; 1]) {
+        Ok(n) => n == 0,
+        Err(e) => !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted),
+    };
+    let _ = sock.set_nonblocking(false);
+    gone
 }

@@ -9,6 +9,11 @@
 //! scanner or a mistyped key cannot take a waiting receiver down. Once a
 //! session has started, the default receiver exits with its status; a
 //! keep-open receiver reports it and goes on.
+//!
+//! One exception: when the connection of a session breaks and its sender
+//! said it will reconnect (`send --retries`), the default receiver waits
+//! for a sender again, for at most its idle timeout. The next session's
+//! status is then the receiver's; if nobody comes, the broken one's is.
 
 use std::collections::HashMap;
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -19,19 +24,54 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::connection::connection;
+use super::connection::{Ended, connection};
 use super::start::Setup;
 use crate::error::{self, Code};
 use crate::frames;
 use crate::net;
+use crate::progress::Reporter;
 use crate::protocol::{Message, Preamble, WireError};
 use crate::serve::{self, Ending};
 use crate::sys::signals;
 
 /// Default mode: serves the first sender that completes the handshake,
-/// then exits with its status.
+/// then exits with its status (waiting for it again when its connection
+/// broke and it said it would reconnect).
 pub fn serve_one(listener: &TcpListener, setup: &Setup) -> Result<Code> {
-    serve::first(listener, "a sender", |sock, peer| connection(setup, sock, peer, true))
+    let mut deadline = None;
+    let mut broken = None;
+    loop {
+        let served = serve::first_until(listener, "a sender", deadline, |sock, peer| {
+            match connection(setup, sock, peer, true) {
+                Ending::Served(ended) => Ending::Served(Ok(ended)),
+                Ending::Turned(err) => Ending::Turned(err),
+                Ending::Joined => Ending::Joined,
+            }
+        })?;
+        let ended = match (served, broken.take()) {
+            (Some(ended), _) => ended,
+            // Nobody came back in time.
+            (None, Some(err)) => return Err(err),
+            (None, None) => return Err(anyhow::anyhow!("internal error: stopped waiting for a sender")),
+        };
+        match ended {
+            Ended {
+                result: Err(err),
+                peer,
+                rejoins: true,
+            } => {
+                let wait = setup.idle_timeout;
+                Reporter::without_bar(setup.verbosity).warn(format_args!(
+                    "connection from {peer} lost ({}); waiting up to {} s for it to reconnect (the sender uses --retries)",
+                    crate::display::one_line(&err.root_cause().to_string()),
+                    wait.as_secs()
+                ));
+                deadline = Some(Instant::now() + wait);
+                broken = Some(err);
+            }
+            ended => return ended.result,
+        }
+    }
 }
 
 /// The connections a keep-open receiver is serving: how many, and a handle
@@ -131,10 +171,10 @@ pub fn keep_open(listener: TcpListener, setup: Arc<Setup>, max: usize) -> Result
                 // nothing was written.
                 Ending::Turned(_) if signals::interrupted() => {}
                 Ending::Turned(err) => serve::turned_away(&err),
-                Ending::Served(Err(err)) => {
+                Ending::Served(Ended { result: Err(err), .. }) => {
                     eprintln!("zcp: error: {}", crate::display::one_line(&format!("{err:#}")));
                 }
-                Ending::Served(Ok(_)) | Ending::Joined => {}
+                Ending::Served(Ended { result: Ok(_), .. }) | Ending::Joined => {}
             }
         });
         match worker {

@@ -301,7 +301,7 @@ enum Answer {
     Verdict(Verdict),
 }
 
-impl Session {
+impl Session<'_> {
     /// The agreed block mode, if `item` goes in blocks: a regular file of
     /// known size without holes, larger than one block.
     fn blocks_for(&self, item: &Item) -> Option<Blocks> {
@@ -319,6 +319,7 @@ impl Session {
         outbox: &mut Outbox,
         policy: Policy,
         mut item: Item,
+        again: bool,
     ) -> Result<Option<Item>> {
         let Some(blocks) = self.blocks_for(&item) else {
             return Ok(Some(item));
@@ -344,6 +345,7 @@ impl Session {
             raw: item.raw.clone(),
             sent,
             started,
+            again,
         };
         let held = match self.await_plan(blocks, *size).with_context(about)? {
             Answer::Plan(held) => held,

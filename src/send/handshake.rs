@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 
 use super::receiver_said;
 use super::replies::Replies;
@@ -49,10 +49,15 @@ pub fn handshake(
     let deadline = Instant::now() + timeout;
     exchange(sock, offer, key, approach, deadline).map_err(|err| {
         if timed_out(&err) && Instant::now() >= deadline {
-            anyhow!(
-                "the receiver did not complete the handshake within {} s (--timeout)",
-                timeout.as_secs()
+            // Still a timed-out connection, for `--retries`.
+            std::io::Error::new(
+                ErrorKind::TimedOut,
+                format!(
+                    "the receiver did not complete the handshake within {} s (--timeout)",
+                    timeout.as_secs()
+                ),
             )
+            .into()
         } else {
             err
         }

@@ -4,6 +4,9 @@
 //! (`zcp recv --connect`) and completes the handshake. Either way the
 //! session that follows is the same.
 //!
+//! A sender that connects may do so again after the connection broke
+//! (`--retries`), with the same key and from the same address.
+//!
 //! A listening sender treats a connection that fails its handshake (not
 //! zcp, a wrong key, too slow for `--timeout`) as a listening receiver
 //! does: it warns and goes on listening, since nothing was sent.
@@ -18,7 +21,7 @@ use super::operands;
 use super::streams::Stream;
 use crate::cli::SendArgs;
 use crate::error;
-use crate::key;
+use crate::key::{self, Key};
 use crate::net::{self, HostPort, ListenSpec};
 use crate::progress::Reporter;
 use crate::protocol::Blocks;
@@ -57,12 +60,19 @@ pub fn offer(args: &SendArgs) -> Offer {
     }
 }
 
-/// Connects to the receiver listening at `target`.
-pub fn connect(args: &SendArgs, target: &HostPort, reporter: &Reporter) -> Result<Met> {
+/// The key a sender that connects proves itself with: None under
+/// `--no-auth`, with a warning.
+pub fn key(args: &SendArgs, reporter: &Reporter) -> Result<Option<Key>> {
     let key = key::for_connecting(&args.common.auth, "receiver")?;
     if key.is_none() {
         reporter.warn("--no-auth: nothing proves who the receiver is, and anyone on the path could alter what arrives");
     }
+    Ok(key)
+}
+
+/// Connects to the receiver listening at `target`, with `key` (see
+/// [`key`]).
+pub fn connect(args: &SendArgs, target: &HostPort, key: Option<&Key>, reporter: &Reporter) -> Result<Met> {
     crate::sys::raise_open_file_limit();
     let peer = target.to_string();
     // Until the first entry goes out, errors name what could not be sent.
@@ -82,14 +92,8 @@ pub fn connect(args: &SendArgs, target: &HostPort, reporter: &Reporter) -> Resul
         _ => reporter.detail(format_args!("connected to {to}")),
     }
     let offer = offer(args);
-    let agreed = handshake(
-        &sock,
-        &offer,
-        key.as_ref(),
-        Approach::Connected,
-        args.common.handshake_timeout(),
-    )
-    .with_context(sending)?;
+    let agreed =
+        handshake(&sock, &offer, key, Approach::Connected, args.common.handshake_timeout()).with_context(sending)?;
     let streams = match (agreed.session, agreed.blocks) {
         (Some(token), Some(blocks)) if blocks.streams > 1 => {
             let more = usize::from(blocks.streams - 1);
@@ -98,7 +102,7 @@ pub fn connect(args: &SendArgs, target: &HostPort, reporter: &Reporter) -> Resul
                 ..offer
             };
             let opened = (0..more)
-                .map(|_| Stream::open(addr, args.bind, &join, key.as_ref(), args.common.handshake_timeout()))
+                .map(|_| Stream::open(addr, args.bind, &join, key, args.common.handshake_timeout()))
                 .collect::<Result<Vec<_>>>()
                 .with_context(sending)?;
             reporter.detail(format_args!("{} streams to {to}", blocks.streams));

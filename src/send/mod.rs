@@ -3,7 +3,8 @@
 //! authenticate, stream every entry the walk produces without waiting for the
 //! receiver, match the verdicts that flow back to the entries in order,
 //! and exit with the outcome: 0 only once the receiver holds every entry,
-//! verified, under its final name.
+//! verified, under its final name. With `--retries`, a connection that
+//! breaks is made again and the transfer goes on (retry.rs).
 
 mod blocks;
 mod census;
@@ -13,12 +14,15 @@ mod meet;
 mod operands;
 mod pace;
 mod replies;
+mod retry;
 mod source;
 mod streams;
+mod verdicts;
 mod walk;
 
 use std::collections::VecDeque;
-use std::net::TcpStream;
+use std::io;
+use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
@@ -26,19 +30,23 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::checksum::{Algorithm, Digest};
+use crate::checksum::Algorithm;
 use crate::cli::SendArgs;
 use crate::display;
 use crate::engine::Policy;
 use crate::error::{self, Code};
+use crate::key::Key;
+use crate::net::{HostPort, ListenSpec};
 use crate::progress::Reporter;
-use crate::protocol::{EntryKind, Message, RelPath, Verdict, VerdictStatus};
-use crate::tally::{Outcome, Totals, verified};
+use crate::protocol::{EntryKind, Message, RelPath, WireError};
+use crate::tally::Totals;
 use census::Census;
 use entry::{Abort, Link, Outbox, Sent};
 use meet::Met;
 use replies::{Replies, Reply};
-use walk::{Batch, Item, Walked};
+use retry::Ledger;
+use verdicts::Gone;
+use walk::{Batch, Item, Operand, Walked};
 
 /// How long to wait for the receiver's reason after our side failed.
 const REASON_GRACE: Duration = Duration::from_secs(3);
@@ -52,10 +60,13 @@ struct Pending {
     raw: Vec<u8>,
     sent: Sent,
     started: Instant,
+    /// Settled in an earlier attempt, and sent again all the same (a
+    /// directory, a file with several names): counted there already.
+    again: bool,
 }
 
 /// The sending side of one session.
-struct Session {
+struct Session<'l> {
     peer: String,
     algorithm: Algorithm,
     reporter: Reporter,
@@ -81,29 +92,71 @@ struct Session {
     failed_dir: Option<(String, u64, Gone)>,
     /// The `--limit` the kernel paces us at, for the summary.
     limit: Option<u64>,
+    /// What the attempts of this transfer share (`--retries`).
+    ledger: &'l mut Ledger,
     /// Block mode, as the receiver agreed to it.
     blocks: Option<crate::protocol::Blocks>,
     /// BLOCKED entries sent so far.
     blocked: u32,
     /// Further connections of the session (-P).
     streams: Vec<streams::Stream>,
+    /// Entries passed over as settled in an earlier attempt.
+    passed_over: u64,
+}
+
+/// How the sender meets its receiver, each time it does.
+enum Way<'a> {
+    Listen(&'a ListenSpec),
+    Connect(&'a HostPort, Option<Key>),
 }
 
 pub fn run(args: SendArgs) -> Result<Code> {
+    retry::check(&args)?;
+    let mut operands = Some(operands::classify(&args)?);
+    let way = match (&args.listen, &args.target) {
+        (Some(spec), _) => Way::Listen(spec),
+        (None, Some(target)) => {
+            let key = meet::key(&args, &Reporter::without_bar(args.common.verbosity()))?;
+            Way::Connect(target, key)
+        }
+        (None, None) => return Err(error::usage("no HOST:PORT to send to, and no --listen")),
+    };
+    let mut ledger = Ledger::new(&args);
+    loop {
+        // Each attempt walks the sources afresh.
+        let operands = match operands.take() {
+            Some(ops) => ops,
+            None => operands::classify(&args)?,
+        };
+        match attempt(&args, &way, operands, &mut ledger) {
+            Ok(code) => return Ok(code),
+            Err(err) => match &way {
+                Way::Connect(target, _) => ledger.again(&args, &target.to_string(), err)?,
+                Way::Listen(_) => return Err(err),
+            },
+        }
+    }
+}
+
+/// One connection's share of the transfer: meets the receiver and sends
+/// every entry `ledger` does not hold as settled yet. A failure leaves in
+/// `ledger` what this attempt settled.
+fn attempt(args: &SendArgs, way: &Way, operands: Vec<Operand>, ledger: &mut Ledger) -> Result<Code> {
     let mut reporter = Reporter::new(args.common.verbosity());
     let policy = Policy::new(!args.common.no_zerocopy);
     let algorithm = args.common.checksum;
-    let operands = operands::classify(&args)?;
     let Met {
         sock,
         peer,
         agreed,
         streams,
-    } = match (&args.listen, &args.target) {
-        (Some(spec), _) => meet::listen(&args, spec, &reporter)?,
-        (None, Some(target)) => meet::connect(&args, target, &reporter)?,
-        (None, None) => return Err(error::usage("no HOST:PORT to send to, and no --listen")),
+    } = match way {
+        Way::Listen(spec) => meet::listen(args, spec, &reporter)?,
+        Way::Connect(target, key) => meet::connect(args, target, key.as_ref(), &reporter)?,
     };
+    ledger.agreed(args, agreed.blocks, &reporter);
+    // The transfer is timed from its first session on.
+    let started = *ledger.started.get_or_insert_with(Instant::now);
     let limit = args.limit.and_then(|rate| {
         let socks: Vec<&TcpStream> = std::iter::once(&sock).chain(streams.iter().map(|s| &s.sock)).collect();
         pace::pace(&socks, rate, &mut reporter)
@@ -112,9 +165,11 @@ pub fn run(args: SendArgs) -> Result<Code> {
         .iter()
         .filter_map(|op| op.path().map(|p| p.to_path_buf()))
         .collect();
-    let walk = walk::spawn(operands, args.dereference, algorithm)?;
+    let confirmed = Arc::new(ledger.done.clone());
+    let walk = walk::spawn(operands, args.dereference, algorithm, confirmed)?;
     reporter.start("send", None);
-    let census = reporter.has_bar().then(|| census::spawn(roots, args.dereference));
+    // After a reconnect, the bar counts what the walk finds to send.
+    let census = (reporter.has_bar() && ledger.reconnects == 0).then(|| census::spawn(roots, args.dereference));
 
     let mut session = Session {
         peer,
@@ -131,49 +186,81 @@ pub fn run(args: SendArgs) -> Result<Code> {
         ping_every: agreed.idle_timeout.map(|t| (t / 3).max(Duration::from_millis(500))),
         failed_dir: None,
         limit,
+        ledger,
+        passed_over: 0,
         blocks: agreed.blocks,
         blocked: 0,
         streams,
     };
-    let started = Instant::now();
     let mut outbox = Outbox::new(agreed.encoder);
-    if let Err(local) = session.stream(&sock, &walk, &mut outbox, policy) {
-        session.reporter.finish();
-        let what = session.sending();
-        // The receiver's reason (disk full, ...) beats our broken pipe; it
-        // comes after the verdicts on the entries before, so the first entry
-        // still without one is the entry it is about.
+    match session.transfer(&sock, &walk, &mut outbox, policy, started) {
+        Ok(code) => Ok(code),
+        Err(err) => {
+            session.reporter.finish();
+            // Ends the reading worker too, and the connection with it.
+            let _ = sock.shutdown(Shutdown::Both);
+            let settled = session.totals.settled();
+            session.ledger.carried.add(&settled);
+            Err(err)
+        }
+    }
+}
+
+impl Session<'_> {
+    /// Streams the entries, collects the verdicts and sums up; the exit
+    /// status counts every attempt.
+    fn transfer(
+        &mut self,
+        sock: &TcpStream,
+        walk: &Receiver<Batch>,
+        outbox: &mut Outbox,
+        policy: Policy,
+        started: Instant,
+    ) -> Result<Code> {
+        if let Err(local) = self.stream(sock, walk, outbox, policy) {
+            return Err(self.reason(local));
+        }
+        self.collect()?;
+        self.reporter.finish();
+        self.ledger.carried.add(&self.totals);
+        self.summarize(started);
+        Ok(self.ledger.carried.code())
+    }
+
+    /// Why streaming failed, once our side did (`local`). The receiver's
+    /// reason (disk full, ...) beats our broken pipe; it comes after the
+    /// verdicts on the entries before, so the first entry still without
+    /// one is the entry it is about.
+    fn reason(&mut self, local: anyhow::Error) -> anyhow::Error {
+        self.reporter.finish();
+        let what = self.sending();
         let deadline = Instant::now() + REASON_GRACE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match session.replies.next(Some(left)) {
+            match self.replies.next(Some(left)) {
                 Some(Reply::Verdict(v)) if !left.is_zero() => {
-                    if let Some(p) = session.pending.pop_front() {
-                        let outcome = session.judge(&p, &v);
-                        session.totals.count(outcome);
+                    if let Some(p) = self.pending.pop_front() {
+                        let outcome = self.judge(&p, &v);
+                        self.tally(&p, outcome);
                     }
                 }
                 Some(Reply::Error(e)) => {
-                    let reason = error::coded(Code::from_peer_error(e.code), receiver_said(&e.message));
-                    let about = match session.pending.front() {
-                        Some(p) => format!("sending {} to {}", p.path, session.peer),
+                    let about = match self.pending.front() {
+                        Some(p) => format!("sending {} to {}", p.path, self.peer),
                         None => what,
                     };
-                    return Err(reason.context(about));
+                    return receiver_error(&e).context(about);
                 }
                 // A forged frame is why the connection was shut down.
-                Some(Reply::Broken(e)) if replies::forged(&e) => return Err(e.context(what)),
-                _ => return Err(local),
+                Some(Reply::Broken(e)) if replies::forged(&e) => return e.context(what),
+                // The receiver's side is gone too: the connection broke.
+                Some(Reply::Closed) => return lost(local),
+                Some(Reply::Broken(e)) if error::connection_lost(&e) => return lost(local),
+                _ => return local,
             }
         }
     }
-    session.collect()?;
-    session.reporter.finish();
-    session.summarize(started);
-    Ok(session.totals.code())
-}
 
-impl Session {
     /// Sends every walked entry, then DONE, reading verdicts as they come.
     fn stream(&mut self, sock: &TcpStream, walk: &Receiver<Batch>, outbox: &mut Outbox, policy: Policy) -> Result<()> {
         loop {
@@ -201,11 +288,18 @@ impl Session {
                         self.totals.failed += 1;
                     }
                     Walked::Aborted(path, why) => self.send_aborted(outbox, path, why),
+                    Walked::Confirmed => self.passed_over += 1,
                 }
             }
             while let Some(reply) = self.replies.try_next() {
                 self.reply(reply)?;
             }
+        }
+        if self.passed_over > 0 {
+            self.reporter.detail(format_args!(
+                "not sent again: {} the receiver confirmed before the reconnect",
+                counted_entries(self.passed_over)
+            ));
         }
         for stream in &mut self.streams {
             stream
@@ -242,18 +336,21 @@ impl Session {
     }
 
     fn send_item(&mut self, sock: &TcpStream, outbox: &mut Outbox, policy: Policy, item: Item) -> Result<()> {
-        self.totals.entries += 1;
-        self.reporter.current(&item.entry.path.to_string());
+        let path = item.entry.path.to_string();
+        let again = self.ledger.done.contains(&path);
+        if !again {
+            self.totals.entries += 1;
+        }
+        self.reporter.current(&path);
         self.walked += item.entry.payload.size().unwrap_or(0);
         if self.reporter.has_bar() && item.entry.payload.size().is_some() {
             let counted = self.census.as_ref().map_or(0, |c| c.bytes.load(Ordering::Relaxed));
             self.reporter.set_total(counted.max(self.walked));
         }
-        let path = item.entry.path.to_string();
         self.current = Some(path.clone());
         let kind = item.entry.kind.clone();
         let raw = item.raw.clone();
-        let Some(item) = self.send_in_blocks(sock, outbox, policy, item)? else {
+        let Some(item) = self.send_in_blocks(sock, outbox, policy, item, again)? else {
             return Ok(());
         };
         let started = Instant::now();
@@ -270,6 +367,7 @@ impl Session {
             raw,
             sent,
             started,
+            again,
         });
         Ok(())
     }
@@ -301,15 +399,20 @@ impl Session {
     /// changed while read) and aborts it at once, so the receiver fails it
     /// too (its verdict is then expected, and quiet).
     fn send_aborted(&mut self, outbox: &mut Outbox, path: RelPath, why: Abort) {
-        self.report_abort(&path.to_string(), &why);
-        self.totals.entries += 1;
-        outbox.push_aborted(path.clone(), &why);
+        let shown = path.to_string();
+        self.report_abort(&shown, &why);
+        let again = self.ledger.done.contains(&shown);
+        if !again {
+            self.totals.entries += 1;
+        }
+        outbox.push_aborted(path, &why);
         self.pending.push_back(Pending {
-            path: path.to_string(),
+            path: shown,
             kind: EntryKind::File,
             raw: Vec::new(),
             sent: Sent::aborted(why),
             started: Instant::now(),
+            again,
         });
     }
 
@@ -347,207 +450,21 @@ impl Session {
                 };
                 self.leave_failed_dir(&p.path);
                 let outcome = self.judge(&p, &v);
-                self.totals.count(outcome);
+                self.tally(&p, outcome);
                 Ok(())
             }
-            Reply::Error(e) => {
-                Err(error::coded(Code::from_peer_error(e.code), receiver_said(&e.message))).context(what)
-            }
-            Reply::Closed => bail!("{what}: the receiver closed the connection without a verdict"),
+            Reply::Error(e) => Err(receiver_error(&e).context(what)),
+            Reply::Closed => Err(anyhow::Error::new(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the receiver closed the connection without a verdict",
+            ))
+            .context(what)),
             Reply::Broken(why) => Err(why.context(what)),
             Reply::Plan(_) => bail!("{what}: protocol error: the receiver sent a PLAN for no file sent in blocks"),
             Reply::Done if self.pending.is_empty() => Ok(()),
             Reply::Done => bail!("{what}: the receiver ended the session without a verdict"),
         }
     }
-
-    /// Decides one entry from its verdict and reports it.
-    fn judge(&mut self, p: &Pending, v: &Verdict) -> Outcome {
-        let what = format!("sending {} to {}", p.path, self.peer);
-        match v.status {
-            _ if matches!(p.sent.aborted, Some(Abort::Changed(_))) => Outcome::Changed,
-            _ if p.sent.aborted.is_some() => Outcome::Failed,
-            VerdictStatus::Committed if v.digest == p.sent.digest => {
-                self.committed(p);
-                Outcome::Committed
-            }
-            VerdictStatus::Committed => {
-                self.reporter.error(format!(
-                    "{what}: the receiver committed data whose digest {} is not ours {}",
-                    v.digest.hex(),
-                    p.sent.digest.hex()
-                ));
-                Outcome::Mismatch
-            }
-            VerdictStatus::Mismatch if v.digest == Digest::None => {
-                // A file sent in blocks: the receiver names the block.
-                self.reporter.error(format!(
-                    "{what}: integrity check failed: {}; nothing was committed",
-                    receiver_said(&v.message)
-                ));
-                Outcome::Mismatch
-            }
-            VerdictStatus::Mismatch => {
-                self.reporter.error(format!(
-                    "{what}: integrity check failed: the receiver's {} digest {} differs from ours {}; nothing was committed",
-                    self.algorithm.name(),
-                    v.digest.hex(),
-                    p.sent.digest.hex()
-                ));
-                Outcome::Mismatch
-            }
-            VerdictStatus::Skipped if !self.no_clobber => {
-                self.reporter.error(format!(
-                    "{what}: the receiver skipped it, but --no-clobber was not asked for: {}",
-                    receiver_said(&v.message)
-                ));
-                Outcome::Failed
-            }
-            VerdictStatus::Skipped => {
-                match &mut self.failed_dir {
-                    Some((_, beneath, Gone::Skipped)) => {
-                        *beneath += 1;
-                        self.reporter
-                            .detail(format!("skipped {}: {}", p.path, receiver_said(&v.message)));
-                    }
-                    _ => {
-                        self.reporter
-                            .note(format!("skipped {}: {}", p.path, receiver_said(&v.message)));
-                        if p.kind == EntryKind::Directory && self.failed_dir.is_none() {
-                            self.failed_dir = Some((p.path.clone(), 0, Gone::Skipped));
-                        }
-                    }
-                }
-                Outcome::Skipped
-            }
-            VerdictStatus::Failed => {
-                match &mut self.failed_dir {
-                    Some((_, beneath, Gone::Failed)) => {
-                        *beneath += 1;
-                        self.reporter.detail(format!("{what}: {}", receiver_said(&v.message)));
-                    }
-                    _ => {
-                        self.reporter.error(format!("{what}: {}", receiver_said(&v.message)));
-                        if p.kind == EntryKind::Directory && self.failed_dir.is_none() {
-                            self.failed_dir = Some((p.path.clone(), 0, Gone::Failed));
-                        }
-                    }
-                }
-                Outcome::Failed
-            }
-        }
-    }
-
-    /// Before the verdict on `path`: if it is outside the subtree of a
-    /// directory the receiver could not make, says in one line how many
-    /// entries beneath that directory failed with it.
-    fn leave_failed_dir(&mut self, path: &str) {
-        let Some((dir, beneath, gone)) = &self.failed_dir else {
-            return;
-        };
-        if path
-            .strip_prefix(dir.as_str())
-            .is_some_and(|rest| rest.starts_with('/'))
-        {
-            return;
-        }
-        match (*beneath, gone) {
-            (0, _) => {}
-            (n, Gone::Failed) => self.reporter.error(format!(
-                "sending {dir}/... to {}: {} beneath {dir} failed with it (-v lists them)",
-                self.peer,
-                counted_entries(n),
-            )),
-            (n, Gone::Skipped) => self.reporter.note(format!(
-                "skipped {dir}/...: {} beneath {dir} with it (--no-clobber; -v lists them)",
-                counted_entries(n),
-            )),
-        }
-        self.failed_dir = None;
-    }
-
-    fn committed(&mut self, p: &Pending) {
-        match p.kind {
-            EntryKind::File => self.totals.files += 1,
-            EntryKind::Directory => self.totals.dirs += 1,
-            EntryKind::Symlink(_) | EntryKind::HardLink(_) => self.totals.links += 1,
-        }
-        if p.kind != EntryKind::File {
-            return;
-        }
-        let (bytes, report) = (p.sent.bytes, &p.sent.report);
-        // What moved in this session: blocks a resume found at the
-        // receiver did not.
-        self.totals.bytes += bytes - p.sent.resumed;
-        self.totals.add_report(report);
-        if self.reporter.verbose() {
-            self.reporter
-                .detail(format_args!("send {}: {}", p.path, report.describe()));
-            match report.block_size {
-                _ if self.algorithm == Algorithm::None => {}
-                Some(size) => self
-                    .reporter
-                    .detail(display::block_digest_line(&p.sent.digest.hex(), &p.raw, size)),
-                None => self
-                    .reporter
-                    .detail_raw(&display::checksum_line(&p.sent.digest.hex(), &p.raw)),
-            }
-        }
-        // Only a lone file gets its own closing line (see `summarize`).
-        if self.totals.files > 1 {
-            return;
-        }
-        let seconds = p.started.elapsed().as_secs_f64();
-        let moved = bytes - p.sent.resumed;
-        let amount = match p.sent.resumed {
-            0 => display::bytes(bytes),
-            kept => format!(
-                "{} of {} ({} resumed)",
-                display::bytes(moved),
-                display::bytes(bytes),
-                display::bytes(kept)
-            ),
-        };
-        self.last_summary = Some(format!(
-            "sent {} to {}: {amount} in {seconds:.2} s ({}), {}, {}",
-            p.path,
-            self.peer,
-            display::rate_within(moved, seconds, self.limit),
-            report.primary().name(),
-            verified(self.algorithm)
-        ));
-    }
-
-    /// The closing line: the file's own summary for a single file, else
-    /// the totals.
-    fn summarize(&mut self, started: Instant) {
-        let t = &self.totals;
-        if t.entries == 1
-            && t.files == 1
-            && let Some(line) = self.last_summary.take()
-        {
-            self.reporter.note(line);
-            return;
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        let line = format!(
-            "sent {} to {}: {}",
-            t.counts(),
-            self.peer,
-            t.measures(seconds, self.algorithm, self.limit)
-        );
-        self.reporter.detail(format!("send: {}", t.report.describe_totals()));
-        self.reporter.note(line);
-    }
-}
-
-/// Why a directory's subtree did not arrive, for reporting it in one line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Gone {
-    /// The receiver could not make the directory.
-    Failed,
-    /// Something else is in its place and --no-clobber keeps it.
-    Skipped,
 }
 
 /// "1 entry", "5 entries".
@@ -555,8 +472,60 @@ fn counted_entries(n: u64) -> String {
     format!("{n} {}", if n == 1 { "entry" } else { "entries" })
 }
 
+/// The receiver's ERROR as our error. Its idle cut (it heard nothing from
+/// us for its `--idle-timeout`) means the connection stalled: a timed-out
+/// connection, which `--retries` may make again, not a verdict.
+fn receiver_error(e: &WireError) -> anyhow::Error {
+    let said = receiver_said(&e.message);
+    if error::is_idle_cut(&e.message) {
+        io::Error::new(io::ErrorKind::TimedOut, said).into()
+    } else {
+        error::coded(Code::from_peer_error(e.code), said)
+    }
+}
+
+/// `err`, a failure to send over a connection the receiver's side shows
+/// broken, as the lost connection it is: sending reports a broken pipe or
+/// a reset in words, without the I/O error. The words stay, layer by
+/// layer.
+fn lost(err: anyhow::Error) -> anyhow::Error {
+    if error::connection_lost(&err) || error::deliberate(&err) {
+        return err;
+    }
+    let mut layers: Vec<String> = err.chain().map(|cause| cause.to_string()).collect();
+    let root = layers.pop().unwrap_or_default();
+    let mut rebuilt = anyhow::Error::new(io::Error::new(io::ErrorKind::BrokenPipe, root));
+    for layer in layers.into_iter().rev() {
+        rebuilt = rebuilt.context(layer);
+    }
+    rebuilt
+}
+
 /// The receiver's ERROR or VERDICT text, escaped once (see
 /// [`display::peer_text`]: names in it are already escaped).
 fn receiver_said(message: &str) -> String {
     format!("receiver: {}", display::peer_text(message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pipe_broken_in_words_is_a_lost_connection_with_the_same_words() {
+        let said = anyhow::anyhow!("the receiver closed the connection: Broken pipe (os error 32)")
+            .context("sending t/a.bin to host:1");
+        let text = format!("{said:#}");
+        assert!(!error::connection_lost(&said));
+        let rebuilt = lost(said);
+        assert!(error::connection_lost(&rebuilt));
+        assert_eq!(format!("{rebuilt:#}"), text);
+        assert_eq!(
+            rebuilt.root_cause().to_string(),
+            "the receiver closed the connection: Broken pipe (os error 32)"
+        );
+        // A decision stays one.
+        let refused = error::coded(Code::Failure, "receiver: No space left on device");
+        assert!(error::deliberate(&lost(refused)));
+    }
 }

@@ -16,13 +16,18 @@
 //! * Files up to [`SMALL_FILE`] are read and hashed here, so the sender can
 //!   batch many of them into one write. Larger files go by sendfile, and
 //!   files with holes (fewer blocks than bytes) as sparse entries.
+//! * After a reconnect (`--retries`), files and links the receiver already
+//!   confirmed are passed over unread. Directories come again, so the
+//!   order stays depth-first, and so do files with several names and
+//!   their links: a hard link may only name a file of its own session.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use super::entry::Abort;
@@ -81,6 +86,8 @@ pub enum Walked {
     /// sender announces it and aborts it at once, so the receiver fails it
     /// too and both ends agree.
     Aborted(RelPath, Abort),
+    /// Confirmed by the receiver in an earlier attempt: not sent again.
+    Confirmed,
 }
 
 /// A SOURCE operand, classified before connecting.
@@ -104,14 +111,21 @@ impl Operand {
     }
 }
 
-/// Walks `operands` on a new thread.
-pub fn spawn(operands: Vec<Operand>, follow: bool, algorithm: Algorithm) -> io::Result<Receiver<Batch>> {
+/// Walks `operands` on a new thread, passing over the files and links
+/// whose wire paths are `confirmed`.
+pub fn spawn(
+    operands: Vec<Operand>,
+    follow: bool,
+    algorithm: Algorithm,
+    confirmed: Arc<HashSet<String>>,
+) -> io::Result<Receiver<Batch>> {
     let (tx, rx) = sync_channel(QUEUE);
     signals::spawn_worker("zcp-walk", move || {
         let mut walker = Walker {
             tx,
             follow,
             algorithm,
+            confirmed,
             seen: HashMap::new(),
             ancestors: Vec::new(),
             batch: Vec::with_capacity(BATCH_ITEMS),
@@ -142,6 +156,8 @@ struct Walker {
     seen: HashMap<(u64, u64), RelPath>,
     /// (device, inode) of the directories being walked, for -L loops.
     ancestors: Vec<(u64, u64)>,
+    /// Wire paths the receiver confirmed in an earlier attempt.
+    confirmed: Arc<HashSet<String>>,
 }
 
 fn mtime_of(m: &std::fs::Metadata) -> Mtime {
@@ -156,6 +172,11 @@ fn shown_join(base: &Path, name: &[u8]) -> PathBuf {
 }
 
 impl Walker {
+    /// Whether the receiver confirmed `rel` in an earlier attempt.
+    fn was_confirmed(&self, rel: &RelPath) -> bool {
+        !self.confirmed.is_empty() && self.confirmed.contains(&rel.to_string())
+    }
+
     /// Queues `w`; hands the batch over when it is full, or at once when
     /// `w` is a large file the sender can start on while we walk on.
     fn emit(&mut self, w: Walked) -> Result<(), Gone> {
@@ -332,6 +353,9 @@ impl Walker {
     }
 
     fn symlink(&mut self, parent: &File, name: &[u8], rel: RelPath, shown: &Path) -> Result<(), Gone> {
+        if self.was_confirmed(&rel) {
+            return self.emit(Walked::Confirmed);
+        }
         let text = match sys::read_link_at(parent, name).map(|t| LinkText::new(&t)) {
             Ok(Ok(t)) => t,
             Ok(Err(e)) => return self.unreadable(rel, shown, "cannot send link", e.0),
@@ -383,6 +407,8 @@ impl Walker {
             }
             self.seen.insert(id, entry.path.clone());
             entry.linked = true;
+        } else if self.was_confirmed(&entry.path) {
+            return self.emit(Walked::Confirmed);
         }
         let len = meta.len();
         let fingerprint = Fingerprint::of(&meta);
