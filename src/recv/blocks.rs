@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::partial::{Identity, Partial};
+use super::partial::{self, Identity, Partial};
 use super::streams::Current;
 use super::{Outcome, Session, sender_error};
 use crate::blockhash::{self, file_digest};
@@ -246,25 +246,23 @@ fn hash_worker(landing: &Landing, jobs: &Mutex<Receiver<Job>>) {
     let mut buf = IoBuf::new(0);
     loop {
         let job = match jobs.lock() {
-            Ok(rx) => match rx.try_recv() {
-                Err(mpsc::TryRecvError::Empty) => {
-                    // Caught up with the network: record what verified
-                    // before waiting, so a receiver killed while the
-                    // sender is slow loses nothing it checked.
-                    if let Err(e) = landing.partial.sync() {
-                        landing
-                            .lock()
-                            .failed
-                            .get_or_insert_with(|| format!("recording verified blocks: {e}"));
-                    }
-                    rx.recv().map_err(|_| ())
-                }
-                other => other.map_err(|_| ()),
-            },
+            Ok(rx) => rx.recv_timeout(partial::SYNC_AFTER),
             Err(_) => return,
         };
-        let Ok(job) = job else {
-            return;
+        let job = match job {
+            Ok(job) => job,
+            // Idle (the sender is slow or stopped): record what verified,
+            // so a receiver killed meanwhile loses nothing it checked.
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(e) = landing.partial.sync() {
+                    landing
+                        .lock()
+                        .failed
+                        .get_or_insert_with(|| format!("recording verified blocks: {e}"));
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
         let result = blockhash::hash_range(landing.partial.file(), job.offset, job.len, landing.algorithm, &mut buf);
         landing.hashed(&job, result);

@@ -47,7 +47,7 @@ const CHECK_LEN: usize = 4;
 /// Verified blocks are recorded together, after one fdatasync of their
 /// data, once this many are waiting or the last batch is this old.
 const SYNC_EVERY: usize = 8;
-const SYNC_AFTER: Duration = Duration::from_millis(500);
+pub const SYNC_AFTER: Duration = Duration::from_millis(500);
 
 /// The hidden name of the partial for `final_name`: `.NAME.zcp-partial`,
 /// or, when that would pass NAME_MAX, `.zcp-partial.` and a digest of the

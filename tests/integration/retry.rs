@@ -213,3 +213,27 @@ fn a_refused_connection_is_retried_and_ctrl_c_ends_the_wait() {
         ],
     );
 }
+
+#[test]
+fn a_large_file_the_connection_broke_in_goes_on_from_its_verified_blocks() {
+    let env = TestEnv::new();
+    env.random_file("big", 64 << 20, 90);
+    let rx = env.recv(&["dst"]);
+    let plan = Plan {
+        cut: Cut::Reset,
+        after: 40 << 20,
+        connections: 1,
+        on_cue: false,
+    };
+    let proxy = Proxy::start(&rx.addr, plan);
+    let out = env.send(&["-v", "--retries", "3", "src/big"], &proxy.addr);
+    out.assert_code(0).assert_stderr("resuming big: the receiver holds");
+    let rr = rx.finish();
+    rr.assert_code(0).assert_stderr("resuming big:");
+    assert_same_file(&env.src("big"), &env.dst("big"));
+    assert_eq!(env.list("dst"), vec!["big"]);
+    // Only what was not verified before the cut moved the second time.
+    let summary = lines_with(&out.stderr, "zcp: sent big");
+    assert_eq!(summary.len(), 1, "{}", out.stderr);
+    assert!(summary[0].contains(" resumed)"), "{}", summary[0]);
+}
