@@ -92,6 +92,8 @@ pub struct Current {
     /// thread stops waiting; and the streams, shut down when it ends.
     main: TcpStream,
     socks: Mutex<Vec<TcpStream>>,
+    /// Stream threads still running.
+    live: AtomicU32,
 }
 
 impl Current {
@@ -102,6 +104,7 @@ impl Current {
             failed: Mutex::new(None),
             main,
             socks: Mutex::new(Vec::new()),
+            live: AtomicU32::new(0),
         }
     }
 
@@ -181,8 +184,12 @@ impl Streams {
         self.joins.forget(&self.token);
         self.stop.store(true, Ordering::SeqCst);
         if wait_for_done {
-            // The sender sends DONE on each stream before the main one.
-            std::thread::sleep(Duration::from_millis(10));
+            // The sender sends DONE on each stream before the main one:
+            // they end on their own, soon.
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            while self.current.live.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
         }
         self.current.shut_streams();
     }
@@ -205,12 +212,14 @@ fn take_joins<'scope>(
                     current.socks.lock().unwrap_or_else(PoisonError::into_inner).push(s);
                 }
                 let (current, reporter) = (Arc::clone(current), reporter.clone());
+                current.live.fetch_add(1, Ordering::SeqCst);
                 scope.spawn(move || {
                     signals::block_in_this_thread();
                     let peer = joined.peer.clone();
                     if let Err(e) = stream(joined, &current, policy, &reporter) {
                         current.fail(format!("a further stream from {peer}: {e:#}"));
                     }
+                    current.live.fetch_sub(1, Ordering::SeqCst);
                 });
             }
             Err(RecvTimeoutError::Timeout) => {}

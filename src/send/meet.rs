@@ -101,11 +101,25 @@ pub fn connect(args: &SendArgs, target: &HostPort, key: Option<&Key>, reporter: 
                 join: Some(token),
                 ..offer
             };
-            let opened = (0..more)
-                .map(|_| Stream::open(addr, args.bind, &join, key, args.common.handshake_timeout()))
-                .collect::<Result<Vec<_>>>()
-                .with_context(sending)?;
-            reporter.detail(format_args!("{} streams to {to}", blocks.streams));
+            let mut opened = Vec::with_capacity(more);
+            for _ in 0..more {
+                match Stream::open(addr, args.bind, &join, key, args.common.handshake_timeout()) {
+                    Ok(stream) => opened.push(stream),
+                    // A busy receiver (--max-connections), a limit on
+                    // connections: go on with the streams there are.
+                    Err(e) => {
+                        reporter.warn(format_args!(
+                            "{}: going on with {} of the {} streams asked for (-P)",
+                            crate::display::one_line(&format!("{e:#}")),
+                            opened.len() + 1,
+                            blocks.streams
+                        ));
+                        break;
+                    }
+                }
+            }
+            let n = opened.len() + 1;
+            reporter.detail(format_args!("{n} stream{} to {to}", if n == 1 { "" } else { "s" }));
             opened
         }
         (_, Some(b)) if args.parallel > b.streams => {

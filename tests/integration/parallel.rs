@@ -136,3 +136,18 @@ fn a_listening_sender_uses_one_stream_and_says_so() {
     out.assert_code(0).assert_stderr("one stream");
     assert_same_file(&env.src("big"), &env.dst("big"));
 }
+
+#[test]
+fn a_sender_goes_on_with_the_streams_a_busy_receiver_takes() {
+    let env = TestEnv::new();
+    env.random_file("big", 30 << 20, 82);
+    // One connection at a time: the first stream takes it.
+    let mut rx = env.recv(&["-k", "--max-connections", "1", "dst"]);
+    let out = env.send(&["-P", "3", "-v", "src/big"], &rx.addr);
+    out.assert_code(0)
+        .assert_stderr("going on with 1 of the 3 streams asked for (-P)")
+        .assert_stderr("1 stream to");
+    rx.run.kill(2);
+    rx.finish();
+    assert_same_file(&env.src("big"), &env.dst("big"));
+}
