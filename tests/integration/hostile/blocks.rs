@@ -2,7 +2,8 @@
 //! against the real binary. Here: fake senders whose blocks land, in any
 //! order, verify or fail their digests, or are aborted, and what the
 //! receiver keeps for a resume; refused.rs: blocks, entries and joins the
-//! receiver must refuse. Every case checks the exit code, the one error
+//! receiver must refuse; sealed.rs: BLOCK frames in an authenticated
+//! session. Every case checks the exit code, the one error
 //! line naming the peer, and what is left in dst/: nothing under the
 //! final name unless the file verified, and a partial
 //! (`.NAME.zcp-partial`) only where resume keeps one.
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use super::*;
 
 mod refused;
+mod sealed;
 
 /// The fake sender's block size.
 const BS: u32 = MIN_BLOCK;
