@@ -3,10 +3,11 @@
 //! order, verify or fail their digests, or are aborted, and what the
 //! receiver keeps for a resume; refused.rs: blocks, entries and joins the
 //! receiver must refuse; sealed.rs: BLOCK frames in an authenticated
-//! session. Every case checks the exit code, the one error
-//! line naming the peer, and what is left in dst/: nothing under the
-//! final name unless the file verified, and a partial
-//! (`.NAME.zcp-partial`) only where resume keeps one.
+//! session; sender.rs: fake receivers whose BLOCKS, PLAN or VERDICT lie
+//! to the real sender. Every case checks the exit code, the one error line
+//! naming the peer, and what is left in dst/: nothing under the final name
+//! unless the file verified, and a partial (`.NAME.zcp-partial`) only
+//! where resume keeps one.
 //!
 //! The fake senders use 1 MiB blocks (the smallest allowed) so the files
 //! stay small; the real sender proposes 8 MiB blocks.
@@ -17,6 +18,7 @@ use super::*;
 
 mod refused;
 mod sealed;
+mod sender;
 
 /// The fake sender's block size.
 const BS: u32 = MIN_BLOCK;
