@@ -7,7 +7,9 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 mod auth;
+mod blocks;
 pub use auth::*;
+pub use blocks::*;
 
 pub const MAGIC: [u8; 4] = [0x89, b'Z', b'C', b'P'];
 pub const HELLO: u8 = 1;
@@ -122,6 +124,9 @@ pub struct EntryBody {
     pub path: Vec<u8>,
     /// Link text (kind 3) or an earlier file's path (kind 4); empty otherwise.
     pub target: Vec<u8>,
+    /// The source identity after the target, sent whenever it is Some
+    /// (a BLOCKED entry carries one; a test may lie either way).
+    pub source: Option<[u8; SOURCE_ID_LEN]>,
     /// Bytes after the target ("reserved for extensions").
     pub extension: Vec<u8>,
 }
@@ -138,6 +143,7 @@ impl EntryBody {
             nanos: 0,
             path: path.to_vec(),
             target: Vec::new(),
+            source: None,
             extension: Vec::new(),
         }
     }
@@ -179,6 +185,9 @@ impl EntryBody {
         b.extend_from_slice(&self.path);
         b.extend_from_slice(&(self.target.len() as u16).to_be_bytes());
         b.extend_from_slice(&self.target);
+        if let Some(source) = &self.source {
+            b.extend_from_slice(source);
+        }
         b.extend_from_slice(&self.extension);
         b
     }
@@ -187,7 +196,8 @@ impl EntryBody {
         frame(ENTRY, &self.body())
     }
 
-    /// Decodes an ENTRY body; panics if the layout is off.
+    /// Decodes an ENTRY body (the source identity only with BLOCKED);
+    /// panics if the layout is off.
     pub fn parse(body: &[u8]) -> EntryBody {
         assert!(body.len() >= ENTRY_FIXED, "ENTRY body too short: {body:?}");
         let be = |at: usize, n: usize| body[at..at + n].iter().fold(0u64, |v, b| v << 8 | u64::from(*b));
@@ -196,6 +206,15 @@ impl EntryBody {
         assert!(body.len() >= at + 2, "ENTRY path cut short: {body:?}");
         let target_len = be(at, 2) as usize;
         assert!(body.len() >= at + 2 + target_len, "ENTRY target cut short: {body:?}");
+        let mut rest = at + 2 + target_len;
+        let source = (body[1] & BLOCKED != 0).then(|| {
+            assert!(
+                body.len() >= rest + SOURCE_ID_LEN,
+                "ENTRY source identity cut short: {body:?}"
+            );
+            rest += SOURCE_ID_LEN;
+            body[rest - SOURCE_ID_LEN..rest].try_into().unwrap()
+        });
         EntryBody {
             kind: body[0],
             flags: body[1],
@@ -205,7 +224,8 @@ impl EntryBody {
             nanos: be(22, 4) as u32,
             path: body[ENTRY_FIXED..at].to_vec(),
             target: body[at + 2..at + 2 + target_len].to_vec(),
-            extension: body[at + 2 + target_len..].to_vec(),
+            source,
+            extension: body[rest..].to_vec(),
         }
     }
 }

@@ -18,12 +18,12 @@ mod sealed;
 mod sender;
 
 /// The key every zcp process in the tests holds (ZCP_KEY).
-const KEY: &[u8] = TEST_KEY.as_bytes();
+pub(super) const KEY: &[u8] = TEST_KEY.as_bytes();
 /// A key that is not it.
 const OTHER_KEY: &[u8] = b"not-the-test-key-0123456789abcdef";
 
 /// `zcp recv -l 127.0.0.1:0 ARGS... DEST` with authentication on.
-fn auth_recv_cmd(env: &TestEnv, args: &[&str], dest: &str) -> Command {
+pub(super) fn auth_recv_cmd(env: &TestEnv, args: &[&str], dest: &str) -> Command {
     let mut cmd = zcp();
     cmd.current_dir(env.dir.path())
         .args(["recv", "-l", "127.0.0.1:0"])

@@ -17,6 +17,7 @@ use crate::env::*;
 use crate::peer::*;
 
 mod auth;
+mod blocks;
 mod fake_receiver;
 mod handshake;
 mod landing;
