@@ -96,8 +96,9 @@ pub fn connection(setup: &Setup, sock: TcpStream, peer: String, wake: bool) -> E
                 setup.serving.store(true, Ordering::SeqCst);
             }
             let served = std::thread::scope(|scope| {
-                if let Some(token) = session.token {
-                    match Streams::start(scope, setup, token, &session.sock, &session.reporter) {
+                if let (Some(token), Some(blocks)) = (session.token, session.blocks) {
+                    let more = blocks.streams - 1;
+                    match Streams::start(scope, setup, token, more, &session.sock, &session.reporter) {
                         Ok(streams) => session.streams = Some(streams),
                         Err(e) => return Err(e.context("starting further streams")),
                     }

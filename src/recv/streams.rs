@@ -47,30 +47,38 @@ pub struct Joined {
 /// The sessions that take further streams, by token.
 #[derive(Default)]
 pub struct Joins {
-    open: Mutex<HashMap<Token, Sender<Joined>>>,
+    /// Each session's way to its joiner, and how many more streams it
+    /// takes.
+    open: Mutex<HashMap<Token, (Sender<Joined>, u8)>>,
 }
 
 impl Joins {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Token, Sender<Joined>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Token, (Sender<Joined>, u8)>> {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether a session with this token takes streams.
+    /// Whether a session with this token takes another stream.
     pub fn knows(&self, token: &Token) -> bool {
-        self.lock().contains_key(token)
+        self.lock().get(token).is_some_and(|(_, more)| *more > 0)
     }
 
-    /// Hands a joined connection to its session.
+    /// Hands a joined connection to its session, which takes no more
+    /// than the streams it agreed to.
     pub fn deliver(&self, token: &Token, joined: Joined) -> Result<()> {
-        match self.lock().get(token) {
-            Some(tx) if tx.send(joined).is_ok() => Ok(()),
+        let mut open = self.lock();
+        match open.get_mut(token) {
+            Some((_, 0)) => bail!("the session this connection joins has all the streams it agreed to"),
+            Some((tx, more)) if tx.send(joined).is_ok() => {
+                *more -= 1;
+                Ok(())
+            }
             _ => bail!("the session this connection joins has ended"),
         }
     }
 
-    fn register(&self, token: Token) -> Receiver<Joined> {
+    fn register(&self, token: Token, more: u8) -> Receiver<Joined> {
         let (tx, rx) = mpsc::channel();
-        self.lock().insert(token, tx);
+        self.lock().insert(token, (tx, more));
         rx
     }
 
@@ -157,10 +165,11 @@ impl Streams {
         scope: &'scope Scope<'scope, '_>,
         setup: &'scope Setup,
         token: Token,
+        more: u8,
         main: &TcpStream,
         reporter: &Reporter,
     ) -> Result<Streams> {
-        let rx = setup.joins.register(token);
+        let rx = setup.joins.register(token, more);
         let current = Arc::new(Current::new(main.try_clone()?));
         let stop = Arc::new(AtomicBool::new(false));
         let (policy, reporter) = (setup.policy, reporter.clone());

@@ -412,7 +412,9 @@ impl Session<'_> {
                                 "protocol error: the receiver's PLAN lists block {index}, which does not fit this file"
                             );
                         }
-                        held.insert(index, digest);
+                        if held.insert(index, digest).is_some() {
+                            bail!("protocol error: the receiver's PLAN lists block {index} twice");
+                        }
                     }
                     if !plan.more {
                         return Ok(Answer::Plan(held));

@@ -365,7 +365,6 @@ fn a_join_with_a_wrong_token_is_refused_while_the_session_goes_on() {
 }
 
 #[test]
-#[ignore = "bug: a session takes any number of further streams, beyond the streams its BLOCKS allowed (src/recv/streams.rs take_joins)"]
 fn a_join_beyond_the_streams_agreed_is_refused() {
     // The receiver allowed two streams: the first connection and one
     // further stream. "The sender may then open up to streams − 1 further

@@ -151,7 +151,6 @@ fn plans_that_do_not_fit_the_file_are_refused_by_the_sender() {
 }
 
 #[test]
-#[ignore = "bug: a PLAN that names a block twice is taken (src/send/blocks.rs await_plan inserts without checking)"]
 fn a_plan_that_names_a_block_twice_is_refused_by_the_sender() {
     let out = against_resuming_sender(|fake, data| {
         let mut p = take_blocked(fake, data);
