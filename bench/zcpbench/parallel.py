@@ -274,7 +274,10 @@ def table_line(row: Row, rows: dict[ParallelCase, Row], gib: float) -> str:
 def per_core_lines(rows: dict[ParallelCase, Row]) -> list[str]:
     """What one fully busy core sustains per end (1 / CPU-s per GiB), the
     figure that carries over to a link where the ends have their own cores."""
-    lines = ["GiB per CPU-second (1 / CPU-s per GiB), what one busy core moves per end:"]
+    lines = [
+        "GiB per CPU-second (1 / CPU-s per GiB), what one busy core moves per end "
+        "(on loopback the sender is also charged for most of the TCP receive work):"
+    ]
     for case in CASES:
         row = rows[case]
         if case.tool != "zcp" or not row.cpu_send or not row.cpu_recv:
@@ -319,8 +322,10 @@ def report(setup: ParallelSetup, runs: int, results: list[Run]) -> tuple[str, bo
         "over the measured runs, per process (rsync's receiver: the largest of the daemon's "
         "processes). Without -P, and with `-P 1` alone, zcp sends the file as one stream with a "
         "whole-file SHA-256 on one helper thread per end; `--resume` makes that one stream carry "
-        "hashed blocks. Each zcp row's sender -v output was checked for the streams and blocks "
-        "the row names, and every output by size and SHA-256 against the source.",
+        "hashed blocks, and also has the receiver fdatasync each batch of verified blocks before "
+        "recording them (the -P rows without --resume do not sync). Each zcp row's sender -v "
+        "output was checked for the streams and blocks the row names, and every output by size "
+        "and SHA-256 against the source.",
         "",
     ]
     lines += per_core_lines(rows)
