@@ -14,6 +14,9 @@ Modules, each owning one responsibility (Python 3 standard library only):
 * resume    -- the "resume" case: zcp send --resume after a break at half
                way (paced copy, receiver SIGKILLed, partial's record read
                back) against fresh copies; runs, checks and report
+* parallel  -- the "parallel" case: zcp send -P N against one stream, nc
+               and rsync to an rsync daemon (started per run for its peak
+               RSS); runs, checks of each sender's mode, and report
 * treedata  -- the "tree" case's data: tmpfs or disk workspace, the source
                tree, its manifest and the check of every output tree
 * tree      -- the "tree" case: runs of zcp -r, tar|nc and rsync, and report

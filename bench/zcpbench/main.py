@@ -1,7 +1,7 @@
 """Command line and order of work: parse the switches, set up the tools,
-run the chosen cases (big file, many small files, --limit, --resume, or
-all but --resume), print and save the report, and clean up on every path
-out (children, rsync daemon, work directories, tmpfs mount)."""
+run the chosen cases (big file, many small files, --limit, --resume, -P, or
+all but --resume and -P), print and save the report, and clean up on every
+path out (children, rsync daemon, work directories, tmpfs mount)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import subprocess
 import shutil
 from pathlib import Path
 
-from . import bigfile, bigreport, limit, resume, tree
+from . import bigfile, bigreport, limit, parallel, resume, tree
 from .common import GiB, KiB, MiB, REPO, BenchError, log, parse_size, positive_int
 from .procs import Children, become_subreaper
 from .tools import RECURSIVE_UNSUPPORTED, build_zcp, ensure_command, ensure_openbsd_nc, zcp_sends_trees
@@ -31,11 +31,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "Case 'limit': zcp send --limit, achieved rate against the limit. "
         "Case 'resume': zcp send --resume after a break at half way, against a fresh copy "
         "(not part of 'all': it moves a 4 GiB file 4 ways per round). "
+        "Case 'parallel': zcp send -P N against one stream, nc and rsync to an rsync daemon "
+        "(not part of 'all': it moves a 4 GiB file 7 ways per round). "
         "Set ZCP_BIN to skip the cargo build.",
     )
     parser.add_argument(
         "--case",
-        choices=("big", "tree", "limit", "resume", "all"),
+        choices=("big", "tree", "limit", "resume", "parallel", "all"),
         default="all",
         help="which cases to run (default all: big, tree and limit)",
     )
@@ -78,6 +80,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=resume.DEFAULT_SIZE,
         help=f"test file size (default 4G, at least {resume.MIN_SIZE // MiB}M)",
     )
+    streams = parser.add_argument_group("parallel case")
+    streams.add_argument(
+        "--parallel-size",
+        type=parallel.parse_parallel_size,
+        default=parallel.DEFAULT_SIZE,
+        help=f"test file size (default 4G, at least {parallel.MIN_SIZE // MiB}M)",
+    )
     args = parser.parse_args(argv)
     if args.dirs > args.files:
         parser.error("--dirs must not exceed --files")
@@ -99,6 +108,7 @@ def main(argv: list[str]) -> int:
     workdir: Path | None = None
     limit_workdir: Path | None = None
     resume_workdir: Path | None = None
+    parallel_workdir: Path | None = None
     workspace: Workspace | None = None
     tree_setup: tree.TreeSetup | None = None
     try:
@@ -126,6 +136,14 @@ def main(argv: list[str]) -> int:
             resume_setup = resume.prepare(args, resume_workdir, zcp, nc, children)
             results = resume.run_all(resume_setup, args.runs)
             text, ok = resume.report(resume_setup, args.runs, results)
+            sections.append(text)
+            all_ok &= ok
+        if args.case == "parallel":
+            rsync = ensure_command("rsync", "rsync")
+            parallel_workdir = bigfile.make_workdir(args.dir)
+            parallel_setup = parallel.prepare(args, parallel_workdir, zcp, nc, rsync, children)
+            results = parallel.run_all(parallel_setup, args.runs)
+            text, ok = parallel.report(parallel_setup, args.runs, results)
             sections.append(text)
             all_ok &= ok
         if args.case in ("tree", "all"):
@@ -167,7 +185,7 @@ def main(argv: list[str]) -> int:
             tree_setup.daemon.stop()
         if workspace is not None:
             workspace.close(args.keep)
-        for kept in (workdir, limit_workdir, resume_workdir):
+        for kept in (workdir, limit_workdir, resume_workdir, parallel_workdir):
             if kept is None:
                 continue
             if args.keep:

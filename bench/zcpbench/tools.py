@@ -150,20 +150,26 @@ RSYNCD_ROOT_IDS = "    uid = 0\n    gid = 0\n"
 
 class RsyncDaemon:
     """`rsync --daemon --no-detach` on 127.0.0.1 and a free port, serving
-    `root` read-write as module RSYNC_MODULE. Started once, stopped by
-    stop(). Its CPU per transfer is the growth of its own plus its reaped
-    children's CPU time (/proc/PID/stat), since one daemon serves all runs."""
+    `root` read-write as module RSYNC_MODULE. start() and stop() may be
+    repeated; each start writes a fresh config in a temp dir that stop()
+    removes. Its CPU per transfer is the growth of its own plus its reaped
+    children's CPU time (/proc/PID/stat), so one daemon can serve many runs.
+    Its peak RSS is known once it is stopped (peak_rss_kib)."""
 
     def __init__(self, rsync: str, root: Path):
         self.rsync = rsync
         self.root = root
-        self.confdir = Path(tempfile.mkdtemp(prefix="zcp-compare-rsyncd-"))
-        self.log_path = self.confdir / "rsyncd.log"
+        self.confdir: Path | None = None
         self.port = 0
         self._children = Children()
         self._daemon: Child | None = None
 
+    @property
+    def log_path(self) -> Path | None:
+        return None if self.confdir is None else self.confdir / "rsyncd.log"
+
     def start(self) -> None:
+        self.confdir = Path(tempfile.mkdtemp(prefix="zcp-compare-rsyncd-"))
         conf = self.confdir / "rsyncd.conf"
         conf.write_text(
             RSYNCD_CONF.format(
@@ -199,12 +205,23 @@ class RsyncDaemon:
         return self._daemon is not None and wait_no_children(self._daemon.pid, timeout)
 
     def log_tail(self, lines: int = 3) -> str:
+        if self.log_path is None:
+            return "no rsyncd log"
         try:
             tail = self.log_path.read_text(errors="replace").strip().splitlines()[-lines:]
         except OSError:
             return "no rsyncd log"
         return "rsyncd log: " + " | ".join(tail) if tail else "rsyncd log is empty"
 
+    @property
+    def peak_rss_kib(self) -> int:
+        """Peak RSS of the last daemon and of every child it reaped (wait4
+        reports a process's own and its reaped children's high-water mark,
+        the larger of the two), once stop() has reaped it; 0 before."""
+        return self._daemon.maxrss_kib if self._daemon is not None else 0
+
     def stop(self) -> None:
         self._children.stop_all()
-        shutil.rmtree(self.confdir, ignore_errors=True)
+        if self.confdir is not None:
+            shutil.rmtree(self.confdir, ignore_errors=True)
+            self.confdir = None
