@@ -50,7 +50,8 @@ pub fn offer(args: &SendArgs) -> Offer {
     Offer {
         algorithm: args.common.checksum,
         no_clobber: args.no_clobber,
-        blocks: (resume || args.parallel > 1).then_some(Blocks {
+        // A listening sender has one stream: -P alone changes nothing.
+        blocks: (resume || args.parallel > 1 && args.listen.is_none()).then_some(Blocks {
             size: BLOCK_SIZE,
             resume,
             retry: args.retries > 0,
