@@ -40,12 +40,12 @@ fn a_file_moves_over_four_streams() {
 }
 
 #[test]
-fn a_tree_moves_over_three_streams_also_with_read_write_forced() {
+fn a_tree_moves_over_four_streams_also_with_read_write_forced() {
     for forced in [false, true] {
         let env = TestEnv::new();
         tree(&env);
         let mut recv_args = vec!["dst"];
-        let mut send_args = vec!["-P", "3", "-r", "src/t"];
+        let mut send_args = vec!["-P", "4", "-r", "src/t"];
         if forced {
             recv_args.push("--no-zerocopy");
             send_args.insert(0, "--no-zerocopy");
