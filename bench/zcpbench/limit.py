@@ -9,7 +9,6 @@ busy-waiting. Reuses the big case's transfer, timing and checks."""
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 from . import bigfile
 from .bigfile import Case, Run
 from .bigreport import failure_lines
-from .common import GiB, MiB, BenchError, cpu_model, human_size, log, parse_size, utc_now
+from .common import GiB, MiB, BenchError, human_size, log, machine_lines, marked_label, markdown_row, parse_size
 from .tools import zcp_identity
 
 DEFAULT_SIZE = 512 * MiB
@@ -98,11 +97,11 @@ def row(setup: LimitSetup, case: Case, results: list[Run]) -> tuple[str, bool]:
     own = [r for r in results if r.case == case]
     good = [r for r in own if r.ok and not r.warmup]
     failures = sum(not r.ok for r in own)
-    label = case.label if not failures else f"**FAIL** {case.label} ({failures} of {len(own)} runs failed)"
+    label = marked_label(case.label, failures, len(own))
     limit = case_limit(case)
     limit_cell = f"{limit / MiB:.0f}" if limit else "–"
     if not good:
-        return f"| {label} | {limit_cell} | FAIL | FAIL | FAIL |", False
+        return markdown_row([label, limit_cell, "FAIL", "FAIL", "FAIL"]), False
     rates = [setup.size / MiB / r.wall_s for r in good]
     gib = setup.size / GiB
     median = statistics.median(rates)
@@ -116,16 +115,14 @@ def row(setup: LimitSetup, case: Case, results: list[Run]) -> tuple[str, bool]:
         ratio,
         f"{send_cpu:.3f} + {recv_cpu:.3f}",
     ]
-    return "| " + " | ".join(cells) + " |", failures == 0
+    return markdown_row(cells), failures == 0
 
 
 def report(setup: LimitSetup, cases: list[Case], runs: int, results: list[Run]) -> tuple[str, bool]:
     lines = [
         "# zcp send --limit on 127.0.0.1",
         "",
-        f"- date: {utc_now()}",
-        f"- kernel: {os.uname().release}",
-        f"- CPU: {cpu_model()} x {os.cpu_count()}",
+        *machine_lines(),
         f"- file: {human_size(setup.size)} ({setup.size} bytes, pseudo-random, page-cached), sha256 verified",
         f"- runs: {runs} measured per case after 1 warm-up, cases interleaved round-robin",
         f"- zcp: {zcp_identity(setup.zcp)}",

@@ -19,15 +19,28 @@ import argparse
 import os
 import re
 import shutil
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import bigfile
 from .bigfile import Case, Run, Setup
-from .bigreport import failure_lines
-from .common import GiB, KiB, MiB, BenchError, RunError, cpu_model, human_size, log, parse_size, utc_now
+from .bigreport import report_text
+from .common import (
+    GiB,
+    KiB,
+    MiB,
+    BenchError,
+    RunError,
+    human_size,
+    log,
+    machine_lines,
+    marked_label,
+    markdown_row,
+    median,
+    parse_size,
+    ratio_cell,
+)
 from .procs import Watchdog
 from .tools import RsyncDaemon, netcat_banner, version_line, zcp_identity
 
@@ -220,17 +233,13 @@ class Row:
 
     @property
     def seconds(self) -> float | None:
-        return statistics.median(self.walls) if self.walls else None
+        return median(self.walls)
 
 
 def summarize(case: ParallelCase, results: list[Run], size: int) -> Row:
     own = [r for r in results if r.case is case]
     good = [r for r in own if r.ok and not r.warmup]
     gib = size / GiB
-
-    def median(values: list[float]) -> float | None:
-        return statistics.median(values) if values else None
-
     return Row(
         case=case,
         runs=len(own),
@@ -243,16 +252,10 @@ def summarize(case: ParallelCase, results: list[Run], size: int) -> Row:
     )
 
 
-def ratio_cell(value: float | None, base: float | None) -> str:
-    return "n/a" if value is None or not base else f"{value / base:.2f}x"
-
-
 def table_line(row: Row, rows: dict[ParallelCase, Row], gib: float) -> str:
-    label = row.case.label
-    if row.failures:
-        label = f"**FAIL** {label} ({row.failures} of {row.runs} runs failed)"
+    label = marked_label(row.case.label, row.failures, row.runs)
     if row.seconds is None:
-        return f"| {label} | " + " | ".join(["FAIL"] * 8) + " |"
+        return markdown_row([label] + ["FAIL"] * 8)
 
     def rate(of: Row) -> float | None:
         return gib / of.seconds if of.seconds else None
@@ -268,7 +271,7 @@ def table_line(row: Row, rows: dict[ParallelCase, Row], gib: float) -> str:
         ratio_cell(rate(row), rate(rows[NC])),
         ratio_cell(rate(row), rate(rows[RSYNC])),
     ]
-    return "| " + " | ".join(cells) + " |"
+    return markdown_row(cells)
 
 
 def per_core_lines(rows: dict[ParallelCase, Row]) -> list[str]:
@@ -297,9 +300,7 @@ def report(setup: ParallelSetup, runs: int, results: list[Run]) -> tuple[str, bo
     lines = [
         "# zcp send -P N on 127.0.0.1",
         "",
-        f"- date: {utc_now()}",
-        f"- kernel: {os.uname().release}",
-        f"- CPU: {cpu_model()} x {os.cpu_count()}",
+        *machine_lines(),
         f"- load average (1 / 5 / 15 min): {load_text(setup.load_before)} before the runs, "
         f"{load_text(os.getloadavg())} after them",
         f"- file: {human_size(setup.size)} ({setup.size} bytes, pseudo-random, page-cached), "
@@ -329,5 +330,4 @@ def report(setup: ParallelSetup, runs: int, results: list[Run]) -> tuple[str, bo
         "",
     ]
     lines += per_core_lines(rows)
-    lines += failure_lines(results)
-    return "\n".join(lines) + "\n", all(r.ok for r in results)
+    return report_text(lines, results)

@@ -20,15 +20,29 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import bigfile
 from .bigfile import Case, Run, Setup
-from .bigreport import failure_lines
-from .common import GiB, KiB, LOOPBACK, MiB, BenchError, RunError, cpu_model, human_size, log, parse_size, utc_now
+from .bigreport import report_text
+from .common import (
+    GiB,
+    KiB,
+    LOOPBACK,
+    MiB,
+    BenchError,
+    RunError,
+    human_size,
+    log,
+    machine_lines,
+    marked_label,
+    markdown_row,
+    median,
+    parse_size,
+    ratio_cell,
+)
 from .procs import READY_TIMEOUT_S, Child, Watchdog, announced_port
 from .tools import netcat_banner, zcp_identity
 
@@ -260,14 +274,6 @@ def run_all(setup: Setup, runs: int) -> list[ResumeRun]:
 # Report
 
 
-def median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
-def ratio_cell(value: float | None, base: float | None, spec: str = ".2f", suffix: str = "x") -> str:
-    return "n/a" if value is None or not base else f"{value / base:{spec}}{suffix}"
-
-
 def spread(values: list[int]) -> str:
     if not values:
         return "n/a"
@@ -285,9 +291,7 @@ def report(setup: Setup, runs: int, results: list[ResumeRun]) -> tuple[str, bool
     lines = [
         "# zcp send --resume on 127.0.0.1",
         "",
-        f"- date: {utc_now()}",
-        f"- kernel: {os.uname().release}",
-        f"- CPU: {cpu_model()} x {os.cpu_count()}",
+        *machine_lines(),
         f"- file: {human_size(setup.size)} ({setup.size} bytes, pseudo-random, page-cached), "
         f"{blocks} blocks of {human_size(BLOCK)} with --resume",
         f"- break (not timed): a `zcp send --resume --limit {BREAK_LIMIT // MiB}M` copy, its receiver "
@@ -303,11 +307,10 @@ def report(setup: Setup, runs: int, results: list[ResumeRun]) -> tuple[str, bool
     ]
     for case in CASES:
         own = [r for r in results if r.case is case]
-        failures = sum(not r.ok for r in own)
-        label = case.label if not failures else f"**FAIL** {case.label} ({failures} of {len(own)} runs failed)"
+        label = marked_label(case.label, sum(not r.ok for r in own), len(own))
         walls = [r.wall_s for r in good[case]]
         if not walls:
-            lines.append(f"| {label} | " + " | ".join(["FAIL"] * 6) + " |")
+            lines.append(markdown_row([label] + ["FAIL"] * 6))
             continue
         send = median([r.send_cpu_s for r in good[case]])
         recv = median([r.recv_cpu_s for r in good[case]])
@@ -320,7 +323,7 @@ def report(setup: Setup, runs: int, results: list[ResumeRun]) -> tuple[str, bool
             ratio_cell(seconds[case], seconds[FRESH]),
             ratio_cell(seconds[case], seconds[NC]),
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(markdown_row(cells))
     lines += [
         "",
         "Seconds run from sender start until both ends exited. Sent: the bytes the sender's -v line "
@@ -332,5 +335,4 @@ def report(setup: Setup, runs: int, results: list[ResumeRun]) -> tuple[str, bool
         f"--resume copy, {ratio_cell(sent[RESUMED], setup.size, '.3f', '')} of the bytes; "
         f"{ratio_cell(seconds[RESUMED], seconds[NC])} the time of a fresh nc copy",
     ]
-    lines += failure_lines(results)
-    return "\n".join(lines) + "\n", all(r.ok for r in results)
+    return report_text(lines, results)
