@@ -17,7 +17,7 @@ from pathlib import Path
 from . import bigfile
 from .bigfile import Case, Run
 from .bigreport import failure_lines
-from .common import GiB, MiB, BenchError, human_size, log, machine_lines, marked_label, markdown_row, parse_size
+from .common import GiB, MiB, BenchError, human_size, machine_lines, marked_label, markdown_row, parse_size
 from .tools import zcp_identity
 
 DEFAULT_SIZE = 512 * MiB
@@ -63,30 +63,23 @@ def prepare(args: argparse.Namespace, zcp: Path, nc: str, children) -> tuple[Lim
     workdir = bigfile.make_workdir(args.dir)
     cases = cases_for(args.limits)
     needed = args.limit_size * (1 + len(cases)) + 64 * MiB
-    free = shutil.disk_usage(workdir).free
-    if free < needed:
+    try:
+        source, digest = bigfile.case_source(workdir, args.limit_size, needed, "limit")
+    except BenchError:
         shutil.rmtree(workdir, ignore_errors=True)
-        raise BenchError(f"{workdir} has {free / GiB:.1f} GiB free, the limit case needs {needed / GiB:.1f} GiB")
-    source = workdir / "source.bin"
-    log(f"limit case: generating a {human_size(args.limit_size)} test file in {workdir}")
-    bigfile.generate_source(source, args.limit_size)
-    digest = bigfile.sha256_file(source)
+        raise
     setup = LimitSetup(zcp, nc, workdir, source, args.limit_size, digest, children, slowest=min(args.limits))
     return setup, cases, workdir
 
 
 def run_all(setup: LimitSetup, cases: list[Case], runs: int) -> list[Run]:
-    results: list[Run] = []
-    for round_no in range(runs + 1):
-        warmup = round_no == 0
-        title = "warm-up" if warmup else f"run {round_no}/{runs}"
-        for case in cases:
-            run = bigfile.run_once(setup, case, warmup)
-            results.append(run)
-            rate = setup.size / MiB / run.wall_s if run.wall_s else 0.0
-            verdict = "ok" if run.ok else "FAIL: " + "; ".join(run.problems)
-            log(f"{title:>9}  {case.label:<40} {rate:8.1f} MiB/s  {verdict}")
-    return results
+    """A warm-up round, then `runs` measured rounds, each case once per round."""
+
+    def describe(run: Run) -> str:
+        rate = setup.size / MiB / run.wall_s if run.wall_s else 0.0
+        return f"{run.case.label:<40} {rate:8.1f} MiB/s"
+
+    return bigfile.run_rounds(setup, cases, runs, bigfile.run_once, describe)
 
 
 def case_limit(case: Case) -> int | None:

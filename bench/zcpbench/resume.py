@@ -18,29 +18,25 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import bigfile
-from .bigfile import Case, Run, Setup
+from .bigfile import BLOCK, Case, Run, Setup, blocks_of, send_lines
 from .bigreport import report_text
 from .common import (
     GiB,
     KiB,
     LOOPBACK,
     MiB,
-    BenchError,
     RunError,
     human_size,
-    log,
     machine_lines,
     marked_label,
     markdown_row,
     median,
-    parse_size,
     ratio_cell,
 )
 from .procs import READY_TIMEOUT_S, Child, Watchdog, announced_port
@@ -53,9 +49,9 @@ MIN_SIZE = 128 * MiB
 
 # The partial's layout (src/recv/partial.rs): the file's bytes, then the
 # record header (magic, size, block size, source identity, algorithm), then
-# one entry per verified block: u32 index (big-endian), a SHA-256 and a
-# 4-byte check; then a 16-byte footer (the header's offset, a magic).
-BLOCK = 8 * MiB
+# one entry per verified block (of BLOCK bytes): u32 index (big-endian), a
+# SHA-256 and a 4-byte check; then a 16-byte footer (the header's offset,
+# a magic).
 RECORD_MAGIC = b"zcpPART1"
 RECORD_HEADER = 40
 RECORD_ENTRY = 40
@@ -85,10 +81,7 @@ UNITS = {"B": 1, "KiB": KiB, "MiB": MiB, "GiB": GiB, "TiB": 1024 * GiB}
 
 def parse_resume_size(text: str) -> int:
     """--resume-size: a size, at least MIN_SIZE."""
-    size = parse_size(text)
-    if size < MIN_SIZE:
-        raise argparse.ArgumentTypeError(f"must be at least {human_size(MIN_SIZE)} ({MIN_SIZE // BLOCK} blocks)")
-    return size
+    return bigfile.parse_size_of_blocks(text, MIN_SIZE)
 
 
 @dataclass
@@ -98,10 +91,6 @@ class ResumeRun(Run):
 
     sent_bytes: int | None = None
     held_blocks: int | None = None
-
-
-def blocks_of(size: int) -> int:
-    return -(-size // BLOCK)
 
 
 def block_len(size: int, index: int) -> int:
@@ -196,7 +185,7 @@ def check_sent(run: ResumeRun, sender: Child, size: int, held: set[int] | None) 
     """The sender's -v byte count against what it had to send: the whole
     file, or exactly the blocks missing from the record."""
     lines = sender.stderr_lines()
-    counts = [sum(int(n) for n in MOVED.findall(line)) for line in lines if line.startswith("zcp: send ")]
+    counts = [sum(int(n) for n in MOVED.findall(line)) for line in send_lines(lines)]
     counts = [count for count in counts if count]
     if len(counts) != 1:
         run.problems.append(f"found {len(counts)} byte counts in the sender's -v output, expected 1")
@@ -246,28 +235,18 @@ def run_once(setup: Setup, case: Case, warmup: bool) -> ResumeRun:
 def prepare(args: argparse.Namespace, workdir: Path, zcp: Path, nc: str, children) -> Setup:
     """The source file in `workdir` (which the caller removes), hashed."""
     needed = args.resume_size * (1 + len(CASES)) + 64 * MiB
-    free = shutil.disk_usage(workdir).free
-    if free < needed:
-        raise BenchError(f"{workdir} has {free / GiB:.1f} GiB free, the resume case needs {needed / GiB:.1f} GiB")
-    source = workdir / "source.bin"
-    log(f"resume case: generating a {human_size(args.resume_size)} test file in {workdir}")
-    bigfile.generate_source(source, args.resume_size)
-    digest = bigfile.sha256_file(source)
+    source, digest = bigfile.case_source(workdir, args.resume_size, needed, "resume")
     return Setup(zcp, nc, workdir, source, args.resume_size, digest, children)
 
 
 def run_all(setup: Setup, runs: int) -> list[ResumeRun]:
-    results: list[ResumeRun] = []
-    for round_no in range(runs + 1):
-        warmup = round_no == 0
-        title = "warm-up" if warmup else f"run {round_no}/{runs}"
-        for case in CASES:
-            run = run_once(setup, case, warmup)
-            results.append(run)
-            sent = "" if run.sent_bytes is None else f" {human_size(run.sent_bytes):>10} sent"
-            verdict = "ok" if run.ok else "FAIL: " + "; ".join(run.problems)
-            log(f"{title:>9}  {case.label:<44} {run.wall_s:6.2f} s{sent}  {verdict}")
-    return results
+    """A warm-up round, then `runs` measured rounds, each case once per round."""
+
+    def describe(run: ResumeRun) -> str:
+        sent = "" if run.sent_bytes is None else f" {human_size(run.sent_bytes):>10} sent"
+        return f"{run.case.label:<44} {run.wall_s:6.2f} s{sent}"
+
+    return bigfile.run_rounds(setup, CASES, runs, run_once, describe)
 
 
 # --------------------------------------------------------------------------
