@@ -4,7 +4,10 @@
 Owns the case list and nc baseline, the work directory with the source file
 (generated and hashed once) and one output file per case that every run
 overwrites, one warm-up and N measured runs interleaved round-robin, and the
-size + SHA-256 check of every output. The report is in bigreport."""
+size + SHA-256 check of every output. The report is in bigreport. The
+limit, resume and parallel cases reuse the source file, the transfers, the
+checks and the rounds, and take zcp's block size and its sender's -v lines
+from here."""
 
 from __future__ import annotations
 
@@ -14,11 +17,12 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-from .common import GiB, LOOPBACK, MiB, BenchError, RunError, human_size, log
+from .common import GiB, LOOPBACK, MiB, BenchError, RunError, human_size, log, parse_size
 from .procs import (
     READY_TIMEOUT_S,
     RECEIVER_GRACE_S,
@@ -58,6 +62,30 @@ TARGETS = (
 )
 TARGET_CORES = 2
 TARGETS_LINE = "targets on a 2-core machine: default verified >= 1.3x nc; --checksum none >= 3x nc"
+
+# zcp's block size in block mode (--resume, -P N): a larger file travels in
+# blocks of 8 MiB, the last one shorter.
+BLOCK = 8 * MiB
+
+# `zcp send -v` says of each file "zcp: send NAME: ROUTE (...): ...".
+SEND_LINE = "zcp: send "
+
+
+def blocks_of(size: int) -> int:
+    return -(-size // BLOCK)
+
+
+def parse_size_of_blocks(text: str, minimum: int) -> int:
+    """A size for a case that sends in blocks, at least `minimum`."""
+    size = parse_size(text)
+    if size < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {human_size(minimum)} ({minimum // BLOCK} blocks)")
+    return size
+
+
+def send_lines(lines: list[str]) -> list[str]:
+    """The per-file lines among a zcp sender's -v lines."""
+    return [line for line in lines if line.startswith(SEND_LINE)]
 
 
 def make_workdir(parent: Path | None) -> Path:
@@ -243,19 +271,41 @@ def run_once(setup: Setup, case: Case, warmup: bool) -> Run:
     return run
 
 
-def run_all(setup: Setup, runs: int) -> list[Run]:
-    """A warm-up round, then `runs` measured rounds, each case once per round."""
-    results: list[Run] = []
+AnyRun = TypeVar("AnyRun", bound=Run)
+AnySetup = TypeVar("AnySetup", bound=Setup)
+AnyCase = TypeVar("AnyCase", bound=Case)
+
+
+def run_rounds(
+    setup: AnySetup,
+    cases: Sequence[AnyCase],
+    runs: int,
+    run_once: Callable[[AnySetup, AnyCase, bool], AnyRun],
+    describe: Callable[[AnyRun], str],
+) -> list[AnyRun]:
+    """A warm-up round, then `runs` measured rounds, each case once per
+    round by `run_once`; each run logged as `describe(run)` and its verdict."""
+    results: list[AnyRun] = []
     for round_no in range(runs + 1):
         warmup = round_no == 0
         title = "warm-up" if warmup else f"run {round_no}/{runs}"
-        for case in CASES:
+        for case in cases:
             run = run_once(setup, case, warmup)
             results.append(run)
-            rate = setup.size / GiB / run.wall_s if run.wall_s else 0.0
             verdict = "ok" if run.ok else "FAIL: " + "; ".join(run.problems)
-            log(f"{title:>9}  {case.label:<32} {rate:6.2f} GiB/s  {verdict}")
+            log(f"{title:>9}  {describe(run)}  {verdict}")
     return results
+
+
+def gib_per_s(setup: Setup, run: Run) -> float:
+    return setup.size / GiB / run.wall_s if run.wall_s else 0.0
+
+
+def run_all(setup: Setup, runs: int) -> list[Run]:
+    """A warm-up round, then `runs` measured rounds, each case once per round."""
+    return run_rounds(
+        setup, CASES, runs, run_once, lambda run: f"{run.case.label:<32} {gib_per_s(setup, run):6.2f} GiB/s"
+    )
 
 
 def prepare_data(args: argparse.Namespace, workdir: Path) -> tuple[Path, str]:
@@ -264,4 +314,17 @@ def prepare_data(args: argparse.Namespace, workdir: Path) -> tuple[Path, str]:
     log(f"generating a {human_size(args.size)} test file in {workdir}")
     generate_source(source, args.size)
     log("hashing the source (this also pulls it into the page cache)")
+    return source, sha256_file(source)
+
+
+def case_source(workdir: Path, size: int, needed: int, case: str) -> tuple[Path, str]:
+    """For the `case` case (limit, resume, parallel): unless `needed` bytes
+    are free in `workdir`, stop; otherwise generate the source file of
+    `size` bytes there; return it and its SHA-256."""
+    free = shutil.disk_usage(workdir).free
+    if free < needed:
+        raise BenchError(f"{workdir} has {free / GiB:.1f} GiB free, the {case} case needs {needed / GiB:.1f} GiB")
+    source = workdir / "source.bin"
+    log(f"{case} case: generating a {human_size(size)} test file in {workdir}")
+    generate_source(source, size)
     return source, sha256_file(source)

@@ -9,7 +9,7 @@ import statistics
 from dataclasses import dataclass
 
 from .bigfile import BASELINE, CASES, TARGET_CORES, TARGETS, TARGETS_LINE, Case, Run, Setup
-from .common import GiB, KiB, cpu_model, human_size, utc_now
+from .common import GiB, KiB, human_size, machine_lines, marked_label, markdown_row, median, ratio_cell
 from .tools import netcat_banner, zcp_identity
 
 
@@ -55,24 +55,14 @@ def ratio(value: float | None, base: float | None) -> float | None:
     return value / base
 
 
-def median_or_none(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
-def fmt(value: float | None, spec: str, suffix: str = "") -> str:
-    return "n/a" if value is None else f"{value:{spec}}{suffix}"
-
-
 def table_row(summary: Summary, baseline: Summary | None) -> str:
-    label = summary.case.label
-    if summary.failures:
-        label = f"**FAIL** {label} ({summary.failures} of {summary.runs} runs failed)"
+    label = marked_label(summary.case.label, summary.failures, summary.runs)
     if not summary.measured:
-        return f"| {label} | " + " | ".join(["FAIL"] * 7) + " |"
+        return markdown_row([label] + ["FAIL"] * 7)
     rate = statistics.median(summary.rate)
     cpu = statistics.median(summary.cpu_total)
-    base_rate = median_or_none(baseline.rate) if baseline else None
-    base_cpu = median_or_none(baseline.cpu_total) if baseline else None
+    base_rate = median(baseline.rate) if baseline else None
+    base_cpu = median(baseline.cpu_total) if baseline else None
     cells = [
         label,
         f"{rate:.2f} ({min(summary.rate):.2f}–{max(summary.rate):.2f})",
@@ -80,10 +70,10 @@ def table_row(summary: Summary, baseline: Summary | None) -> str:
         f"{statistics.median(summary.cpu_send):.3f}",
         f"{statistics.median(summary.cpu_recv):.3f}",
         f"{summary.rss_send_mib:.1f} / {summary.rss_recv_mib:.1f}",
-        fmt(ratio(rate, base_rate), ".2f", "x"),
-        fmt(ratio(cpu, base_cpu), ".2f", "x"),
+        ratio_cell(rate, base_rate),
+        ratio_cell(cpu, base_cpu),
     ]
-    return "| " + " | ".join(cells) + " |"
+    return markdown_row(cells)
 
 
 def results_table(summaries: list[Summary]) -> list[str]:
@@ -99,14 +89,14 @@ def results_table(summaries: list[Summary]) -> list[str]:
 
 def target_lines(summaries: list[Summary]) -> list[str]:
     by_key = {s.case.key: s for s in summaries}
-    base_rate = median_or_none(by_key[BASELINE].rate)
+    base_rate = median(by_key[BASELINE].rate)
     lines = [TARGETS_LINE]
     cores = os.cpu_count() or 0
     if cores != TARGET_CORES:
         lines.append(f"(this machine has {cores} cores; the targets are stated for {TARGET_CORES})")
     for key, name, minimum in TARGETS:
         summary = by_key[key]
-        measured = ratio(median_or_none(summary.rate), base_rate)
+        measured = ratio(median(summary.rate), base_rate)
         if measured is None or summary.failures:
             verdict = "NOT MET: case failed or nc failed, no valid ratio"
         elif measured >= minimum:
@@ -128,14 +118,18 @@ def failure_lines(results: list[Run]) -> list[str]:
     return lines
 
 
+def report_text(lines: list[str], results: list[Run]) -> tuple[str, bool]:
+    """A report's `lines` and then the failed runs, as text; and whether
+    every run succeeded."""
+    lines = lines + failure_lines(results)
+    return "\n".join(lines) + "\n", all(r.ok for r in results)
+
+
 def header_lines(setup: Setup, runs: int) -> list[str]:
-    now = utc_now()
     return [
         "# zcp vs nc on 127.0.0.1",
         "",
-        f"- date: {now}",
-        f"- kernel: {os.uname().release}",
-        f"- CPU: {cpu_model()} x {os.cpu_count()}",
+        *machine_lines(),
         f"- file: {human_size(setup.size)} ({setup.size} bytes, pseudo-random, page-cached)",
         f"- runs: {runs} measured per case after 1 warm-up, cases interleaved round-robin",
         f"- zcp: {zcp_identity(setup.zcp)}",
@@ -157,5 +151,4 @@ def report(setup: Setup, runs: int, results: list[Run]) -> tuple[str, bool]:
         "",
     ]
     lines += target_lines(summaries)
-    lines += failure_lines(results)
-    return "\n".join(lines) + "\n", all(r.ok for r in results)
+    return report_text(lines, results)

@@ -1,6 +1,6 @@
 """Shared basics: units, the two error kinds, progress logging, command-line
-value parsers, and facts about the machine and the checkout for report
-headers."""
+value parsers, facts about the machine and the checkout for report headers,
+and the medians, ratios and table rows the reports are made of."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import datetime
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,15 @@ def cpu_model() -> str:
     return "unknown CPU"
 
 
+def machine_lines() -> list[str]:
+    """A report header's date, kernel and CPU lines."""
+    return [
+        f"- date: {utc_now()}",
+        f"- kernel: {os.uname().release}",
+        f"- CPU: {cpu_model()} x {os.cpu_count()}",
+    ]
+
+
 def git_revision() -> str | None:
     """Short commit of this checkout, '-dirty' when tracked files changed."""
     if shutil.which("git") is None:
@@ -112,3 +122,22 @@ def filesystem_of(path: Path) -> tuple[str, str, str]:
     except OSError:
         pass
     return best
+
+
+def median(values: list[float]) -> float | None:
+    """The median, or None when there are no values."""
+    return statistics.median(values) if values else None
+
+
+def ratio_cell(value: float | None, base: float | None, spec: str = ".2f", suffix: str = "x") -> str:
+    """`value / base` for a table cell; 'n/a' when either is missing (or base is 0)."""
+    return "n/a" if value is None or not base else f"{value / base:{spec}}{suffix}"
+
+
+def marked_label(label: str, failures: int, runs: int) -> str:
+    """A table row's label, marked **FAIL** with a count when runs failed."""
+    return f"**FAIL** {label} ({failures} of {runs} runs failed)" if failures else label
+
+
+def markdown_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"

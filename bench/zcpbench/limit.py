@@ -9,7 +9,6 @@ busy-waiting. Reuses the big case's transfer, timing and checks."""
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 from . import bigfile
 from .bigfile import Case, Run
 from .bigreport import failure_lines
-from .common import GiB, MiB, BenchError, cpu_model, human_size, log, parse_size, utc_now
+from .common import GiB, MiB, BenchError, human_size, machine_lines, marked_label, markdown_row, parse_size
 from .tools import zcp_identity
 
 DEFAULT_SIZE = 512 * MiB
@@ -64,30 +63,23 @@ def prepare(args: argparse.Namespace, zcp: Path, nc: str, children) -> tuple[Lim
     workdir = bigfile.make_workdir(args.dir)
     cases = cases_for(args.limits)
     needed = args.limit_size * (1 + len(cases)) + 64 * MiB
-    free = shutil.disk_usage(workdir).free
-    if free < needed:
+    try:
+        source, digest = bigfile.case_source(workdir, args.limit_size, needed, "limit")
+    except BenchError:
         shutil.rmtree(workdir, ignore_errors=True)
-        raise BenchError(f"{workdir} has {free / GiB:.1f} GiB free, the limit case needs {needed / GiB:.1f} GiB")
-    source = workdir / "source.bin"
-    log(f"limit case: generating a {human_size(args.limit_size)} test file in {workdir}")
-    bigfile.generate_source(source, args.limit_size)
-    digest = bigfile.sha256_file(source)
+        raise
     setup = LimitSetup(zcp, nc, workdir, source, args.limit_size, digest, children, slowest=min(args.limits))
     return setup, cases, workdir
 
 
 def run_all(setup: LimitSetup, cases: list[Case], runs: int) -> list[Run]:
-    results: list[Run] = []
-    for round_no in range(runs + 1):
-        warmup = round_no == 0
-        title = "warm-up" if warmup else f"run {round_no}/{runs}"
-        for case in cases:
-            run = bigfile.run_once(setup, case, warmup)
-            results.append(run)
-            rate = setup.size / MiB / run.wall_s if run.wall_s else 0.0
-            verdict = "ok" if run.ok else "FAIL: " + "; ".join(run.problems)
-            log(f"{title:>9}  {case.label:<40} {rate:8.1f} MiB/s  {verdict}")
-    return results
+    """A warm-up round, then `runs` measured rounds, each case once per round."""
+
+    def describe(run: Run) -> str:
+        rate = setup.size / MiB / run.wall_s if run.wall_s else 0.0
+        return f"{run.case.label:<40} {rate:8.1f} MiB/s"
+
+    return bigfile.run_rounds(setup, cases, runs, bigfile.run_once, describe)
 
 
 def case_limit(case: Case) -> int | None:
@@ -98,11 +90,11 @@ def row(setup: LimitSetup, case: Case, results: list[Run]) -> tuple[str, bool]:
     own = [r for r in results if r.case == case]
     good = [r for r in own if r.ok and not r.warmup]
     failures = sum(not r.ok for r in own)
-    label = case.label if not failures else f"**FAIL** {case.label} ({failures} of {len(own)} runs failed)"
+    label = marked_label(case.label, failures, len(own))
     limit = case_limit(case)
     limit_cell = f"{limit / MiB:.0f}" if limit else "–"
     if not good:
-        return f"| {label} | {limit_cell} | FAIL | FAIL | FAIL |", False
+        return markdown_row([label, limit_cell, "FAIL", "FAIL", "FAIL"]), False
     rates = [setup.size / MiB / r.wall_s for r in good]
     gib = setup.size / GiB
     median = statistics.median(rates)
@@ -116,16 +108,14 @@ def row(setup: LimitSetup, case: Case, results: list[Run]) -> tuple[str, bool]:
         ratio,
         f"{send_cpu:.3f} + {recv_cpu:.3f}",
     ]
-    return "| " + " | ".join(cells) + " |", failures == 0
+    return markdown_row(cells), failures == 0
 
 
 def report(setup: LimitSetup, cases: list[Case], runs: int, results: list[Run]) -> tuple[str, bool]:
     lines = [
         "# zcp send --limit on 127.0.0.1",
         "",
-        f"- date: {utc_now()}",
-        f"- kernel: {os.uname().release}",
-        f"- CPU: {cpu_model()} x {os.cpu_count()}",
+        *machine_lines(),
         f"- file: {human_size(setup.size)} ({setup.size} bytes, pseudo-random, page-cached), sha256 verified",
         f"- runs: {runs} measured per case after 1 warm-up, cases interleaved round-robin",
         f"- zcp: {zcp_identity(setup.zcp)}",

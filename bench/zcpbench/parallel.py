@@ -19,22 +19,20 @@ import argparse
 import os
 import re
 import shutil
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import bigfile
-from .bigfile import Case, Run, Setup
-from .bigreport import failure_lines
-from .common import GiB, KiB, MiB, BenchError, RunError, cpu_model, human_size, log, parse_size, utc_now
+from .bigfile import BLOCK, Case, Run, Setup, blocks_of, gib_per_s, send_lines
+from .bigreport import report_text
+from .common import GiB, KiB, MiB, RunError, human_size, machine_lines, marked_label, markdown_row, median, ratio_cell
 from .procs import Watchdog
 from .tools import RsyncDaemon, netcat_banner, version_line, zcp_identity
 
 DEFAULT_SIZE = 4 * GiB
-# zcp sends files larger than one 8 MiB block in blocks; eight blocks give
-# four streams two blocks each.
-BLOCK = 8 * MiB
+# zcp sends files larger than one block in blocks; eight blocks give four
+# streams two blocks each.
 MIN_SIZE = 8 * BLOCK
 
 UNVERIFIED = ("--checksum", "none")
@@ -70,16 +68,12 @@ RSYNC = CASES[-1]
 # connection, and "zcp: send NAME: sendfile (file → socket, in blocks): ..."
 # for a file sent in blocks.
 STREAMS = re.compile(r"^zcp: (\d+) streams to \S+$")
-SEND_LINE = "zcp: send "
 IN_BLOCKS = ", in blocks)"
 
 
 def parse_parallel_size(text: str) -> int:
     """--parallel-size: a size, at least MIN_SIZE."""
-    size = parse_size(text)
-    if size < MIN_SIZE:
-        raise argparse.ArgumentTypeError(f"must be at least {human_size(MIN_SIZE)} ({MIN_SIZE // BLOCK} blocks)")
-    return size
+    return bigfile.parse_size_of_blocks(text, MIN_SIZE)
 
 
 @dataclass
@@ -107,7 +101,7 @@ def check_mode(case: ParallelCase, lines: list[str]) -> list[str]:
     if announced != expected:
         shown = ", ".join(f"{n} streams" for n in announced) or "no streams line"
         problems.append(f"the sender's -v shows {shown}, expected {case.streams} stream(s)")
-    sends = [line for line in lines if line.startswith(SEND_LINE)]
+    sends = send_lines(lines)
     if len(sends) != 1:
         problems.append(f"found {len(sends)} 'send' lines in the sender's -v output, expected 1")
     elif (IN_BLOCKS in sends[0]) != case.blocks:
@@ -176,29 +170,17 @@ def run_once(setup: ParallelSetup, case: ParallelCase, warmup: bool) -> Run:
 def prepare(args: argparse.Namespace, workdir: Path, zcp: Path, nc: str, rsync: str, children) -> ParallelSetup:
     """The source file in `workdir` (which the caller removes), hashed."""
     needed = 2 * args.parallel_size + 256 * MiB
-    free = shutil.disk_usage(workdir).free
-    if free < needed:
-        raise BenchError(f"{workdir} has {free / GiB:.1f} GiB free, the parallel case needs {needed / GiB:.1f} GiB")
-    source = workdir / "source.bin"
-    log(f"parallel case: generating a {human_size(args.parallel_size)} test file in {workdir}")
-    bigfile.generate_source(source, args.parallel_size)
-    digest = bigfile.sha256_file(source)
+    source, digest = bigfile.case_source(workdir, args.parallel_size, needed, "parallel")
     return ParallelSetup(zcp, nc, workdir, source, args.parallel_size, digest, children, rsync, os.getloadavg())
 
 
 def run_all(setup: ParallelSetup, runs: int) -> list[Run]:
     """A warm-up round, then `runs` measured rounds, each case once per round."""
-    results: list[Run] = []
-    for round_no in range(runs + 1):
-        warmup = round_no == 0
-        title = "warm-up" if warmup else f"run {round_no}/{runs}"
-        for case in CASES:
-            run = run_once(setup, case, warmup)
-            results.append(run)
-            rate = setup.size / GiB / run.wall_s if run.wall_s else 0.0
-            verdict = "ok" if run.ok else "FAIL: " + "; ".join(run.problems)
-            log(f"{title:>9}  {case.label:<38} {run.wall_s:6.2f} s {rate:5.2f} GiB/s  {verdict}")
-    return results
+
+    def describe(run: Run) -> str:
+        return f"{run.case.label:<38} {run.wall_s:6.2f} s {gib_per_s(setup, run):5.2f} GiB/s"
+
+    return bigfile.run_rounds(setup, CASES, runs, run_once, describe)
 
 
 # --------------------------------------------------------------------------
@@ -220,17 +202,13 @@ class Row:
 
     @property
     def seconds(self) -> float | None:
-        return statistics.median(self.walls) if self.walls else None
+        return median(self.walls)
 
 
 def summarize(case: ParallelCase, results: list[Run], size: int) -> Row:
     own = [r for r in results if r.case is case]
     good = [r for r in own if r.ok and not r.warmup]
     gib = size / GiB
-
-    def median(values: list[float]) -> float | None:
-        return statistics.median(values) if values else None
-
     return Row(
         case=case,
         runs=len(own),
@@ -243,16 +221,10 @@ def summarize(case: ParallelCase, results: list[Run], size: int) -> Row:
     )
 
 
-def ratio_cell(value: float | None, base: float | None) -> str:
-    return "n/a" if value is None or not base else f"{value / base:.2f}x"
-
-
 def table_line(row: Row, rows: dict[ParallelCase, Row], gib: float) -> str:
-    label = row.case.label
-    if row.failures:
-        label = f"**FAIL** {label} ({row.failures} of {row.runs} runs failed)"
+    label = marked_label(row.case.label, row.failures, row.runs)
     if row.seconds is None:
-        return f"| {label} | " + " | ".join(["FAIL"] * 8) + " |"
+        return markdown_row([label] + ["FAIL"] * 8)
 
     def rate(of: Row) -> float | None:
         return gib / of.seconds if of.seconds else None
@@ -268,7 +240,7 @@ def table_line(row: Row, rows: dict[ParallelCase, Row], gib: float) -> str:
         ratio_cell(rate(row), rate(rows[NC])),
         ratio_cell(rate(row), rate(rows[RSYNC])),
     ]
-    return "| " + " | ".join(cells) + " |"
+    return markdown_row(cells)
 
 
 def per_core_lines(rows: dict[ParallelCase, Row]) -> list[str]:
@@ -297,13 +269,11 @@ def report(setup: ParallelSetup, runs: int, results: list[Run]) -> tuple[str, bo
     lines = [
         "# zcp send -P N on 127.0.0.1",
         "",
-        f"- date: {utc_now()}",
-        f"- kernel: {os.uname().release}",
-        f"- CPU: {cpu_model()} x {os.cpu_count()}",
+        *machine_lines(),
         f"- load average (1 / 5 / 15 min): {load_text(setup.load_before)} before the runs, "
         f"{load_text(os.getloadavg())} after them",
         f"- file: {human_size(setup.size)} ({setup.size} bytes, pseudo-random, page-cached), "
-        f"{-(-setup.size // BLOCK)} blocks of {human_size(BLOCK)} in block mode",
+        f"{blocks_of(setup.size)} blocks of {human_size(BLOCK)} in block mode",
         f"- runs: {runs} measured per case after 1 warm-up, cases interleaved round-robin; "
         "each output deleted after its check",
         f"- zcp: {zcp_identity(setup.zcp)}",
@@ -329,5 +299,4 @@ def report(setup: ParallelSetup, runs: int, results: list[Run]) -> tuple[str, bo
         "",
     ]
     lines += per_core_lines(rows)
-    lines += failure_lines(results)
-    return "\n".join(lines) + "\n", all(r.ok for r in results)
+    return report_text(lines, results)

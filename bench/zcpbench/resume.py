@@ -18,17 +18,27 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import signal
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import bigfile
-from .bigfile import Case, Run, Setup
-from .bigreport import failure_lines
-from .common import GiB, KiB, LOOPBACK, MiB, BenchError, RunError, cpu_model, human_size, log, parse_size, utc_now
+from .bigfile import BLOCK, Case, Run, Setup, blocks_of, send_lines
+from .bigreport import report_text
+from .common import (
+    GiB,
+    KiB,
+    LOOPBACK,
+    MiB,
+    RunError,
+    human_size,
+    machine_lines,
+    marked_label,
+    markdown_row,
+    median,
+    ratio_cell,
+)
 from .procs import READY_TIMEOUT_S, Child, Watchdog, announced_port
 from .tools import netcat_banner, zcp_identity
 
@@ -39,9 +49,9 @@ MIN_SIZE = 128 * MiB
 
 # The partial's layout (src/recv/partial.rs): the file's bytes, then the
 # record header (magic, size, block size, source identity, algorithm), then
-# one entry per verified block: u32 index (big-endian), a SHA-256 and a
-# 4-byte check; then a 16-byte footer (the header's offset, a magic).
-BLOCK = 8 * MiB
+# one entry per verified block (of BLOCK bytes): u32 index (big-endian), a
+# SHA-256 and a 4-byte check; then a 16-byte footer (the header's offset,
+# a magic).
 RECORD_MAGIC = b"zcpPART1"
 RECORD_HEADER = 40
 RECORD_ENTRY = 40
@@ -71,10 +81,7 @@ UNITS = {"B": 1, "KiB": KiB, "MiB": MiB, "GiB": GiB, "TiB": 1024 * GiB}
 
 def parse_resume_size(text: str) -> int:
     """--resume-size: a size, at least MIN_SIZE."""
-    size = parse_size(text)
-    if size < MIN_SIZE:
-        raise argparse.ArgumentTypeError(f"must be at least {human_size(MIN_SIZE)} ({MIN_SIZE // BLOCK} blocks)")
-    return size
+    return bigfile.parse_size_of_blocks(text, MIN_SIZE)
 
 
 @dataclass
@@ -84,10 +91,6 @@ class ResumeRun(Run):
 
     sent_bytes: int | None = None
     held_blocks: int | None = None
-
-
-def blocks_of(size: int) -> int:
-    return -(-size // BLOCK)
 
 
 def block_len(size: int, index: int) -> int:
@@ -182,7 +185,7 @@ def check_sent(run: ResumeRun, sender: Child, size: int, held: set[int] | None) 
     """The sender's -v byte count against what it had to send: the whole
     file, or exactly the blocks missing from the record."""
     lines = sender.stderr_lines()
-    counts = [sum(int(n) for n in MOVED.findall(line)) for line in lines if line.startswith("zcp: send ")]
+    counts = [sum(int(n) for n in MOVED.findall(line)) for line in send_lines(lines)]
     counts = [count for count in counts if count]
     if len(counts) != 1:
         run.problems.append(f"found {len(counts)} byte counts in the sender's -v output, expected 1")
@@ -232,40 +235,22 @@ def run_once(setup: Setup, case: Case, warmup: bool) -> ResumeRun:
 def prepare(args: argparse.Namespace, workdir: Path, zcp: Path, nc: str, children) -> Setup:
     """The source file in `workdir` (which the caller removes), hashed."""
     needed = args.resume_size * (1 + len(CASES)) + 64 * MiB
-    free = shutil.disk_usage(workdir).free
-    if free < needed:
-        raise BenchError(f"{workdir} has {free / GiB:.1f} GiB free, the resume case needs {needed / GiB:.1f} GiB")
-    source = workdir / "source.bin"
-    log(f"resume case: generating a {human_size(args.resume_size)} test file in {workdir}")
-    bigfile.generate_source(source, args.resume_size)
-    digest = bigfile.sha256_file(source)
+    source, digest = bigfile.case_source(workdir, args.resume_size, needed, "resume")
     return Setup(zcp, nc, workdir, source, args.resume_size, digest, children)
 
 
 def run_all(setup: Setup, runs: int) -> list[ResumeRun]:
-    results: list[ResumeRun] = []
-    for round_no in range(runs + 1):
-        warmup = round_no == 0
-        title = "warm-up" if warmup else f"run {round_no}/{runs}"
-        for case in CASES:
-            run = run_once(setup, case, warmup)
-            results.append(run)
-            sent = "" if run.sent_bytes is None else f" {human_size(run.sent_bytes):>10} sent"
-            verdict = "ok" if run.ok else "FAIL: " + "; ".join(run.problems)
-            log(f"{title:>9}  {case.label:<44} {run.wall_s:6.2f} s{sent}  {verdict}")
-    return results
+    """A warm-up round, then `runs` measured rounds, each case once per round."""
+
+    def describe(run: ResumeRun) -> str:
+        sent = "" if run.sent_bytes is None else f" {human_size(run.sent_bytes):>10} sent"
+        return f"{run.case.label:<44} {run.wall_s:6.2f} s{sent}"
+
+    return bigfile.run_rounds(setup, CASES, runs, run_once, describe)
 
 
 # --------------------------------------------------------------------------
 # Report
-
-
-def median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
-def ratio_cell(value: float | None, base: float | None, spec: str = ".2f", suffix: str = "x") -> str:
-    return "n/a" if value is None or not base else f"{value / base:{spec}}{suffix}"
 
 
 def spread(values: list[int]) -> str:
@@ -285,9 +270,7 @@ def report(setup: Setup, runs: int, results: list[ResumeRun]) -> tuple[str, bool
     lines = [
         "# zcp send --resume on 127.0.0.1",
         "",
-        f"- date: {utc_now()}",
-        f"- kernel: {os.uname().release}",
-        f"- CPU: {cpu_model()} x {os.cpu_count()}",
+        *machine_lines(),
         f"- file: {human_size(setup.size)} ({setup.size} bytes, pseudo-random, page-cached), "
         f"{blocks} blocks of {human_size(BLOCK)} with --resume",
         f"- break (not timed): a `zcp send --resume --limit {BREAK_LIMIT // MiB}M` copy, its receiver "
@@ -303,11 +286,10 @@ def report(setup: Setup, runs: int, results: list[ResumeRun]) -> tuple[str, bool
     ]
     for case in CASES:
         own = [r for r in results if r.case is case]
-        failures = sum(not r.ok for r in own)
-        label = case.label if not failures else f"**FAIL** {case.label} ({failures} of {len(own)} runs failed)"
+        label = marked_label(case.label, sum(not r.ok for r in own), len(own))
         walls = [r.wall_s for r in good[case]]
         if not walls:
-            lines.append(f"| {label} | " + " | ".join(["FAIL"] * 6) + " |")
+            lines.append(markdown_row([label] + ["FAIL"] * 6))
             continue
         send = median([r.send_cpu_s for r in good[case]])
         recv = median([r.recv_cpu_s for r in good[case]])
@@ -320,7 +302,7 @@ def report(setup: Setup, runs: int, results: list[ResumeRun]) -> tuple[str, bool
             ratio_cell(seconds[case], seconds[FRESH]),
             ratio_cell(seconds[case], seconds[NC]),
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(markdown_row(cells))
     lines += [
         "",
         "Seconds run from sender start until both ends exited. Sent: the bytes the sender's -v line "
@@ -332,5 +314,4 @@ def report(setup: Setup, runs: int, results: list[ResumeRun]) -> tuple[str, bool
         f"--resume copy, {ratio_cell(sent[RESUMED], setup.size, '.3f', '')} of the bytes; "
         f"{ratio_cell(seconds[RESUMED], seconds[NC])} the time of a fresh nc copy",
     ]
-    lines += failure_lines(results)
-    return "\n".join(lines) + "\n", all(r.ok for r in results)
+    return report_text(lines, results)

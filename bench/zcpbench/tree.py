@@ -10,12 +10,11 @@ the markdown report with files/s and zcp's ratios to tar|nc and rsync."""
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import LOOPBACK, MiB, RunError, cpu_model, log, thousands, utc_now
+from .common import LOOPBACK, MiB, RunError, log, machine_lines, median, ratio_cell, thousands
 from .procs import (
     READY_TIMEOUT_S,
     RECEIVER_GRACE_S,
@@ -217,14 +216,6 @@ def run_all(setup: TreeSetup, runs: int) -> list[TreeRun]:
 # Report
 
 
-def median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
-def ratio_cell(value: float | None, base: float | None) -> str:
-    return "n/a" if value is None or not base else f"{value / base:.2f}x"
-
-
 def tree_report(setup: TreeSetup, runs: int, results: list[TreeRun]) -> tuple[str, bool]:
     """The markdown section for the tree case, and whether every run succeeded."""
     files = setup.shape.files
@@ -235,9 +226,7 @@ def tree_report(setup: TreeSetup, runs: int, results: list[TreeRun]) -> tuple[st
     lines = [
         "# zcp vs tar|nc and rsync: many small files on 127.0.0.1",
         "",
-        f"- date: {utc_now()}",
-        f"- kernel: {os.uname().release}",
-        f"- CPU: {cpu_model()} x {os.cpu_count()}",
+        *machine_lines(),
         f"- tree: {setup.shape.describe()} ({setup.shape.payload / MiB:.1f} MiB, random contents), "
         "generated once; each run copies it into a new directory",
         f"- file system (source and outputs): {setup.workspace.describe()}",

@@ -114,6 +114,14 @@ fn blocks_handshake(addr: &str, flags: u8) -> Peer {
     p
 }
 
+/// [`blocks_handshake`] with `flags`, then the BLOCKED entry for [`NAME`]
+/// ([`SIZE`] bytes), of which the receiver must hold no block yet.
+fn fresh_blocked(addr: &str, flags: u8) -> Peer {
+    let mut p = blocks_handshake(addr, flags);
+    assert!(open_blocked(&mut p, SIZE).is_empty());
+    p
+}
+
 /// Sends the BLOCKED entry for [`NAME`] and reads the receiver's answer,
 /// which must be PLAN frames (the last with `more` = 0); returns the held
 /// blocks they list.
@@ -152,6 +160,15 @@ fn digest_of(data: &[u8]) -> Vec<u8> {
 /// The TRAILER of a BLOCKED `data`: its size and its file digest.
 fn blocked_trailer(data: &[u8]) -> Vec<u8> {
     trailer(data.len() as u64, &digest_of(data))
+}
+
+/// dst/ holds exactly `names`, and [`NAME`] among them holds `data`.
+fn assert_landed(env: &TestEnv, names: &[&str], data: &[u8]) {
+    assert_dst(env, names);
+    assert!(
+        std::fs::read(env.dst(NAME)).unwrap() == data,
+        "{NAME} differs from the file sent"
+    );
 }
 
 /// The receiver's next frame, which must be an ERROR: (code, text).
@@ -216,11 +233,7 @@ fn resume_holds(env: &TestEnv, data: &[u8], held: &[u32]) {
         end_session(p);
     });
     out.assert_code(0);
-    assert_dst(env, &[NAME]);
-    assert!(
-        std::fs::read(env.dst(NAME)).unwrap() == data,
-        "the resumed file differs"
-    );
+    assert_landed(env, &[NAME], data);
 }
 
 #[test]
@@ -229,8 +242,7 @@ fn a_block_whose_digest_differs_fails_the_entry_naming_it() {
         let env = TestEnv::new();
         let data = contents(SIZE, 4);
         let out = against_blocks_receiver(&env, |addr| {
-            let mut p = blocks_handshake(addr, if resume { RESUME } else { 0 });
-            assert!(open_blocked(&mut p, SIZE).is_empty());
+            let mut p = fresh_blocked(addr, if resume { RESUME } else { 0 });
             for i in 0..4 {
                 let bytes = block_of(&data, BS, i);
                 let mut b = BlockBody::of(0, i, bytes);
@@ -261,8 +273,7 @@ fn blocks_out_of_order_commit_the_file_with_its_file_digest() {
     let env = TestEnv::new();
     let data = contents(SIZE, 5);
     let out = against_blocks_receiver(&env, |addr| {
-        let mut p = blocks_handshake(addr, 0);
-        assert!(open_blocked(&mut p, SIZE).is_empty());
+        let mut p = fresh_blocked(addr, 0);
         for i in [3, 1, 0] {
             send_block(&mut p, 0, &data, i);
         }
@@ -276,8 +287,7 @@ fn blocks_out_of_order_commit_the_file_with_its_file_digest() {
     });
     out.assert_code(0);
     assert!(out.error_lines().is_empty(), "{}", out.stderr);
-    assert_dst(&env, &[NAME]);
-    assert!(std::fs::read(env.dst(NAME)).unwrap() == data, "the file differs");
+    assert_landed(&env, &[NAME], &data);
     let mode = std::fs::metadata(env.dst(NAME)).unwrap().mode() & 0o7777;
     assert_eq!(mode & !0o022, 0o644 & !0o022, "mode {mode:o}");
 }
@@ -289,8 +299,7 @@ fn a_file_digest_over_the_blocks_in_another_order_fails_integrity() {
     let env = TestEnv::new();
     let data = contents(SIZE, 11);
     let out = against_blocks_receiver(&env, |addr| {
-        let mut p = blocks_handshake(addr, 0);
-        assert!(open_blocked(&mut p, SIZE).is_empty());
+        let mut p = fresh_blocked(addr, 0);
         for i in 0..4 {
             send_block(&mut p, 0, &data, i);
         }
@@ -334,9 +343,8 @@ fn blocked_entries_answered_at_once_still_take_a_number() {
         end_session(p);
     });
     out.assert_code(0);
-    assert_dst(&env, &[NAME, "kept"]);
+    assert_landed(&env, &[NAME, "kept"], &data);
     assert_eq!(std::fs::read(env.dst("kept")).unwrap(), b"already here");
-    assert!(std::fs::read(env.dst(NAME)).unwrap() == data, "the file differs");
 }
 
 #[test]
@@ -345,8 +353,7 @@ fn an_abort_keeps_the_partial_only_when_the_source_did_not_change() {
         let env = TestEnv::new();
         let data = contents(SIZE, 6);
         let out = against_blocks_receiver(&env, |addr| {
-            let mut p = blocks_handshake(addr, RESUME);
-            assert!(open_blocked(&mut p, SIZE).is_empty());
+            let mut p = fresh_blocked(addr, RESUME);
             send_block(&mut p, 0, &data, 0);
             send_block(&mut p, 0, &data, 2);
             p.send(&abort("it went away", reason));

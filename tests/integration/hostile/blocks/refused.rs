@@ -15,8 +15,7 @@ fn a_trailer_before_every_block_is_a_protocol_error_naming_the_missing_block() {
     let env = TestEnv::new();
     let data = contents(SIZE, 1);
     let took = assert_protocol_error(&env, &["protocol error", "block 2"], |addr| {
-        let mut p = blocks_handshake(addr, 0);
-        assert!(open_blocked(&mut p, SIZE).is_empty());
+        let mut p = fresh_blocked(addr, 0);
         for i in [0, 1, 3] {
             send_block(&mut p, 0, &data, i);
         }
@@ -319,6 +318,27 @@ fn join(addr: &str, token: &[u8]) -> Peer {
     p
 }
 
+/// A [`join`] to the session `token` that the receiver must refuse with
+/// an ERROR of code 1; returns the ERROR's text.
+fn join_refused(addr: &str, token: &[u8]) -> String {
+    let mut p = join(addr, token);
+    let (code, text) = expect_error(&mut p);
+    assert_eq!(code, 1, "{text}");
+    text
+}
+
+/// A fake sender's first connection, in block mode with two streams
+/// agreed, and its BLOCKED entry for [`NAME`] open with no block held;
+/// returns it and the session's token.
+fn two_stream_session(addr: &str) -> (Peer, Vec<u8>) {
+    let (mut p, accepted) = open_session(addr, &hello_blocks(ROLE_SENDER, BS, 0, 2));
+    let accepted = accepted.unwrap();
+    assert_eq!(accepted.blocks.streams, 2);
+    let token = accepted.session.unwrap();
+    assert!(open_blocked(&mut p, SIZE).is_empty());
+    (p, token)
+}
+
 #[test]
 fn a_join_with_an_unknown_token_is_refused_and_the_receiver_keeps_serving() {
     let env = TestEnv::new();
@@ -332,16 +352,10 @@ fn a_join_with_a_wrong_token_is_refused_while_the_session_goes_on() {
     let env = TestEnv::new();
     let data = contents(SIZE, 8);
     let out = against_blocks_receiver(&env, |addr| {
-        let (mut p, accepted) = open_session(addr, &hello_blocks(ROLE_SENDER, BS, 0, 2));
-        let accepted = accepted.unwrap();
-        assert_eq!(accepted.blocks.streams, 2);
-        let token = accepted.session.unwrap();
-        assert!(open_blocked(&mut p, SIZE).is_empty());
+        let (mut p, token) = two_stream_session(addr);
         let mut wrong = token.clone();
         wrong[0] ^= 1;
-        let mut stranger = join(addr, &wrong);
-        let (code, text) = expect_error(&mut stranger);
-        assert_eq!(code, 1, "{text}");
+        let text = join_refused(addr, &wrong);
         assert!(text.contains("does not have"), "{text}");
         let mut stream = join(addr, &token);
         let options = parse_hello(&stream.expect_frame(HELLO));
@@ -360,8 +374,7 @@ fn a_join_with_a_wrong_token_is_refused_while_the_session_goes_on() {
     out.assert_code(0);
     assert!(out.error_lines().is_empty(), "{}", out.stderr);
     assert_one_warning(&out, &["127.0.0.1:", "does not have"]);
-    assert_dst(&env, &[NAME]);
-    assert!(std::fs::read(env.dst(NAME)).unwrap() == data, "the file differs");
+    assert_landed(&env, &[NAME], &data);
 }
 
 #[test]
@@ -372,16 +385,10 @@ fn a_join_beyond_the_streams_agreed_is_refused() {
     let env = TestEnv::new();
     let data = contents(SIZE, 13);
     let out = against_blocks_receiver(&env, |addr| {
-        let (mut p, accepted) = open_session(addr, &hello_blocks(ROLE_SENDER, BS, 0, 2));
-        let accepted = accepted.unwrap();
-        assert_eq!(accepted.blocks.streams, 2);
-        let token = accepted.session.unwrap();
-        assert!(open_blocked(&mut p, SIZE).is_empty());
+        let (mut p, token) = two_stream_session(addr);
         let mut stream = join(addr, &token);
         stream.expect_frame(HELLO);
-        let mut extra = join(addr, &token);
-        let (code, text) = expect_error(&mut extra);
-        assert_eq!(code, 1, "{text}");
+        join_refused(addr, &token);
         for i in 0..4 {
             send_block(&mut stream, 0, &data, i);
         }
@@ -391,6 +398,5 @@ fn a_join_beyond_the_streams_agreed_is_refused() {
         end_session(p);
     });
     out.assert_code(0);
-    assert_dst(&env, &[NAME]);
-    assert!(std::fs::read(env.dst(NAME)).unwrap() == data, "the file differs");
+    assert_landed(&env, &[NAME], &data);
 }

@@ -67,8 +67,7 @@ fn a_sealing_fake_sender_gets_blocks_through_and_altered_bytes_fail() {
             assert_dst(&env, &[]);
         } else {
             out.assert_code(0);
-            assert_dst(&env, &[NAME]);
-            assert!(std::fs::read(env.dst(NAME)).unwrap() == data, "the file differs");
+            assert_landed(&env, &[NAME], &data);
         }
     }
 }

@@ -101,6 +101,17 @@ fn against_resuming_sender<T>(play: impl FnOnce(&FakeReceiver, &[u8]) -> T) -> F
     sender_against(&["--no-auth", "--resume"], SEND_SIZE, play)
 }
 
+/// Ends our side of `p` and reads what the sender still sends, which
+/// must hold no BLOCK, TRAILER or DONE: it stopped at `what`.
+fn assert_sender_stops(p: &mut Peer, what: &str) {
+    p.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let rest = read_sender(p, Some(DONE));
+    assert!(
+        rest.iter().all(|f| ![BLOCK, TRAILER, DONE].contains(&f.kind())),
+        "the sender went on after {what}: {rest:?}"
+    );
+}
+
 /// Builds PLAN frames from the file's bytes.
 type MakePlan = fn(&[u8]) -> Vec<u8>;
 
@@ -138,12 +149,7 @@ fn plans_that_do_not_fit_the_file_are_refused_by_the_sender() {
             let mut p = take_blocked(fake, data);
             p.send(&bad(data));
             // Nothing more comes: the sender need not wait for a reason.
-            p.stream.shutdown(std::net::Shutdown::Write).unwrap();
-            let rest = read_sender(&mut p, Some(DONE));
-            assert!(
-                rest.iter().all(|f| ![BLOCK, TRAILER, DONE].contains(&f.kind())),
-                "the sender went on after a PLAN that does not fit: {rest:?}"
-            );
+            assert_sender_stops(&mut p, "a PLAN that does not fit");
             p
         });
         assert_failed(&out, 1, &["f.txt", "protocol error", "PLAN", needle]);
@@ -156,12 +162,7 @@ fn a_plan_that_names_a_block_twice_is_refused_by_the_sender() {
         let mut p = take_blocked(fake, data);
         let d0 = sha256(block_of(data, ZCP_BLOCK, 0));
         p.send(&plan(false, &[Held::sha256(0, &d0), Held::sha256(0, &d0)]));
-        p.stream.shutdown(std::net::Shutdown::Write).unwrap();
-        let rest = read_sender(&mut p, Some(DONE));
-        assert!(
-            rest.iter().all(|f| ![BLOCK, TRAILER, DONE].contains(&f.kind())),
-            "the sender went on after a PLAN naming block 0 twice: {rest:?}"
-        );
+        assert_sender_stops(&mut p, "a PLAN naming block 0 twice");
         p
     });
     assert_failed(&out, 1, &["f.txt", "protocol error", "PLAN"]);
