@@ -188,7 +188,7 @@ _zcp() {
                     return 0
                     ;;
                 --checksum)
-                    COMPREPLY=($(compgen -W "sha256 none" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "sha256 blake3 none" -- "${cur}"))
                     return 0
                     ;;
                 --timeout)
@@ -246,7 +246,7 @@ _zcp() {
                     return 0
                     ;;
                 --checksum)
-                    COMPREPLY=($(compgen -W "sha256 none" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "sha256 blake3 none" -- "${cur}"))
                     return 0
                     ;;
                 --timeout)

@@ -1,4 +1,5 @@
-//! End-to-end verification: the checksum algorithms, their digests, and the
+//! End-to-end verification: the checksum algorithms (SHA-256, the default;
+//! BLAKE3, several times faster per core; none), their digests, and the
 //! two hashing workers that run beside a transfer on their own thread.
 //!
 //! * [`FileHasher`] hashes a file range that the transfer has already moved
@@ -34,6 +35,8 @@ pub(crate) const HASH_CHUNK: usize = 256 * 1024;
 pub enum Algorithm {
     /// SHA-256, computed on both ends and compared before commit.
     Sha256,
+    /// BLAKE3: the same guarantee, several times faster per core.
+    Blake3,
     /// No verification (trusted links only); summaries say "unverified".
     None,
 }
@@ -44,6 +47,7 @@ impl Algorithm {
         match self {
             Algorithm::None => 0,
             Algorithm::Sha256 => 1,
+            Algorithm::Blake3 => 2,
         }
     }
 
@@ -51,6 +55,7 @@ impl Algorithm {
         match id {
             0 => Some(Algorithm::None),
             1 => Some(Algorithm::Sha256),
+            2 => Some(Algorithm::Blake3),
             _ => None,
         }
     }
@@ -59,7 +64,7 @@ impl Algorithm {
     pub fn digest_len(self) -> usize {
         match self {
             Algorithm::None => 0,
-            Algorithm::Sha256 => 32,
+            Algorithm::Sha256 | Algorithm::Blake3 => 32,
         }
     }
 
@@ -67,6 +72,7 @@ impl Algorithm {
         match self {
             Algorithm::None => "none",
             Algorithm::Sha256 => "sha256",
+            Algorithm::Blake3 => "blake3",
         }
     }
 }
@@ -76,6 +82,7 @@ impl Algorithm {
 pub enum Digest {
     None,
     Sha256([u8; 32]),
+    Blake3([u8; 32]),
 }
 
 impl Digest {
@@ -83,13 +90,14 @@ impl Digest {
         match self {
             Digest::None => Algorithm::None,
             Digest::Sha256(_) => Algorithm::Sha256,
+            Digest::Blake3(_) => Algorithm::Blake3,
         }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
         match self {
             Digest::None => &[],
-            Digest::Sha256(d) => d,
+            Digest::Sha256(d) | Digest::Blake3(d) => d,
         }
     }
 
@@ -99,6 +107,7 @@ impl Digest {
         match algorithm {
             Algorithm::None => bytes.is_empty().then_some(Digest::None),
             Algorithm::Sha256 => Some(Digest::Sha256(bytes.try_into().ok()?)),
+            Algorithm::Blake3 => Some(Digest::Blake3(bytes.try_into().ok()?)),
         }
     }
 
@@ -116,6 +125,7 @@ impl Digest {
 pub(crate) enum State {
     None,
     Sha256(Box<Sha256>),
+    Blake3(Box<blake3::Hasher>),
 }
 
 impl State {
@@ -123,12 +133,17 @@ impl State {
         match algorithm {
             Algorithm::None => State::None,
             Algorithm::Sha256 => State::Sha256(Box::new(Sha256::new())),
+            Algorithm::Blake3 => State::Blake3(Box::new(blake3::Hasher::new())),
         }
     }
 
     pub(crate) fn update(&mut self, bytes: &[u8]) {
-        if let State::Sha256(h) = self {
-            h.update(bytes);
+        match self {
+            State::None => {}
+            State::Sha256(h) => h.update(bytes),
+            State::Blake3(h) => {
+                h.update(bytes);
+            }
         }
     }
 
@@ -136,6 +151,7 @@ impl State {
         match self {
             State::None => Digest::None,
             State::Sha256(h) => Digest::Sha256(h.finalize().into()),
+            State::Blake3(h) => Digest::Blake3(*h.finalize().as_bytes()),
         }
     }
 }
@@ -410,6 +426,15 @@ mod tests {
     #[test]
     fn sha256_of_abc_matches_the_standard_vector() {
         assert_eq!(digest_of(Algorithm::Sha256, b"abc").hex(), ABC_SHA256);
+    }
+
+    #[test]
+    fn blake3_of_abc_matches_the_standard_vector() {
+        assert_eq!(
+            digest_of(Algorithm::Blake3, b"abc").hex(),
+            "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+        );
+        assert_eq!(Algorithm::from_wire_id(2), Some(Algorithm::Blake3));
     }
 
     #[test]

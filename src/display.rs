@@ -123,11 +123,16 @@ pub fn checksum_line(hex: &str, name: &[u8]) -> String {
 
 /// The `-v` line of a file that moved in blocks: its digest is not the
 /// SHA-256 of the file, so it is not written as sha256sum writes one.
-pub fn block_digest_line(hex: &str, name: &[u8], block_size: u32) -> String {
+pub fn block_digest_line(digest: &crate::checksum::Digest, name: &[u8], block_size: u32) -> String {
+    let tool = match digest.algorithm() {
+        crate::checksum::Algorithm::Blake3 => "b3sum",
+        _ => "sha256sum",
+    };
     format!(
-        "{}: file digest over {} blocks {hex} (not sha256sum's)",
+        "{}: file digest over {} blocks {} (not {tool}'s)",
         escape_bytes(name),
-        bytes(u64::from(block_size))
+        bytes(u64::from(block_size)),
+        digest.hex()
     )
 }
 

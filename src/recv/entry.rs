@@ -495,9 +495,7 @@ impl Session {
             self.reporter.detail(format_args!("recv {path}: {}", report.describe()));
             match report.block_size {
                 _ if self.algorithm == crate::checksum::Algorithm::None => {}
-                Some(size) => self
-                    .reporter
-                    .detail(display::block_digest_line(&digest.hex(), into, size)),
+                Some(size) => self.reporter.detail(display::block_digest_line(digest, into, size)),
                 None => self.reporter.detail_raw(&display::checksum_line(&digest.hex(), into)),
             }
         }

@@ -157,7 +157,7 @@ impl Session<'_> {
                 _ if self.algorithm == Algorithm::None => {}
                 Some(size) => self
                     .reporter
-                    .detail(display::block_digest_line(&p.sent.digest.hex(), &p.raw, size)),
+                    .detail(display::block_digest_line(&p.sent.digest, &p.raw, size)),
                 None => self
                     .reporter
                     .detail_raw(&display::checksum_line(&p.sent.digest.hex(), &p.raw)),

@@ -119,7 +119,7 @@ fn the_man_synopsis_shows_option_values() {
     let (synopsis, _) = rest.split_once(".SH ").unwrap();
     for needle in [
         r"[\fB\-l\fR|\fB\-\-listen\fR\ \fI[ADDR:]PORT\fR]",
-        r"[\fB\-\-checksum\fR\ \fBsha256\fR|\fBnone\fR]",
+        r"[\fB\-\-checksum\fR\ \fBsha256\fR|\fBblake3\fR|\fBnone\fR]",
         r"[\fB\-\-name\fR\ \fINAME\fR]",
         r"[\fB\-\-timeout\fR\ \fISECONDS\fR]",
         r"[\fB\-\-size\fR\ \fISIZE\fR]",

@@ -4,6 +4,7 @@
 
 mod bind;
 mod changed;
+mod checksum;
 mod cli;
 mod env;
 mod failures;

@@ -201,7 +201,7 @@ fn raw_text(r: &mut Rng) -> Vec<u8> {
 }
 
 fn digest(r: &mut Rng) -> Digest {
-    let algorithm = r.pick(&[Algorithm::None, Algorithm::Sha256]);
+    let algorithm = r.pick(&[Algorithm::None, Algorithm::Sha256, Algorithm::Blake3]);
     digest_of(r, algorithm)
 }
 
@@ -209,6 +209,7 @@ fn digest_of(r: &mut Rng, algorithm: Algorithm) -> Digest {
     match algorithm {
         Algorithm::None => Digest::None,
         Algorithm::Sha256 => Digest::Sha256(r.fill(32).try_into().unwrap()),
+        Algorithm::Blake3 => Digest::Blake3(r.fill(32).try_into().unwrap()),
     }
 }
 
@@ -268,7 +269,7 @@ fn block_index(r: &mut Rng) -> u32 {
 /// A PLAN: usually a few held blocks with digests of one algorithm (now
 /// and then mixed), sometimes as many as fit in a frame.
 fn valid_plan(r: &mut Rng) -> Message {
-    let algorithm = r.pick(&[Algorithm::None, Algorithm::Sha256]);
+    let algorithm = r.pick(&[Algorithm::None, Algorithm::Sha256, Algorithm::Blake3]);
     let (count, mixed) = if r.one_in(64) {
         (Plan::capacity(algorithm), false)
     } else {
@@ -351,7 +352,7 @@ pub(super) fn valid_hello(r: &mut Rng) -> Message {
     let token = |r: &mut Rng, from: Role| (role == from && r.one_in(2)).then(|| r.fill(16).try_into().unwrap());
     Message::Hello(Hello {
         role,
-        checksum: r.pick(&[Algorithm::None, Algorithm::Sha256]),
+        checksum: r.pick(&[Algorithm::None, Algorithm::Sha256, Algorithm::Blake3]),
         software: text(r, 64),
         no_clobber: r.one_in(2),
         auth: r.one_in(2).then(|| r.fill(NONCE_LEN).try_into().unwrap()),

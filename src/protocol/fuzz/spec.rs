@@ -80,7 +80,7 @@ pub(super) fn hello_rules(body: &[u8]) -> Result<SpecHello, String> {
         match (raw_tag & 0x7fff, value) {
             (1, v) => hello.software = Some(v.to_vec()),
             (2, [role @ (0 | 1)]) => hello.role = Some(*role),
-            (3, [id @ (0 | 1)]) => hello.checksum = Some(*id),
+            (3, [id @ (0..=2)]) => hello.checksum = Some(*id),
             (4, []) => hello.no_clobber = true,
             (5, [1, nonce @ ..]) if nonce.len() == 32 => hello.auth = Some(nonce.try_into().unwrap()),
             (6, &[a, b, c, d]) if u32::from_be_bytes([a, b, c, d]) >= 1 => {
@@ -130,6 +130,7 @@ fn check_hello(h: &Hello, body: &[u8]) {
     let checksum = match h.checksum {
         Algorithm::None => 0,
         Algorithm::Sha256 => 1,
+        Algorithm::Blake3 => 2,
     };
     assert_eq!(Some(checksum), rules.checksum, "{h:?}");
     assert_eq!(h.no_clobber, rules.no_clobber);
@@ -187,14 +188,14 @@ impl<'a> Fields<'a> {
         Ok(u64::from_be_bytes(self.take(8, what)?.try_into().unwrap()))
     }
 
-    /// A digest: algorithm id, length, bytes; id 0 (none) with 0 bytes or
-    /// id 1 (SHA-256) with 32.
+    /// A digest: algorithm id, length, bytes; id 0 (none) with 0 bytes,
+    /// id 1 (SHA-256) or 2 (BLAKE3) with 32.
     fn digest(&mut self) -> Result<(u8, &'a [u8]), String> {
         let id = self.u8("digest algorithm")?;
         let len = self.u8("digest length")?;
         let bytes = self.take(usize::from(len), "digest")?;
         match (id, len) {
-            (0, 0) | (1, 32) => Ok((id, bytes)),
+            (0, 0) | (1 | 2, 32) => Ok((id, bytes)),
             _ => Err(format!("a digest of algorithm {id} and {len} bytes")),
         }
     }
@@ -212,6 +213,7 @@ fn wire_digest(d: &Digest) -> (u8, &[u8]) {
     match d {
         Digest::None => (0, &[]),
         Digest::Sha256(bytes) => (1, bytes),
+        Digest::Blake3(bytes) => (2, bytes),
     }
 }
 

@@ -175,13 +175,15 @@ fn trailers_that_lie_are_refused() {
     let data = b"0123456789";
     let digest = sha256(data);
     let long = [&digest[..], &[0][..]].concat();
-    let cases: [(Vec<u8>, &str); 7] = [
+    let cases: [(Vec<u8>, &str); 8] = [
         (trailer(11, &digest), "says it sent 11 bytes but 10 arrived"),
         (trailer(9, &digest), "says it sent 9 bytes but 10 arrived"),
         (trailer_with(10, SHA256, &digest[..31]), "digest"),
         (trailer_with(10, SHA256, &long), "digest"),
         (trailer_with(10, 0, &[]), "none digest"),
-        (trailer_with(10, 2, &digest), "algorithm"),
+        (trailer_with(10, 3, &digest), "algorithm"),
+        // BLAKE3, in a session that agreed on SHA-256.
+        (trailer_with(10, 2, &digest), "carries a blake3 digest"),
         (
             frame(TRAILER, &[&trailer(10, &digest)[5..], &[0][..]].concat()),
             "unexpected bytes at the end of TRAILER",
