@@ -29,7 +29,7 @@ struct Case {
     flags: &'static [&'static str],
 }
 
-const CASES: [Case; 3] = [
+const CASES: [Case; 4] = [
     Case {
         label: "default (sha256)",
         flags: &[],
@@ -41,6 +41,10 @@ const CASES: [Case; 3] = [
     Case {
         label: "--no-zerocopy",
         flags: &["--no-zerocopy"],
+    },
+    Case {
+        label: "--checksum blake3",
+        flags: &["--checksum", "blake3"],
     },
 ];
 
@@ -260,6 +264,13 @@ fn print_table(args: &BenchArgs, samples: &[Vec<Sample>]) {
             rates[0] / rates[2],
             rates[1] / rates[2],
             cpus_per_gib[0] / cpus_per_gib[2]
+        );
+    }
+    if rates[0] > 0.0 && cpus_per_gib[0] > 0.0 {
+        println!(
+            "blake3 against sha256: {:.2}x the throughput, {:.2}x the CPU per GiB",
+            rates[3] / rates[0],
+            cpus_per_gib[3] / cpus_per_gib[0]
         );
     }
     println!(
