@@ -38,6 +38,8 @@ Examples:
   zcp recv -l 127.0.0.1:0 out.bin            any free port, shown on stderr
   zcp send --listen 7227 big.iso             listen; on the receiving end:
   zcp recv --connect server:7227 /srv/in     ... connect and fetch big.iso
+  zcp send --retries 5 disk.img server:7227  ride out drops, resume blocks
+  zcp send -P 4 disk.img server:7227         four connections, all cores
   zcp bench --size 256M                      measure zcp on this machine";
 
 /// Examples and the exit statuses, one per line.

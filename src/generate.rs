@@ -297,6 +297,14 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
                 "Send a directory tree and a file on one connection: /srv/incoming/photos/... and /srv/incoming/notes.txt.",
             ),
             (
+                "zcp send --retries 5 disk.img server:7227",
+                "Send a large file over a flaky link: after a drop, connect again and send only the blocks the receiver has not verified yet.",
+            ),
+            (
+                "zcp send -P 4 --checksum blake3 disk.img server:7227",
+                "Send a large file over four connections with BLAKE3 verification (the receiver also runs with --checksum blake3), hashing on every core at both ends.",
+            ),
+            (
                 "tar c dir | zcp send - server:7227",
                 "Send a stream; on the receiving host run: zcp recv -l 7227 - | tar x",
             ),
