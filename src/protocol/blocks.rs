@@ -81,7 +81,7 @@ impl Blocks {
 
     /// How many blocks a file of `size` bytes has.
     pub fn count(&self, size: u64) -> u64 {
-        size.div_ceil(u64::from(self.size))
+        block_count(size, self.size)
     }
 
     /// The offset and length of block `index` of a file of `size` bytes
@@ -90,6 +90,11 @@ impl Blocks {
         let start = u64::from(index) * u64::from(self.size);
         (start < size).then(|| (start, (size - start).min(u64::from(self.size))))
     }
+}
+
+/// How many blocks of `block_size` bytes a file of `size` bytes has.
+pub fn block_count(size: u64, block_size: u32) -> u64 {
+    size.div_ceil(u64::from(block_size))
 }
 
 /// A 16-byte value taken from a HELLO option.

@@ -31,8 +31,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::checksum::{Algorithm, Digest};
 use crate::display;
-use crate::protocol::Blocks;
-use crate::protocol::blocks::SOURCE_ID_LEN;
+use crate::protocol::blocks::{SOURCE_ID_LEN, block_count};
 use crate::sys;
 
 /// Opens the record; names the format and its version.
@@ -90,13 +89,7 @@ impl Identity {
     }
 
     fn blocks(&self) -> u64 {
-        Blocks {
-            size: self.block_size,
-            resume: false,
-            retry: false,
-            streams: 1,
-        }
-        .count(self.size)
+        block_count(self.size, self.block_size)
     }
 }
 
