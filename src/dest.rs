@@ -230,17 +230,7 @@ impl Stager {
         for _ in 0..8 {
             let temp = self.next_name();
             match create(&temp) {
-                Ok(file) => {
-                    return Ok(Staged {
-                        dir: Arc::clone(dir),
-                        temp,
-                        temp_exists: true,
-                        unnamed: None,
-                        final_name: OsStr::from_bytes(final_name).to_os_string(),
-                        shown,
-                        file,
-                    });
-                }
+                Ok(file) => return Ok(Staged::named(dir, temp, final_name, shown, file)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_err = Some(e),
                 Err(e) => return Err(e.into()),
             }
@@ -285,15 +275,7 @@ impl Stager {
     /// `dir` (a partial that arrived in blocks), to commit it like any
     /// named staged file.
     pub fn adopt(dir: &Arc<File>, temp: OsString, final_name: &[u8], shown: PathBuf, file: File) -> Staged {
-        Staged {
-            dir: Arc::clone(dir),
-            temp,
-            temp_exists: true,
-            unnamed: None,
-            final_name: OsStr::from_bytes(final_name).to_os_string(),
-            shown,
-            file: Some(file),
-        }
+        Staged::named(dir, temp, final_name, shown, Some(file))
     }
 
     /// A staged symbolic link with the text `target`.
@@ -367,6 +349,19 @@ pub struct Staged {
 }
 
 impl Staged {
+    /// An entry that exists under the hidden name `temp` in `dir`.
+    fn named(dir: &Arc<File>, temp: OsString, final_name: &[u8], shown: PathBuf, file: Option<File>) -> Staged {
+        Staged {
+            dir: Arc::clone(dir),
+            temp,
+            temp_exists: true,
+            unnamed: None,
+            final_name: OsStr::from_bytes(final_name).to_os_string(),
+            shown,
+            file,
+        }
+    }
+
     /// The open staged file; None for links.
     pub fn file(&self) -> Option<&File> {
         self.file.as_ref()
