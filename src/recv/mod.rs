@@ -220,7 +220,7 @@ impl Session {
         if self.totals.entries == 0 {
             bail!("the sender ended the session without sending a file");
         }
-        self.encoder.push(&Message::Done, &mut self.queued);
+        self.queue(&Message::Done);
         self.flush()?;
         self.reporter.finish();
         Ok(self.totals.code())
@@ -280,7 +280,7 @@ impl Session {
             self.owed.push_back(Owed::Ready(verdict));
             return;
         }
-        self.encoder.push(&Message::Verdict(verdict), &mut self.queued);
+        self.queue(&Message::Verdict(verdict));
         if self.queued.len() >= frames::READ_BUFFER {
             // A long run of entries without a pause: do not hoard. A failed
             // write shows again at the next flush.

@@ -285,10 +285,10 @@ impl Session {
                 bail!("internal error: a placed file nobody was waiting for");
             };
             let verdict = self.placed(placing, done)?;
-            self.encoder.push(&Message::Verdict(verdict), &mut self.queued);
+            self.queue(&Message::Verdict(verdict));
             while let Some(Owed::Ready(_)) = self.owed.front() {
                 if let Some(Owed::Ready(verdict)) = self.owed.pop_front() {
-                    self.encoder.push(&Message::Verdict(verdict), &mut self.queued);
+                    self.queue(&Message::Verdict(verdict));
                 }
             }
         }
