@@ -28,7 +28,7 @@ complete -c zcp -n "__fish_zcp_needs_command" -s h -l help -d 'Print help'
 complete -c zcp -n "__fish_zcp_needs_command" -s V -l version -d 'Print version'
 complete -c zcp -n "__fish_zcp_needs_command" -f -a "send" -d 'Send files, directory trees (-r) or stdin to a listening `zcp recv`, or (--listen) to one that connects'
 complete -c zcp -n "__fish_zcp_needs_command" -f -a "recv" -d 'Receive one transfer (with -k, many) into a directory, a file or stdout, listening or (--connect) from a listening sender'
-complete -c zcp -n "__fish_zcp_needs_command" -f -a "bench" -d 'Measure zcp on loopback: default, --checksum none and --no-zerocopy'
+complete -c zcp -n "__fish_zcp_needs_command" -f -a "bench" -d 'Measure zcp on loopback: default, --checksum none, --no-zerocopy and --checksum blake3'
 complete -c zcp -n "__fish_zcp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s l -l listen -d 'Listen on [ADDR:]PORT (without an address, all interfaces; port 0 picks a free one, printed as `zcp: listening on ADDR:PORT`) and send to the first receiver that connects with `zcp recv --connect`, for when the sender is the reachable machine. Without ZCP_KEY or --key-file, prints a one-time key for the receiver' -r
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l name -d 'Name the receiver gives stdin (`-`) [default: stdin], or the one file sent [default: its file name]. May start with `-`' -r
@@ -74,5 +74,5 @@ complete -c zcp -n "__fish_zcp_using_subcommand bench" -l dir -d 'Directory for 
 complete -c zcp -n "__fish_zcp_using_subcommand bench" -s h -l help -d 'Print help'
 complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench help" -f -a "send" -d 'Send files, directory trees (-r) or stdin to a listening `zcp recv`, or (--listen) to one that connects'
 complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench help" -f -a "recv" -d 'Receive one transfer (with -k, many) into a directory, a file or stdout, listening or (--connect) from a listening sender'
-complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench help" -f -a "bench" -d 'Measure zcp on loopback: default, --checksum none and --no-zerocopy'
+complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench help" -f -a "bench" -d 'Measure zcp on loopback: default, --checksum none, --no-zerocopy and --checksum blake3'
 complete -c zcp -n "__fish_zcp_using_subcommand help; and not __fish_seen_subcommand_from send recv bench help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

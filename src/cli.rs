@@ -77,7 +77,7 @@ pub enum Command {
     /// stdout, listening or (--connect) from a listening sender
     #[command(after_help = after_help())]
     Recv(RecvArgs),
-    /// Measure zcp on loopback: default, --checksum none and --no-zerocopy
+    /// Measure zcp on loopback: default, --checksum none, --no-zerocopy and --checksum blake3
     Bench(BenchArgs),
     /// Write the man page or a shell completion script to stdout
     #[command(hide = true)]

@@ -335,6 +335,7 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
         "ENVIRONMENT",
         &[
             "ZCP_KEY holds the shared key both ends authenticate with (see SECURITY); --key-file takes precedence.",
+            "NO_COLOR, when set to a non-empty value, turns off the bold and underlined headings of --help on a terminal (CLICOLOR_FORCE=1 forces them on a pipe). Nothing else zcp prints is coloured or styled; the progress bar only redraws its line.",
             "ZCP_FAULT (testing only) makes chosen syscall wrappers fail, e.g. ZCP_FAULT=sendfile=EINVAL fails the first sendfile call with EINVAL, or stops the process just before one (sendfile=STOP@2); the test suite uses it to force every fallback and to change a file while it is being sent.",
         ],
     )?;

@@ -178,3 +178,39 @@ fn every_command_names_itself_zcp_in_its_version() {
         );
     }
 }
+
+/// `--help` output with the given environment variables set.
+fn help_with_env(vars: &[(&str, &str)]) -> String {
+    let mut cmd = zcp();
+    cmd.env_remove("NO_COLOR")
+        .arg("--help")
+        .envs(vars.iter().copied())
+        .stdin(Stdio::null());
+    let out = Running::spawn(cmd, "zcp --help").finish();
+    out.assert_code(0);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn no_color_turns_off_the_only_styling_zcp_has() {
+    // CLICOLOR_FORCE styles --help even on a pipe, which shows the check
+    // below can see styling; NO_COLOR must win over it.
+    assert!(help_with_env(&[("CLICOLOR_FORCE", "1")]).contains('\x1b'));
+    let plain = help_with_env(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]);
+    assert!(!plain.contains('\x1b'), "NO_COLOR=1 still styles --help:\n{plain}");
+
+    // A transfer's own lines (-v included) are never styled.
+    let env = TestEnv::new();
+    let src = env.random_file("a.bin", 70_000, 5);
+    // zcp() sets NO_COLOR=1 for every test; an empty value counts as unset.
+    let vars = [("CLICOLOR_FORCE", "1"), ("NO_COLOR", "")];
+    let rx = env.recv_with_env("127.0.0.1:0", &["-v", "dst"], &vars);
+    let tx = env.send_with_env(&["-v", src.to_str().unwrap()], &rx.addr, &vars);
+    let rr = rx.finish();
+    tx.assert_code(0);
+    rr.assert_code(0);
+    for (end, out) in [("send", &tx), ("recv", &rr)] {
+        let text = &out.stderr;
+        assert!(!text.contains('\x1b'), "zcp {end} styled its output:\n{text}");
+    }
+}
