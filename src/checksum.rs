@@ -26,9 +26,10 @@ use sha2::{Digest as _, Sha256};
 
 use crate::sys::{self, IoBuf, Pipe, signals};
 
-/// Bytes hashed per pread: big enough to amortise the syscall, small enough
-/// to stay in the L2 cache while SHA-256 runs over it.
-pub(crate) const HASH_CHUNK: usize = 256 * 1024;
+/// Bytes hashed per pread: 1 024 preads per GiB, a third of each end's
+/// syscalls. At 256 KiB (which stays in L2 while the hash runs over it) the
+/// preads alone were 4 096 per GiB, for no CPU saved that could be measured.
+pub(crate) const HASH_CHUNK: usize = 1 << 20;
 
 /// How payload bytes are verified end to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
