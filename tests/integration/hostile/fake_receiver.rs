@@ -129,8 +129,20 @@ fn a_receiver_error_never_reads_as_success() {
 }
 
 #[test]
-fn a_receiver_error_code_cannot_claim_usage_or_interrupt() {
-    for code in [2u8, 130] {
+fn a_receiver_error_keeps_a_protocol_error_code() {
+    let out = against_sender(1000, |fake, data| {
+        let mut p = take_file(fake, data);
+        p.send(&error(PROTOCOL, "protocol error: unexpected Hole"));
+        p
+    });
+    assert_failed(&out, 8, &["f.txt", "receiver: protocol error: unexpected Hole"]);
+}
+
+#[test]
+fn a_receiver_error_code_cannot_claim_usage_interrupt_or_a_broken_connection() {
+    // The receiver chose to send its ERROR: the connection did not break,
+    // so 7 is not believed either (and would not be retried).
+    for code in [2u8, 130, 7] {
         let out = against_sender(1000, |fake, data| {
             let mut p = take_file(fake, data);
             p.send(&error(code, "odd code"));
