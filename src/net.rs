@@ -187,10 +187,13 @@ pub fn parse_bind(s: &str) -> Result<IpAddr, String> {
 /// when given (only addresses of its family are tried). Errors do not
 /// repeat `target` (the caller names it): `connecting: Connection
 /// refused`, `connecting to 10.0.0.5:7227: ...` when a name resolved,
-/// `resolving host: ...`, `binding to ADDR (--bind): ...`.
+/// `resolving host: ...`, `binding to ADDR (--bind): ...`. A name that
+/// does not resolve (to anything) is a host that cannot be reached, as a
+/// refused or timed-out connection is: a network failure.
 pub fn connect(target: &HostPort, bind: Option<IpAddr>) -> Result<(TcpStream, SocketAddr)> {
     let mut addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
         .to_socket_addrs()
+        .map_err(unreachable)
         .with_context(|| format!("resolving {}", target.host))?
         .collect();
     if let Some(local) = bind {
@@ -218,8 +221,16 @@ pub fn connect(target: &HostPort, bind: Option<IpAddr>) -> Result<(TcpStream, So
         // The I/O error stays in the chain: `send --retries` looks at it.
         Some((addr, e)) if addr.to_string() == target.to_string() => Err(anyhow::Error::new(e).context("connecting")),
         Some((addr, e)) => Err(anyhow::Error::new(e).context(format!("connecting to {}", show_addr(addr)))),
-        None => Err(anyhow!("{} resolves to no address", target.host)),
+        None => Err(unreachable(io::Error::other(format!("{} resolves to no address", target.host))).into()),
     }
+}
+
+/// `err`, in the same words, as a host that cannot be reached.
+fn unreachable(err: io::Error) -> io::Error {
+    if err.kind() == io::ErrorKind::HostUnreachable {
+        return err;
+    }
+    io::Error::new(io::ErrorKind::HostUnreachable, err)
 }
 
 /// Why one connection attempt failed.
@@ -286,6 +297,18 @@ fn tune(s: &TcpStream) -> io::Result<()> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_that_does_not_resolve_is_a_network_failure_in_the_same_words() {
+        let said = io::Error::other("failed to lookup address information: Name or service not known");
+        let err = anyhow::Error::new(unreachable(said)).context("resolving nosuch.invalid");
+        assert_eq!(
+            format!("{err:#}"),
+            "resolving nosuch.invalid: failed to lookup address information: Name or service not known"
+        );
+        assert!(crate::error::connection_lost(&err));
+        assert_eq!(crate::error::exit_code(&err), crate::error::Code::Network);
+    }
 
     #[test]
     fn host_port_forms() {

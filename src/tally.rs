@@ -102,7 +102,9 @@ impl Totals {
     /// other; then a source that changed while being sent (even if every
     /// other entry arrived: sending again is the remedy, and 6 says so);
     /// then some entries failing while others arrived (partial); then
-    /// failure.
+    /// failure. Network (7) and protocol (8) failures are never an
+    /// entry's outcome: they end the session with an error, whose code is
+    /// the exit status instead.
     pub fn code(&self) -> Code {
         if self.mismatched > 0 {
             Code::Integrity

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -25,6 +26,7 @@ use crate::dest::{Placed, Stager};
 use crate::display;
 use crate::engine::Report;
 use crate::engine::inbound::{Lander, Target};
+use crate::error::protocol_bail;
 use crate::frames::FrameReader;
 use crate::progress::Reporter;
 use crate::protocol::{Aborted, Block, Blocks, Entry, Message, Payload, Plan, Trailer, VerdictStatus};
@@ -87,29 +89,25 @@ impl Landing {
     /// bytes land. Anything out of place is a protocol error.
     pub fn claim(&self, b: &Block) -> Result<u64> {
         if b.entry != self.number {
-            bail!(
-                "protocol error: a block of BLOCKED entry {} arrived while entry {} is open",
+            protocol_bail!(
+                "a block of BLOCKED entry {} arrived while entry {} is open",
                 b.entry,
                 self.number
             );
         }
         let Some((offset, len)) = self.blocks.span(self.size, b.index) else {
-            bail!("protocol error: block {} is beyond the end of the file", b.index);
+            protocol_bail!("block {} is beyond the end of the file", b.index);
         };
         if u64::from(b.len) != len {
-            bail!("protocol error: block {} is {} bytes long, not {len}", b.index, b.len);
+            protocol_bail!("block {} is {} bytes long, not {len}", b.index, b.len);
         }
         if b.digest.algorithm() != self.algorithm {
-            bail!(
-                "protocol error: block {} carries a {} digest",
-                b.index,
-                b.digest.algorithm().name()
-            );
+            protocol_bail!("block {} carries a {} digest", b.index, b.digest.algorithm().name());
         }
         let mut s = self.lock();
         let seen = &mut s.seen[b.index as usize];
         if *seen {
-            bail!("protocol error: block {} was sent twice", b.index);
+            protocol_bail!("block {} was sent twice", b.index);
         }
         *seen = true;
         s.missing -= 1;
@@ -425,7 +423,7 @@ impl Session {
         match (end, current.and_then(|c| c.failure())) {
             // A failed stream shut the main connection down: its reason is
             // the one to tell.
-            (Err(_), Some(why)) => bail!("{why}"),
+            (Err(_), Some(why)) => Err(why.error()),
             (end, _) => end,
         }
     }
@@ -439,7 +437,7 @@ impl Session {
                 Message::Trailer(t) => return Ok(Ended::Trailer(t)),
                 Message::Abort(a) => return Ok(Ended::Aborted(a)),
                 Message::Error(e) => return Err(sender_error(&e)),
-                other => bail!("protocol error: unexpected {:?} among blocks", other.frame_type()),
+                other => protocol_bail!("unexpected {:?} among blocks", other.frame_type()),
             };
             landing.land(&mut self.reader, &mut self.lander, &block, &self.reporter)?;
         }
@@ -454,8 +452,8 @@ impl Session {
         if current.is_none()
             && let Some(index) = landing.first_missing()
         {
-            bail!(
-                "protocol error: the sender ended the file before sending block {index} ({} blocks missing)",
+            protocol_bail!(
+                "the sender ended the file before sending block {index} ({} blocks missing)",
                 missing(landing)
             );
         }
@@ -466,17 +464,22 @@ impl Session {
                     return Err(crate::error::interrupted_io().into());
                 }
                 if let Some(why) = current.and_then(Current::failure) {
-                    bail!("{why}");
+                    return Err(why.error());
                 }
                 let now = missing(landing);
                 if now != last {
                     (last, since) = (now, Instant::now());
                 } else if now > 0 && since.elapsed() >= self.idle_timeout {
-                    bail!(
-                        "block {} never arrived: no block came on any stream for {} s (--idle-timeout)",
-                        landing.first_missing().unwrap_or(0),
-                        self.idle_timeout.as_secs()
-                    );
+                    // The streams went silent: a connection that timed out.
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "block {} never arrived: no block came on any stream for {} s (--idle-timeout)",
+                            landing.first_missing().unwrap_or(0),
+                            self.idle_timeout.as_secs()
+                        ),
+                    )
+                    .into());
                 }
                 Ok(())
             })
@@ -521,8 +524,8 @@ impl Session {
             Ended::Trailer(t) => t,
         };
         if trailer.bytes != landing.size {
-            bail!(
-                "protocol error: the sender says it sent {} bytes of a {}-byte file",
+            protocol_bail!(
+                "the sender says it sent {} bytes of a {}-byte file",
                 trailer.bytes,
                 landing.size
             );

@@ -109,7 +109,7 @@ pub fn connection(setup: &Setup, sock: TcpStream, peer: String, wake: bool) -> E
                     // A failed stream shut the main connection down: its
                     // reason is the one to tell.
                     if let (Err(_), Some(why)) = (&served, streams.current.failure()) {
-                        served = Err(anyhow::anyhow!("{why}"));
+                        served = Err(why.error());
                     }
                 }
                 served
@@ -166,13 +166,18 @@ fn join(setup: &Setup, session: Session, peer: String) -> Ending<Ended> {
 
 /// Names a timeout or an interruption for what it is: the watchdog (or
 /// the interruption) shut the socket down, so the error at hand is only
-/// "connection closed".
+/// "connection closed". A timeout stays an I/O error that timed out: the
+/// connection's failure (exit status 7).
 fn explain(err: anyhow::Error, fired: Option<Fired>) -> anyhow::Error {
     match fired {
-        Some(Fired::Handshake(t)) => anyhow::anyhow!(
-            "the sender did not complete the handshake within {} s (--timeout)",
-            t.as_secs()
-        ),
+        Some(Fired::Handshake(t)) => io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the sender did not complete the handshake within {} s (--timeout)",
+                t.as_secs()
+            ),
+        )
+        .into(),
         Some(Fired::Idle(t)) => error::idle_cut(t),
         // SIGINT/SIGTERM shut the socket down as well (the handler, or
         // keep-open's main thread), so the end of the stream was ours.
@@ -183,9 +188,8 @@ fn explain(err: anyhow::Error, fired: Option<Fired>) -> anyhow::Error {
 
 /// Whether the session ended with `err` because the connection broke: the
 /// error says so, or (for an error that decides nothing itself) the
-/// sender's end is already closed or reset. The latter covers a payload
-/// cut short, which is reported as "the sender closed the connection
-/// after N of M bytes" without the I/O error that said so.
+/// sender's end is already closed or reset, whatever this end was doing
+/// when it failed.
 fn broke(err: &anyhow::Error, sock: &TcpStream) -> bool {
     error::connection_lost(err) || (!error::deliberate(err) && hung_up(sock))
 }

@@ -26,6 +26,7 @@ use crate::dest::{Destination, Finish, Placed, Staged, final_mode};
 use crate::display;
 use crate::engine::Report;
 use crate::engine::inbound::Target;
+use crate::error::protocol_bail;
 use crate::frames::READ_BUFFER;
 use crate::protocol::{Entry, EntryKind, Payload, RelPath, VerdictStatus};
 use crate::sys::{self, FdKind};
@@ -62,11 +63,11 @@ impl Session {
         let started = Instant::now();
         if let Payload::Blocks { size, .. } = entry.payload {
             let Some(blocks) = self.blocks else {
-                bail!("protocol error: a BLOCKED entry, but block mode was not agreed");
+                protocol_bail!("a BLOCKED entry, but block mode was not agreed");
             };
             if blocks.count(size) > crate::protocol::blocks::MAX_BLOCKS {
-                bail!(
-                    "protocol error: a BLOCKED entry of {size} bytes has more than {} blocks",
+                protocol_bail!(
+                    "a BLOCKED entry of {size} bytes has more than {} blocks",
                     crate::protocol::blocks::MAX_BLOCKS
                 );
             }
@@ -87,8 +88,8 @@ impl Session {
             // to make that memory grow without bound.
             self.link_target_bytes += entry.path.as_bytes().len() as u64;
             if self.link_target_bytes > MAX_LINK_TARGET_BYTES {
-                bail!(
-                    "protocol error: more than {} MiB of LINKED file names in one transfer",
+                protocol_bail!(
+                    "more than {} MiB of LINKED file names in one transfer",
                     MAX_LINK_TARGET_BYTES >> 20
                 );
             }
@@ -120,8 +121,8 @@ impl Session {
             (EntryKind::HardLink(target), Some(Place::At { dir, name, shown })) => {
                 let (target, link_shown) = (target.clone(), shown.clone());
                 match self.link_targets.get(&target) {
-                    None => bail!(
-                        "protocol error: hard link {} names {target}, which is not a LINKED file of this session",
+                    None => protocol_bail!(
+                        "hard link {} names {target}, which is not a LINKED file of this session",
                         entry.path
                     ),
                     Some(false) => {

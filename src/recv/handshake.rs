@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use super::Session;
 use crate::dest::Destination;
 use crate::display;
-use crate::error::{self, Code};
+use crate::error::{self, Code, protocol_bail};
 use crate::frames;
 use crate::key::{self, Key};
 use crate::protocol::WireError;
@@ -30,10 +30,10 @@ impl Session {
         let hello = match self.reader.expect()? {
             Message::Hello(h) => h,
             Message::Error(e) => return Err(unauthenticated(&e)),
-            other => bail!("protocol error: expected HELLO, got {:?}", other.frame_type()),
+            other => protocol_bail!("expected HELLO, got {:?}", other.frame_type()),
         };
         if hello.role != Role::Sender {
-            bail!("the peer is not a zcp sender");
+            protocol_bail!("the peer is not a zcp sender");
         }
         if hello.checksum != self.algorithm {
             bail!(
@@ -124,7 +124,7 @@ impl Session {
                     ));
                 }
                 Message::Error(e) => return Err(unauthenticated(&e)),
-                other => bail!("protocol error: expected AUTH, got {:?}", other.frame_type()),
+                other => protocol_bail!("expected AUTH, got {:?}", other.frame_type()),
             }
             if !approach.proves_first() {
                 self.encoder.send(&self.sock, &ours)?;

@@ -40,7 +40,7 @@ use crate::checksum::{Algorithm, Digest};
 use crate::dest::{Destination, Stager};
 use crate::display;
 use crate::engine::inbound::Lander;
-use crate::error::{self, Code};
+use crate::error::{self, Code, protocol_bail};
 use crate::frames::{self, Encoder, FrameReader};
 use crate::progress::Reporter;
 use crate::protocol::blocks::TOKEN_LEN;
@@ -207,7 +207,7 @@ impl Session {
                 Message::Done => break,
                 Message::Ping => {}
                 Message::Error(e) => return Err(sender_error(&e)),
-                other => bail!("protocol error: unexpected {:?} between entries", other.frame_type()),
+                other => protocol_bail!("unexpected {:?} between entries", other.frame_type()),
             }
         }
         watchdog.stand_down();
@@ -370,10 +370,7 @@ impl Session {
         if self.write_failed {
             return;
         }
-        let code = match error::exit_code(err) {
-            code @ (Code::Integrity | Code::Auth) => code,
-            _ => Code::Failure,
-        };
+        let code = Code::for_peer(err);
         let message = if sys::signals::interrupted() {
             "the receiver was interrupted".to_string()
         } else {

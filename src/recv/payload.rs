@@ -3,13 +3,16 @@
 //! landing target, up to its TRAILER or ABORT; and deciding the entry from
 //! the trailer and the digest we computed.
 
-use anyhow::{Result, anyhow, bail};
+use std::io;
+
+use anyhow::{Result, bail};
 
 use super::{Outcome, Session};
 use crate::checksum::{Algorithm, Digest, Hashed};
 use crate::display;
 use crate::engine::Report;
 use crate::engine::inbound::{Lander, Target};
+use crate::error::protocol_bail;
 use crate::frames::FrameReader;
 use crate::protocol::{Entry, Message, Payload, Trailer, VerdictStatus};
 
@@ -36,7 +39,7 @@ pub fn read_end(reader: &mut FrameReader) -> Result<PayloadEnd> {
             Message::Trailer(t) => Ok(PayloadEnd::Trailer(t)),
             Message::Abort(a) => Ok(PayloadEnd::Aborted(a.text)),
             Message::Error(e) => Err(super::sender_error(&e)),
-            other => bail!("protocol error: expected TRAILER, got {:?}", other.frame_type()),
+            other => protocol_bail!("expected TRAILER, got {:?}", other.frame_type()),
         };
     }
 }
@@ -71,15 +74,15 @@ fn read_payload(
             Message::Hole(n) if sparse => n,
             Message::Trailer(t) if sparse && at != limit => {
                 let _ = t;
-                bail!("protocol error: the sparse payload ended after {at} of its {limit} bytes");
+                protocol_bail!("the sparse payload ended after {at} of its {limit} bytes");
             }
             Message::Trailer(t) => return Ok(PayloadEnd::Trailer(t)),
             Message::Abort(a) => return Ok(PayloadEnd::Aborted(a.text)),
             Message::Error(e) => return Err(super::sender_error(&e)),
-            other => bail!("protocol error: unexpected {:?} inside a stream", other.frame_type()),
+            other => protocol_bail!("unexpected {:?} inside a stream", other.frame_type()),
         };
         if len > limit - at {
-            bail!("protocol error: the payload runs past its announced size of {limit} bytes");
+            protocol_bail!("the payload runs past its announced size of {limit} bytes");
         }
         match msg {
             Message::Data(_) => lander.land(reader, target, len, report, progress)?,
@@ -92,19 +95,21 @@ fn read_payload(
     }
 }
 
-/// Adds "after X of N bytes" to a payload that ended early.
+/// Says "after X of N bytes" for a payload that ended early, still as the
+/// early end of stream it is (a lost connection).
 pub fn short_read(err: anyhow::Error, landed: u64, size: Option<u64>) -> anyhow::Error {
     let eof = err.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::UnexpectedEof)
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::UnexpectedEof)
     });
     if !eof {
         return err;
     }
-    match size {
-        Some(n) => anyhow!("the sender closed the connection after {landed} of {n} bytes"),
-        None => anyhow!("the sender closed the connection after {landed} bytes of a stream"),
-    }
+    let said = match size {
+        Some(n) => format!("the sender closed the connection after {landed} of {n} bytes"),
+        None => format!("the sender closed the connection after {landed} bytes of a stream"),
+    };
+    io::Error::new(io::ErrorKind::UnexpectedEof, said).into()
 }
 
 impl Session {
@@ -148,19 +153,13 @@ impl Session {
     /// Ok(true) when they match (or nothing is verified).
     fn check(&self, trailer: &Trailer, landed: u64, digest: &Digest) -> Result<bool> {
         if trailer.bytes != landed {
-            bail!(
-                "protocol error: the sender says it sent {} bytes but {landed} arrived",
-                trailer.bytes
-            );
+            protocol_bail!("the sender says it sent {} bytes but {landed} arrived", trailer.bytes);
         }
         if self.algorithm == Algorithm::None {
             return Ok(true);
         }
         if trailer.digest.algorithm() != self.algorithm {
-            bail!(
-                "protocol error: the trailer carries a {} digest",
-                trailer.digest.algorithm().name()
-            );
+            protocol_bail!("the trailer carries a {} digest", trailer.digest.algorithm().name());
         }
         Ok(trailer.digest == *digest)
     }

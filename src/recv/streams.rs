@@ -27,6 +27,7 @@ use super::sender_error;
 use super::start::Setup;
 use crate::engine::Policy;
 use crate::engine::inbound::{Lander, Target};
+use crate::error::{Carried, protocol_bail};
 use crate::frames::FrameReader;
 use crate::net;
 use crate::progress::Reporter;
@@ -95,7 +96,7 @@ pub struct Current {
     /// earlier one (ended by ABORT) is drained, a later one is an error.
     opened: AtomicU32,
     /// The first error of a stream: it ends the session.
-    failed: Mutex<Option<String>>,
+    failed: Mutex<Option<Carried>>,
     /// The main connection, shut down when a stream fails so the main
     /// thread stops waiting; and the streams, shut down when it ends.
     main: TcpStream,
@@ -128,11 +129,11 @@ impl Current {
     }
 
     /// The first stream failure, if any.
-    pub fn failure(&self) -> Option<String> {
+    pub fn failure(&self) -> Option<Carried> {
         self.failed.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    fn fail(&self, why: String) {
+    fn fail(&self, why: Carried) {
         let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
         if failed.is_none() {
             *failed = Some(why);
@@ -226,7 +227,7 @@ fn take_joins<'scope>(
                     signals::block_in_this_thread();
                     let peer = joined.peer.clone();
                     if let Err(e) = stream(joined, &current, policy, &reporter) {
-                        current.fail(format!("a further stream from {peer}: {e:#}"));
+                        current.fail(Carried::new(&e, format!("a further stream from {peer}: {e:#}")));
                     }
                     current.live.fetch_sub(1, Ordering::SeqCst);
                 });
@@ -270,10 +271,7 @@ fn stream(mut joined: Joined, current: &Current, policy: Policy, reporter: &Repo
             Message::Ping => continue,
             Message::Done => return Ok(()),
             Message::Error(e) => return Err(sender_error(&e)),
-            other => bail!(
-                "protocol error: unexpected {:?} on a further stream",
-                other.frame_type()
-            ),
+            other => protocol_bail!("unexpected {:?} on a further stream", other.frame_type()),
         };
         let landing = current
             .landing
@@ -295,10 +293,7 @@ fn stream(mut joined: Joined, current: &Current, policy: Policy, reporter: &Repo
                     &mut |_| {},
                 )?;
             }
-            None => bail!(
-                "protocol error: a block of BLOCKED entry {}, which is not open",
-                block.entry
-            ),
+            None => protocol_bail!("a block of BLOCKED entry {}, which is not open", block.entry),
         }
     }
 }

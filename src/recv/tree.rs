@@ -34,6 +34,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::dest::final_mode;
 use crate::display;
+use crate::error::protocol_bail;
 use crate::protocol::{Mtime, RelPath};
 use crate::sys;
 
@@ -147,8 +148,8 @@ impl Tree {
         }
         let top = self.top();
         if top.path != parent {
-            bail!(
-                "protocol error: {path} arrives outside the directory walk: its directory {} was not sent \
+            protocol_bail!(
+                "{path} arrives outside the directory walk: its directory {} was not sent \
                  before it, or its subtree was already closed",
                 display::escape_bytes(parent)
             );

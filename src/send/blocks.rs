@@ -18,7 +18,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use super::entry::{Abort, Link, Outbox, Sent, merge, pad, reading_failed, to_receiver};
 use super::replies::Reply;
@@ -29,6 +29,7 @@ use crate::blockhash::{self, file_digest, hash_range};
 use crate::checksum::{Algorithm, Digest};
 use crate::display;
 use crate::engine::{Policy, Report, outbound};
+use crate::error::protocol_bail;
 use crate::progress::Reporter;
 use crate::protocol::blocks::MAX_BLOCKS;
 use crate::protocol::{Block, Blocks, Message, Payload, Verdict, VerdictStatus};
@@ -401,17 +402,15 @@ impl Session<'_> {
             };
             match reply {
                 Reply::Plan(_) if !self.pending.is_empty() => {
-                    bail!("protocol error: the receiver sent a PLAN before its verdicts on earlier entries")
+                    protocol_bail!("the receiver sent a PLAN before its verdicts on earlier entries")
                 }
                 Reply::Plan(plan) => {
                     for (index, digest) in plan.held {
                         if blocks.span(size, index).is_none() || digest.algorithm() != self.algorithm {
-                            bail!(
-                                "protocol error: the receiver's PLAN lists block {index}, which does not fit this file"
-                            );
+                            protocol_bail!("the receiver's PLAN lists block {index}, which does not fit this file");
                         }
                         if held.insert(index, digest).is_some() {
-                            bail!("protocol error: the receiver's PLAN lists block {index} twice");
+                            protocol_bail!("the receiver's PLAN lists block {index} twice");
                         }
                     }
                     if !plan.more {
@@ -420,7 +419,7 @@ impl Session<'_> {
                 }
                 Reply::Verdict(v) if self.pending.is_empty() => {
                     if v.status == VerdictStatus::Committed {
-                        bail!("protocol error: the receiver committed a file sent in blocks before any block");
+                        protocol_bail!("the receiver committed a file sent in blocks before any block");
                     }
                     return Ok(Answer::Verdict(v));
                 }

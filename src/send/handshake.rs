@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use super::receiver_said;
 use super::replies::Replies;
 use crate::checksum::Algorithm;
-use crate::error::{self, Code};
+use crate::error::{self, Code, protocol_bail};
 use crate::frames::{self, Encoder, FrameReader};
 use crate::key::{self, Key};
 use crate::protocol::auth::{Agreement, Approach, Transcript};
@@ -114,7 +114,7 @@ fn exchange(
     let theirs = reader.read_preamble()?;
     Preamble::ours().negotiate(&theirs)?;
     let hello = match reader.expect()? {
-        Message::Hello(h) if h.role != Role::Receiver => bail!("the peer is not a zcp receiver"),
+        Message::Hello(h) if h.role != Role::Receiver => protocol_bail!("the peer is not a zcp receiver"),
         Message::Hello(h) if h.checksum != algorithm => bail!(
             "the receiver uses --checksum {} but this side uses --checksum {}",
             h.checksum.name(),
@@ -122,7 +122,7 @@ fn exchange(
         ),
         Message::Hello(h) => h,
         Message::Error(e) => return Err(unauthenticated_refusal(&e)),
-        other => bail!("expected HELLO, the receiver sent {:?}", other.frame_type()),
+        other => protocol_bail!("expected HELLO, the receiver sent {:?}", other.frame_type()),
     };
     match (key, hello.auth.is_some()) {
         (Some(key), true) => {
@@ -156,7 +156,7 @@ fn exchange(
                     return Err(error::coded(Code::Auth, local));
                 }
                 Message::Error(e) => return Err(unauthenticated_refusal(&e)),
-                other => bail!("expected AUTH, the receiver sent {:?}", other.frame_type()),
+                other => protocol_bail!("expected AUTH, the receiver sent {:?}", other.frame_type()),
             }
             if !approach.proves_first() {
                 encoder.send(sock, &ours)?;
@@ -222,11 +222,11 @@ fn agree_blocks(ours: Option<Blocks>, theirs: Option<Blocks>) -> Result<Option<B
     match (ours, theirs) {
         (Some(o), Some(t)) => {
             if t.size != o.size || t.streams > o.streams || (t.resume && !o.resume) || (t.retry && !o.retry) {
-                bail!("protocol error: the receiver answered block mode with terms this sender did not offer");
+                protocol_bail!("the receiver answered block mode with terms this sender did not offer");
             }
             Ok(Some(t))
         }
-        (None, Some(_)) => bail!("protocol error: the receiver chose block mode, which this sender did not offer"),
+        (None, Some(_)) => protocol_bail!("the receiver chose block mode, which this sender did not offer"),
         (_, None) => Ok(None),
     }
 }

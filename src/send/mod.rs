@@ -28,7 +28,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::checksum::Algorithm;
 use crate::cli::SendArgs;
@@ -251,8 +251,9 @@ impl Session<'_> {
                     };
                     return receiver_error(&e).context(about);
                 }
-                // A forged frame is why the connection was shut down.
-                Some(Reply::Broken(e)) if replies::forged(&e) => return e.context(what),
+                // A forged frame (5), or one that breaks the protocol (8),
+                // is why the connection was shut down.
+                Some(Reply::Broken(e)) if error::deliberate(&e) => return e.context(what),
                 // The receiver's side is gone too: the connection broke.
                 Some(Reply::Closed) => return lost(local),
                 Some(Reply::Broken(e)) if error::connection_lost(&e) => return lost(local),
@@ -446,7 +447,9 @@ impl Session<'_> {
         match reply {
             Reply::Verdict(v) => {
                 let Some(p) = self.pending.pop_front() else {
-                    bail!("{what}: the receiver sent a verdict for an entry we did not send");
+                    return Err(
+                        error::protocol("the receiver sent a verdict for an entry we did not send").context(what),
+                    );
                 };
                 self.leave_failed_dir(&p.path);
                 let outcome = self.judge(&p, &v);
@@ -460,9 +463,9 @@ impl Session<'_> {
             ))
             .context(what)),
             Reply::Broken(why) => Err(why.context(what)),
-            Reply::Plan(_) => bail!("{what}: protocol error: the receiver sent a PLAN for no file sent in blocks"),
+            Reply::Plan(_) => Err(error::protocol("the receiver sent a PLAN for no file sent in blocks").context(what)),
             Reply::Done if self.pending.is_empty() => Ok(()),
-            Reply::Done => bail!("{what}: the receiver ended the session without a verdict"),
+            Reply::Done => Err(error::protocol("the receiver ended the session without a verdict").context(what)),
         }
     }
 }

@@ -56,10 +56,10 @@ impl Replies {
                     Ok(Some(Message::Plan(p))) => Reply::Plan(p),
                     Ok(Some(Message::Done)) => Reply::Done,
                     Ok(Some(Message::Error(e))) => Reply::Error(e),
-                    Ok(Some(other)) => Reply::Broken(anyhow::anyhow!(
+                    Ok(Some(other)) => Reply::Broken(error::protocol(format_args!(
                         "the receiver sent an unexpected {:?} message",
                         other.frame_type()
-                    )),
+                    ))),
                     Ok(None) => Reply::Closed,
                     Err(e) => Reply::Broken(e),
                 };

@@ -58,7 +58,7 @@ fn help_fits_an_80_column_terminal_one_exit_status_per_line() {
             .collect();
         assert_eq!(
             codes,
-            ["0", "1", "2", "3", "4", "5", "6", "130"],
+            ["0", "1", "2", "3", "4", "5", "6", "7", "8", "130"],
             "{args:?}:\n{statuses}"
         );
     }

@@ -106,7 +106,7 @@ fn nothing_listening_names_the_peer() {
         .port();
     env.random_file("report.pdf", 10, 1);
     let out = env.send(&["src/report.pdf"], &format!("127.0.0.1:{port}"));
-    out.assert_code(1);
+    out.assert_code(7);
     assert_eq!(out.error_lines().len(), 1, "{}", out.stderr);
     assert!(
         out.error_lines()[0].starts_with(&format!(
@@ -120,7 +120,7 @@ fn nothing_listening_names_the_peer() {
     // Several sources: the first and how many more.
     std::fs::create_dir(env.src("dir")).unwrap();
     let out = env.send(&["-r", "src/dir", "src/report.pdf", "-"], &format!("127.0.0.1:{port}"));
-    out.assert_code(1).assert_stderr(&format!(
+    out.assert_code(7).assert_stderr(&format!(
         "zcp: error: sending src/dir and 2 more to 127.0.0.1:{port}: connecting: "
     ));
 }
@@ -224,7 +224,7 @@ fn sender_killed_mid_stream_leaves_nothing() {
     tx.kill(9);
     drop(pipe);
     let rr = rx.finish();
-    rr.assert_code(1).assert_stderr("closed the connection");
+    rr.assert_code(7).assert_stderr("closed the connection");
     assert_eq!(rr.error_lines().len(), 1, "{}", rr.stderr);
     assert_dst(&env, &["keep.bin"]);
     assert_eq!(std::fs::read(env.dst("keep.bin")).unwrap(), b"previous version");
@@ -251,7 +251,7 @@ fn receiver_killed_mid_transfer_fails_the_sender() {
     });
     let out = tx.finish();
     feeder.join().unwrap();
-    out.assert_code(1).assert_stderr(&addr);
+    out.assert_code(7).assert_stderr(&addr);
     assert_eq!(out.error_lines().len(), 1, "{}", out.stderr);
     let _ = rx.finish();
 }
@@ -337,7 +337,7 @@ fn receiver_gone_while_stdin_is_idle_is_noticed_without_more_input() {
     // The pipe stays open and silent: the sender must still finish.
     let out = tx.finish();
     drop(pipe);
-    out.assert_code(1).assert_stderr(&format!(
+    out.assert_code(7).assert_stderr(&format!(
         "zcp: error: sending stdin to {addr}: the receiver closed the connection\n"
     ));
     assert!(!out.stderr.contains("reading stdin"), "{}", out.stderr);
@@ -358,7 +358,7 @@ fn receiver_gone_while_stdin_flows_names_the_connection_not_stdin() {
     rx.run.kill(9);
     let out = tx.finish();
     writer.join().unwrap();
-    out.assert_code(1).assert_stderr(&format!(
+    out.assert_code(7).assert_stderr(&format!(
         "zcp: error: sending stdin to {addr}: the receiver closed the connection"
     ));
     assert!(!out.stderr.contains("reading stdin"), "{}", out.stderr);
@@ -372,7 +372,7 @@ fn a_silent_receiver_times_out_the_handshake() {
     let addr = silent.local_addr().unwrap().to_string();
     let src = env.random_file("a", 10, 1);
     let out = env.send(&["--timeout", "1", src.to_str().unwrap()], &addr);
-    out.assert_code(1).assert_stderr(&format!(
+    out.assert_code(7).assert_stderr(&format!(
         "sending {} to {addr}: the receiver did not complete the handshake within 1 s (--timeout)",
         src.display()
     ));

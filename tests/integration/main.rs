@@ -6,6 +6,7 @@ mod bind;
 mod changed;
 mod checksum;
 mod cli;
+mod codes;
 mod env;
 mod failures;
 mod fallback;

@@ -72,7 +72,7 @@ fn parallel_streams_resume_after_the_sender_was_killed() {
     let mut tx = tx.stopped();
     tx.kill(9);
     let _ = tx.finish();
-    rx.finish().assert_code(1);
+    rx.finish().assert_code(7);
     assert!(!env.dst("big").exists());
     let rx = env.recv(&["dst"]);
     let out = env.send(&["-P", "3", "--resume", "src/big"], &rx.addr);

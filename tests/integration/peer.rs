@@ -38,6 +38,10 @@ pub const TAG_CHECKSUM: u16 = 0x8003;
 /// rule applies to this session (only then may it send status 3).
 pub const TAG_NO_CLOBBER: u16 = 0x8004;
 
+/// ERROR codes (the exit statuses they stand for) other than 3 and 5.
+pub const FAILURE: u8 = 1;
+pub const PROTOCOL: u8 = 8;
+
 /// VERDICT statuses.
 pub const COMMITTED: u8 = 0;
 pub const MISMATCH: u8 = 1;

@@ -98,7 +98,7 @@ fn a_killed_sender_resumes_where_it_stopped() {
         let mut tx = tx.stopped();
         tx.kill(9);
         let _ = tx.finish();
-        rx.finish().assert_code(1);
+        rx.finish().assert_code(7);
         assert!(!env.dst("big").exists(), "{fault}: nothing under the final name");
         assert_eq!(partials(&env).len(), 1, "{fault}: the partial is kept");
         let resumed = resume_and_check(&env, &[], &fault);
@@ -135,7 +135,7 @@ fn a_killed_receiver_resumes_where_it_stopped() {
         }
         rx.run.kill(9);
         let _ = rx.finish();
-        tx.finish().assert_code(1);
+        tx.finish().assert_code(7);
         assert!(
             !env.dst("big").exists(),
             "after {blocks} blocks: nothing under the final name"
@@ -167,7 +167,7 @@ fn resuming_works_with_read_write_forced() {
     let mut tx = tx.stopped();
     tx.kill(9);
     let _ = tx.finish();
-    rx.finish().assert_code(1);
+    rx.finish().assert_code(7);
     let resumed = resume_and_check(&env, &["--no-zerocopy"], "read/write");
     assert!(resumed > 0, "nothing was resumed");
 }
@@ -186,7 +186,7 @@ fn a_changed_source_never_resumes_from_a_stale_partial() {
     let mut tx = tx.stopped();
     tx.kill(9);
     let _ = tx.finish();
-    rx.finish().assert_code(1);
+    rx.finish().assert_code(7);
     assert_eq!(partials(&env).len(), 1);
     // Same size, same mtime, new bytes at the start: only its identity
     // (inode and ctime) can tell.

@@ -121,7 +121,7 @@ fn retries_run_out_with_the_network_failure_status() {
     };
     let proxy = Proxy::start(&rx.addr, plan);
     let out = env.send(&["--retries", "2", "-r", "src/t"], &proxy.addr);
-    out.assert_code(1);
+    out.assert_code(7);
     let warned = warnings(&out.stderr);
     assert_eq!(warned.len(), 2, "one warning per retry:\n{}", out.stderr);
     for (line, want) in warned.iter().zip(["in 1 s (retry 1 of 2)", "in 2 s (retry 2 of 2)"]) {
@@ -134,7 +134,7 @@ fn retries_run_out_with_the_network_failure_status() {
     // Nobody came back within its idle timeout: the receiver gives up
     // with the broken session's status, leaving only whole files.
     let rr = rx.finish();
-    rr.assert_code(1);
+    rr.assert_code(7);
     assert_eq!(rr.error_lines().len(), 1, "{}", rr.stderr);
     for rel in env.tree("dst") {
         assert!(!rel.contains(".zcp-"), "staged file left: {rel}");

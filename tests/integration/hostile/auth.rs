@@ -181,7 +181,7 @@ fn an_entry_in_place_of_auth_is_refused_unread() {
         p
     });
     // PROTOCOL.md: anything else in AUTH's place is a protocol error.
-    assert_turned(&env, &t, 1, &["protocol error: expected AUTH, got Entry"]);
+    assert_turned(&env, &t, PROTOCOL, &["protocol error: expected AUTH, got Entry"]);
 }
 
 #[test]
@@ -212,7 +212,7 @@ fn an_auth_option_with_another_method_or_a_short_nonce_is_refused() {
             assert_eq!(p.read_exact_vec(8), our_preamble(), "the receiver's preamble");
             p
         });
-        assert_turned(&env, &t, 1, &["protocol error", needle]);
+        assert_turned(&env, &t, PROTOCOL, &["protocol error", needle]);
     }
 }
 
@@ -228,7 +228,7 @@ fn auth_frames_of_31_or_33_bytes_are_refused() {
             p.send(&frame(AUTH, &body));
             p
         });
-        assert_turned(&env, &t, 1, &["protocol error", needle]);
+        assert_turned(&env, &t, PROTOCOL, &["protocol error", needle]);
     }
 }
 

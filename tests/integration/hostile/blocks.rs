@@ -189,8 +189,8 @@ fn expect_status(p: &mut Peer, status: u8) -> VerdictBody {
 }
 
 /// A receiver (block mode) against a fake sender that runs `script` and
-/// then must read an ERROR with code 1 holding every needle; the receiver
-/// must exit 1 with one error line naming the peer and the same needles.
+/// then must read an ERROR with code 8 holding every needle; the receiver
+/// must exit 8 with one error line naming the peer and the same needles.
 /// Returns how long the ERROR took after `script` returned. The fake
 /// holds the connection open until the ERROR came, so the receiver cannot
 /// have been reacting to its end.
@@ -200,13 +200,13 @@ fn assert_protocol_error(env: &TestEnv, needles: &[&str], script: impl FnOnce(&s
         let start = Instant::now();
         let (code, text) = expect_error(&mut p);
         let took = start.elapsed();
-        assert_eq!(code, 1, "ERROR code; text {text:?}");
+        assert_eq!(code, PROTOCOL, "ERROR code; text {text:?}");
         for needle in needles {
             assert!(text.contains(needle), "the ERROR text lacks {needle:?}: {text:?}");
         }
         took
     });
-    assert_failed(&out, 1, needles);
+    assert_failed(&out, 8, needles);
     took
 }
 

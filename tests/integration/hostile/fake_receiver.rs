@@ -75,8 +75,8 @@ fn the_sender_exits_0_only_on_a_committed_verdict_with_its_own_digest() {
                 v[5] = 7; // an unknown status byte
                 v
             },
-            1,
-            &["verdict status 7"],
+            8,
+            &["protocol error", "verdict status 7"],
         ),
         // Status 3 (skipped) counts only when the sender asked for
         // NO_CLOBBER, which a plain `zcp send` does not.
@@ -129,8 +129,20 @@ fn a_receiver_error_never_reads_as_success() {
 }
 
 #[test]
-fn a_receiver_error_code_cannot_claim_usage_or_interrupt() {
-    for code in [2u8, 130] {
+fn a_receiver_error_keeps_a_protocol_error_code() {
+    let out = against_sender(1000, |fake, data| {
+        let mut p = take_file(fake, data);
+        p.send(&error(PROTOCOL, "protocol error: unexpected Hole"));
+        p
+    });
+    assert_failed(&out, 8, &["f.txt", "receiver: protocol error: unexpected Hole"]);
+}
+
+#[test]
+fn a_receiver_error_code_cannot_claim_usage_interrupt_or_a_broken_connection() {
+    // The receiver chose to send its ERROR: the connection did not break,
+    // so 7 is not believed either (and would not be retried).
+    for code in [2u8, 130, 7] {
         let out = against_sender(1000, |fake, data| {
             let mut p = take_file(fake, data);
             p.send(&error(code, "odd code"));
@@ -146,16 +158,19 @@ fn a_receiver_that_goes_away_without_a_verdict_fails_the_sender() {
         let _ = p.stream.shutdown(std::net::Shutdown::Both);
         p
     };
+    // The connection ends: a network failure.
     let out = against_sender(1000, |fake, data| close(take_file(fake, data)));
-    assert_failed(&out, 1, &["f.txt", "without a verdict"]);
+    assert_failed(&out, 7, &["f.txt", "closed the connection without a verdict"]);
 
+    // The receiver says it is done with a verdict still owed: it broke
+    // the protocol.
     let out = against_sender(1000, |fake, data| {
         let mut p = take_file(fake, data);
         p.expect_frame(DONE);
         p.send(&frame(DONE, &[]));
         p
     });
-    assert_failed(&out, 1, &["f.txt", "without a verdict"]);
+    assert_failed(&out, 8, &["f.txt", "protocol error", "without a verdict"]);
 
     // Gone in the middle of a payload too big for the socket buffers.
     let out = against_sender(64 << 20, |fake, data| {
@@ -163,44 +178,53 @@ fn a_receiver_that_goes_away_without_a_verdict_fails_the_sender() {
         p.read_exact_vec(1 << 20);
         close(p)
     });
-    assert_failed(&out, 1, &["f.txt"]);
+    assert_failed(&out, 7, &["f.txt"]);
 }
 
 #[test]
 fn receivers_the_sender_must_refuse_in_the_handshake() {
     let with_preamble = |frame_bytes: Vec<u8>| [our_preamble(), frame_bytes].concat();
-    let cases: [(Vec<u8>, &str); 10] = [
-        (b"SSH-2.0-OpenSSH_9.6\r\n".to_vec(), "not speaking the zcp protocol"),
-        (preamble(9, VERSION + 1), "incompatible versions"),
-        (preamble(OLD_VERSION, OLD_VERSION), "incompatible versions"),
+    // Exit 8 for a peer that is not zcp or breaks the protocol; 1 for a
+    // valid receiver set up differently, or one that refuses with code 1.
+    let cases: [(Vec<u8>, i32, &str); 10] = [
+        (b"SSH-2.0-OpenSSH_9.6\r\n".to_vec(), 8, "not speaking the zcp protocol"),
+        (preamble(9, VERSION + 1), 8, "incompatible versions"),
+        (preamble(OLD_VERSION, OLD_VERSION), 8, "incompatible versions"),
         (
             [preamble(OLD_VERSION, OLD_VERSION), hello(ROLE_RECEIVER, SHA256)].concat(),
+            8,
             "incompatible versions",
         ),
-        (with_preamble(hello(ROLE_RECEIVER, 0)), "--checksum none"),
-        (with_preamble(hello(ROLE_SENDER, SHA256)), "not a zcp receiver"),
+        (with_preamble(hello(ROLE_RECEIVER, 0)), 1, "--checksum none"),
+        (with_preamble(hello(ROLE_SENDER, SHA256)), 8, "not a zcp receiver"),
         (
             with_preamble(hello_options(&[
                 (TAG_ROLE, &[ROLE_RECEIVER]),
                 (TAG_CHECKSUM, &[SHA256]),
                 (0x8077, b"auth"),
             ])),
+            8,
             "does not understand",
         ),
         (
             with_preamble(hello_options(&[(TAG_ROLE, &[ROLE_RECEIVER])])),
+            8,
             "without a checksum",
         ),
-        (with_preamble(error(1, "busy \u{1b}[2J")), "receiver: busy \\u{1b}[2J"),
-        (with_preamble(verdict(0, &[], "")), "expected HELLO"),
+        (
+            with_preamble(error(1, "busy \u{1b}[2J")),
+            1,
+            "receiver: busy \\u{1b}[2J",
+        ),
+        (with_preamble(verdict(0, &[], "")), 8, "expected HELLO"),
     ];
-    for (bytes, needle) in cases {
+    for (bytes, code, needle) in cases {
         let out = against_sender(1000, |fake, _| {
             let mut p = fake.accept_raw();
             p.send(&bytes);
             p
         });
-        assert_failed(&out, 1, &[needle]);
+        assert_failed(&out, code, &[needle]);
     }
 }
 
@@ -216,5 +240,5 @@ fn a_second_verdict_for_the_only_entry_fails_the_sender() {
         p.send_lossy(&frame(DONE, &[]));
         p
     });
-    assert_failed(&out, 1, &[]);
+    assert_failed(&out, 8, &["protocol error"]);
 }

@@ -15,7 +15,7 @@ fn a_peer_that_does_not_speak_zcp_is_refused() {
     ] {
         let env = TestEnv::new();
         let r = refused(&env, false, junk);
-        assert_refused(&env, &r, &["not speaking the zcp protocol"]);
+        assert_refused(&env, &r, PROTOCOL, &["not speaking the zcp protocol"]);
     }
 }
 
@@ -30,7 +30,7 @@ fn version_ranges_that_exclude_the_current_version_or_are_empty_are_refused() {
     ] {
         let env = TestEnv::new();
         let r = refused(&env, false, &preamble(max, min));
-        assert_refused(&env, &r, &[needle]);
+        assert_refused(&env, &r, PROTOCOL, &[needle]);
     }
 }
 
@@ -45,6 +45,7 @@ fn an_older_version_only_peer_is_refused() {
     assert_refused(
         &env,
         &r,
+        PROTOCOL,
         &[
             "incompatible versions",
             &format!("peer speaks protocol {OLD_VERSION}..={OLD_VERSION}"),
@@ -96,23 +97,28 @@ fn unknown_optional_hello_options_are_ignored() {
 fn hellos_the_receiver_must_refuse() {
     let role = (TAG_ROLE, &[ROLE_SENDER][..]);
     let sha = (TAG_CHECKSUM, &[SHA256][..]);
-    let cases: [(Vec<u8>, &str); 8] = [
-        (hello_options(&[role, sha, (0x8077, b"new")]), "does not understand"),
-        (hello(ROLE_RECEIVER, SHA256), "not a zcp sender"),
-        (hello_options(&[sha]), "without a role"),
-        (hello_options(&[role]), "without a checksum"),
-        (hello(ROLE_SENDER, 0), "--checksum none"),
-        (hello(ROLE_SENDER, 9), "checksum algorithm 9"),
+    let cases: [(Vec<u8>, u8, &str); 8] = [
+        (
+            hello_options(&[role, sha, (0x8077, b"new")]),
+            PROTOCOL,
+            "does not understand",
+        ),
+        (hello(ROLE_RECEIVER, SHA256), PROTOCOL, "not a zcp sender"),
+        (hello_options(&[sha]), PROTOCOL, "without a role"),
+        (hello_options(&[role]), PROTOCOL, "without a checksum"),
+        // A valid HELLO; the two ends were only set up differently.
+        (hello(ROLE_SENDER, 0), FAILURE, "--checksum none"),
+        (hello(ROLE_SENDER, 9), PROTOCOL, "checksum algorithm 9"),
         // The option claims 9 bytes of value; the body ends after 1.
-        (frame(HELLO, &[0x80, 0x02, 0, 9, 0]), "too short"),
-        (entry(b"early", Some(1), None), "expected HELLO"),
+        (frame(HELLO, &[0x80, 0x02, 0, 9, 0]), PROTOCOL, "too short"),
+        (entry(b"early", Some(1), None), PROTOCOL, "expected HELLO"),
     ];
-    for (frame_bytes, needle) in cases {
+    for (frame_bytes, code, needle) in cases {
         let env = TestEnv::new();
         let mut bytes = our_preamble();
         bytes.extend_from_slice(&frame_bytes);
         let r = refused(&env, false, &bytes);
-        assert_refused(&env, &r, &[needle]);
+        assert_refused(&env, &r, code, &[needle]);
     }
 }
 
@@ -169,8 +175,8 @@ fn paths_that_escape_or_break_the_rules_are_refused() {
                 bytes.extend_from_slice(b"evil");
             }
             let r = refused_after(&env, &[(EntryBody::dir(b"a").frame(), COMMITTED)], &bytes);
-            assert_failed(&r.out, 1, &[]);
-            assert_eq!(r.error.0, 1, "ERROR code; text {:?}", r.error.1);
+            assert_failed(&r.out, 8, &["protocol error"]);
+            assert_eq!(r.error.0, PROTOCOL, "ERROR code; text {:?}", r.error.1);
             assert_eq!(dst_tree(&env), ["a/"], "path {path:?} kind {kind}");
             assert!(!std::path::Path::new(&absolute).exists(), "{absolute} was created");
         }
@@ -257,7 +263,7 @@ fn entries_with_unknown_or_impossible_fields_are_refused() {
     for (bytes, needle) in cases {
         let env = TestEnv::new();
         let r = refused(&env, true, &bytes);
-        assert_refused(&env, &r, &[needle]);
+        assert_refused(&env, &r, PROTOCOL, &[needle]);
     }
 }
 
@@ -282,12 +288,12 @@ fn oversized_and_unknown_frames_are_refused_from_the_header_alone() {
         let env = TestEnv::new();
         // Only the header: the receiver must not wait for the body.
         let r = refused(&env, true, &[before, &hdr[..]].concat());
-        assert_refused(&env, &r, &[needle]);
+        assert_refused(&env, &r, PROTOCOL, &[needle]);
     }
     // The same during the handshake: a HELLO too big to be one.
     let env = TestEnv::new();
     let r = refused(&env, false, &[our_preamble(), header(HELLO, 70000)].concat());
-    assert_refused(&env, &r, &["exceeds the limit"]);
+    assert_refused(&env, &r, PROTOCOL, &["exceeds the limit"]);
 }
 
 #[test]
@@ -312,6 +318,6 @@ fn frames_out_of_place_are_refused() {
     for (bytes, needle) in cases {
         let env = TestEnv::new();
         let r = refused(&env, true, &bytes);
-        assert_refused(&env, &r, &["protocol error", needle]);
+        assert_refused(&env, &r, PROTOCOL, &["protocol error", needle]);
     }
 }

@@ -194,8 +194,8 @@ fn trailers_that_lie_are_refused() {
         std::fs::write(env.dst("t"), b"previous").unwrap();
         let bytes = [&entry(b"t", Some(10), None)[..], data, &bad_trailer].concat();
         let r = refused(&env, true, &bytes);
-        assert_failed(&r.out, 1, &["t", needle]);
-        assert_eq!(r.error.0, 1);
+        assert_failed(&r.out, 8, &["t", needle]);
+        assert_eq!(r.error.0, PROTOCOL);
         assert_dst(&env, &["t"]);
         assert_eq!(std::fs::read(env.dst("t")).unwrap(), b"previous");
     }
@@ -231,7 +231,8 @@ fn a_sender_that_vanishes_mid_entry_leaves_nothing() {
             p.send(&bytes);
             // Returning drops the connection: a clean close mid-entry.
         });
-        assert_failed(&out, 1, &["gone", needle]);
+        // The connection broke: a network failure.
+        assert_failed(&out, 7, &["gone", needle]);
         assert_dst(&env, &["gone"]);
         assert_eq!(std::fs::read(env.dst("gone")).unwrap(), b"previous");
     }
@@ -290,7 +291,7 @@ fn a_name_cannot_forge_an_error_line() {
         p.send(&entry(name, Some(10), None));
         p.send(b"abc");
     });
-    assert_failed(&out, 1, &["x\\nzcp: error: forged\\u{1b}[2J\\r", "after 3 of 10 bytes"]);
+    assert_failed(&out, 7, &["x\\nzcp: error: forged\\u{1b}[2J\\r", "after 3 of 10 bytes"]);
     assert!(
         !out.stderr.lines().any(|l| l.starts_with("zcp: error: forged")),
         "{}",
@@ -343,7 +344,7 @@ fn a_second_file_for_a_single_file_destination_is_refused() {
 fn a_session_without_a_file_is_an_error() {
     let env = TestEnv::new();
     let r = refused(&env, true, &frame(DONE, &[]));
-    assert_refused(&env, &r, &["without sending a file"]);
+    assert_refused(&env, &r, FAILURE, &["without sending a file"]);
 }
 
 #[test]

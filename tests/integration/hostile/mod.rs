@@ -231,20 +231,21 @@ fn refused_after(env: &TestEnv, setup: &[(Vec<u8>, u8)], bad: &[u8]) -> Refusal 
     }
 }
 
-/// The receiver told the sender why in an ERROR with code 1 holding every
-/// needle, and said the same in one line naming the peer: after a
-/// handshake, an error line and exit 1 with dst/ empty; during one, a
-/// warning, and dst/ holds only what the next sender sent.
-fn assert_refused(env: &TestEnv, r: &Refusal, needles: &[&str]) {
+/// The receiver told the sender why in an ERROR with `code` (8 for a
+/// protocol error) holding every needle, and said the same in one line
+/// naming the peer: after a handshake, an error line and exit `code` with
+/// dst/ empty; during one, a warning, and dst/ holds only what the next
+/// sender sent.
+fn assert_refused(env: &TestEnv, r: &Refusal, code: u8, needles: &[&str]) {
     if r.in_handshake {
         r.out.assert_code(0);
         assert!(r.out.error_lines().is_empty(), "{}", r.out.stderr);
         assert_one_warning(&r.out, &[&["127.0.0.1:", "still listening"], needles].concat());
         assert_no_escape_bytes(&r.out.stderr);
     } else {
-        assert_failed(&r.out, 1, needles);
+        assert_failed(&r.out, i32::from(code), needles);
     }
-    assert_eq!(r.error.0, 1, "ERROR code; text {:?}", r.error.1);
+    assert_eq!(r.error.0, code, "ERROR code; text {:?}", r.error.1);
     for needle in needles {
         assert!(
             r.error.1.contains(needle),

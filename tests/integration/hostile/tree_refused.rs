@@ -35,7 +35,7 @@ fn hardlink(path: &str, target: &str) -> Vec<u8> {
 
 /// Runs one case in a fresh env (`prepare` plants files in dst/ first):
 /// each `setup` entry is committed, `bad` is answered with an ERROR of
-/// code 1, and dst/ ends as `want` (see [`dst_tree`]).
+/// code 8 (a protocol error), and dst/ ends as `want` (see [`dst_tree`]).
 fn refuse(what: &str, prepare: impl FnOnce(&TestEnv), setup: &[Vec<u8>], bad: &[u8], want: &[&str]) -> TestEnv {
     let env = TestEnv::new();
     prepare(&env);
@@ -46,9 +46,9 @@ fn refuse(what: &str, prepare: impl FnOnce(&TestEnv), setup: &[Vec<u8>], bad: &[
 fn refuse_in(env: TestEnv, what: &str, setup: &[Vec<u8>], bad: &[u8], want: &[&str]) -> TestEnv {
     let steps: Vec<(Vec<u8>, u8)> = setup.iter().map(|s| (s.clone(), COMMITTED)).collect();
     let r = refused_after(&env, &steps, bad);
-    assert_eq!(r.out.code(), 1, "{what}: exit status; stderr:\n{}", r.out.stderr);
-    assert_failed(&r.out, 1, &[]);
-    assert_eq!(r.error.0, 1, "{what}: ERROR code; text {:?}", r.error.1);
+    assert_eq!(r.out.code(), 8, "{what}: exit status; stderr:\n{}", r.out.stderr);
+    assert_failed(&r.out, 8, &["protocol error"]);
+    assert_eq!(r.error.0, PROTOCOL, "{what}: ERROR code; text {:?}", r.error.1);
     assert_eq!(dst_tree(&env), want, "{what}: dst/ afterwards");
     let sentinel = std::fs::metadata(env.path("outside/sentinel")).unwrap();
     assert_eq!(sentinel.nlink(), 1, "{what}: the sentinel gained a hard link");
@@ -161,8 +161,9 @@ fn a_symlink_over_a_closed_directory_does_not_reopen_it() {
             p
         });
         // Two failures may be named: the symlink d (a directory is there)
-        // and the protocol error for d/sentinel; each names the peer.
-        out.assert_code(1);
+        // and the protocol error for d/sentinel, which decides the exit
+        // status; each names the peer.
+        out.assert_code(8);
         let lines = out.error_lines();
         assert!((1..=2).contains(&lines.len()), "{}", out.stderr);
         assert!(lines.iter().all(|l| l.contains("127.0.0.1:")), "{}", out.stderr);

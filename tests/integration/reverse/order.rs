@@ -127,7 +127,9 @@ fn a_receiver_that_connects_proves_first_and_refuses_a_wrong_proof() {
 fn an_error_from_a_sender_that_proved_nothing_claims_no_integrity_failure() {
     // In place of its HELLO, so before any proof: code 3 would claim an
     // integrity failure, which only an authenticated sender may report.
-    for (code, exit) in [(3, 1), (5, 5), (1, 1)] {
+    // A protocol error (8) keeps its code; no peer's ERROR is a network
+    // failure (7) here: the connection did not break.
+    for (code, exit) in [(3, 1), (5, 5), (1, 1), (8, 8), (7, 1)] {
         let env = TestEnv::new();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();

@@ -115,7 +115,7 @@ fn fifty_senders_at_once_beside_misbehaving_connections() {
     drop(pipe);
 
     assert_eq!(junk.read_exact_vec(8), our_preamble(), "the receiver's preamble");
-    expect_error_then_close(&mut junk, 1, "not speaking the zcp protocol");
+    expect_error_then_close(&mut junk, PROTOCOL, "not speaking the zcp protocol");
 
     for (job, sender) in jobs.iter().zip(senders) {
         let out = sender.finish();

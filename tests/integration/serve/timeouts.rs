@@ -52,9 +52,11 @@ fn a_sender_that_goes_silent_is_cut_off_after_the_idle_timeout() {
         let rx = env.recv(&["--no-auth", "--idle-timeout", "1", "dst"]);
         let mut p = Peer::sender_handshake(&rx.addr, SHA256);
         p.send(&said);
+        // The ERROR says failure (1): a peer's ERROR is never a network
+        // failure; the receiver itself exits 7, its connection timed out.
         expect_error_then_close(&mut p, 1, "the sender sent nothing for 1 s (--idle-timeout)");
         let out = rx.finish();
-        out.assert_code(1);
+        out.assert_code(7);
         assert_eq!(out.error_lines().len(), 1, "{when}:\n{}", out.stderr);
         assert_holds(
             out.error_lines()[0],
@@ -137,7 +139,7 @@ fn a_receiver_dripping_its_handshake_is_cut_off_at_the_senders_deadline() {
     let out = env.send(&["--no-auth", "--timeout", "2", "src/f"], &addr);
     stop.store(true, Ordering::SeqCst);
     dripper.join().unwrap();
-    out.assert_code(1).assert_stderr(&format!(
+    out.assert_code(7).assert_stderr(&format!(
         "sending src/f to {addr}: the receiver did not complete the handshake within 2 s (--timeout)"
     ));
     assert_eq!(out.error_lines().len(), 1, "{}", out.stderr);

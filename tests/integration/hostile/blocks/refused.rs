@@ -344,7 +344,7 @@ fn a_join_with_an_unknown_token_is_refused_and_the_receiver_keeps_serving() {
     let env = TestEnv::new();
     let joining = join_hello(b"no such session!");
     let r = refused(&env, false, &[our_preamble(), joining].concat());
-    assert_refused(&env, &r, &["join a session", "does not have"]);
+    assert_refused(&env, &r, FAILURE, &["join a session", "does not have"]);
 }
 
 #[test]

@@ -152,7 +152,7 @@ fn plans_that_do_not_fit_the_file_are_refused_by_the_sender() {
             assert_sender_stops(&mut p, "a PLAN that does not fit");
             p
         });
-        assert_failed(&out, 1, &["f.txt", "protocol error", "PLAN", needle]);
+        assert_failed(&out, 8, &["f.txt", "protocol error", "PLAN", needle]);
     }
 }
 
@@ -165,7 +165,7 @@ fn a_plan_that_names_a_block_twice_is_refused_by_the_sender() {
         assert_sender_stops(&mut p, "a PLAN naming block 0 twice");
         p
     });
-    assert_failed(&out, 1, &["f.txt", "protocol error", "PLAN"]);
+    assert_failed(&out, 8, &["f.txt", "protocol error", "PLAN"]);
 }
 
 #[test]
@@ -182,7 +182,7 @@ fn a_committed_verdict_instead_of_a_plan_is_not_success() {
         );
         p
     });
-    assert_failed(&out, 1, &["f.txt", "protocol error"]);
+    assert_failed(&out, 8, &["f.txt", "protocol error"]);
 }
 
 #[test]
@@ -252,6 +252,6 @@ fn block_mode_terms_the_sender_did_not_offer_are_refused() {
             );
             p
         });
-        assert_failed(&out, 1, &["protocol error", "block mode"]);
+        assert_failed(&out, 8, &["protocol error", "block mode"]);
     }
 }
