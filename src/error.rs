@@ -196,6 +196,12 @@ fn broken(kind: io::ErrorKind) -> bool {
     )
 }
 
+/// The one line `main` prints after `zcp: error: `: the whole chain of
+/// context, with any newline escaped.
+pub fn message(err: &anyhow::Error) -> String {
+    crate::display::one_line(&format!("{err:#}"))
+}
+
 /// Chooses the exit code for an error that reached `main`.
 pub fn exit_code(err: &anyhow::Error) -> Code {
     if signals::interrupted() {

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         Ok(code) => code.exit(),
         Err(err) => {
             let code = error::exit_code(&err);
-            eprintln!("zcp: error: {}", display::one_line(&format!("{err:#}")));
+            eprintln!("zcp: error: {}", error::message(&err));
             code.exit()
         }
     }
