@@ -109,6 +109,22 @@ impl Code {
     pub fn exit(self) -> ExitCode {
         ExitCode::from(self as u8)
     }
+
+    /// The status's name in the JSON report (docs/JSON.md): one per exit
+    /// code, stable once published. Every code is named here and only
+    /// here.
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::Success => "success",
+            Code::Failure => "failure",
+            Code::Usage => "usage",
+            Code::Integrity => "integrity",
+            Code::Partial => "partial",
+            Code::Auth => "auth",
+            Code::SourceChanged => "source_changed",
+            Code::Interrupted => "interrupted",
+        }
+    }
 }
 
 /// An error that carries the exit code it must produce.
@@ -196,8 +212,8 @@ fn broken(kind: io::ErrorKind) -> bool {
     )
 }
 
-/// The one line `main` prints after `zcp: error: `: the whole chain of
-/// context, with any newline escaped.
+/// The one line `main` prints after `zcp: error: ` (and the JSON report's
+/// `error`): the whole chain of context, with any newline escaped.
 pub fn message(err: &anyhow::Error) -> String {
     crate::display::one_line(&format!("{err:#}"))
 }
@@ -222,6 +238,25 @@ mod tests {
     fn the_brief_table_has_the_same_codes() {
         let codes = |t: &[(u8, &str)]| t.iter().map(|r| r.0).collect::<Vec<_>>();
         assert_eq!(codes(&Code::TABLE), codes(&Code::BRIEF));
+    }
+
+    #[test]
+    fn every_code_has_its_own_name() {
+        use Code::*;
+        let all = [
+            Success,
+            Failure,
+            Usage,
+            Integrity,
+            Partial,
+            Auth,
+            SourceChanged,
+            Interrupted,
+        ];
+        assert_eq!(all.len(), Code::TABLE.len());
+        let names: std::collections::HashSet<_> = all.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), all.len());
+        assert_eq!(SourceChanged.name(), "source_changed");
     }
 
     #[test]
