@@ -10,6 +10,7 @@ mod env;
 mod failures;
 mod fallback;
 mod hostile;
+mod json;
 mod killed;
 mod limits;
 mod pace;
