@@ -44,15 +44,5 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Generate(args) => generate::run(args.what).map(|()| Code::Success),
     };
-    let (code, message) = match result {
-        Ok(code) => (code, None),
-        Err(err) => {
-            let message = error::message(&err);
-            eprintln!("zcp: error: {message}");
-            (error::exit_code(&err), Some(message))
-        }
-    };
-    // After the error line: with --json the report is stderr's last line.
-    closing.write(code, message.as_deref());
-    code.exit()
+    closing.conclude(&result).exit()
 }

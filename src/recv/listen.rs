@@ -31,7 +31,7 @@ use crate::frames;
 use crate::net;
 use crate::progress::Reporter;
 use crate::protocol::{Message, Preamble, WireError};
-use crate::report::{Closing, Facts};
+use crate::report::{self, Closing, Facts};
 use crate::serve::{self, Ending};
 use crate::sys::signals;
 
@@ -188,16 +188,7 @@ pub fn keep_open(listener: TcpListener, setup: Arc<Setup>, max: usize) -> Result
                 Ending::Turned(_) if signals::interrupted() => {}
                 Ending::Turned(err) => serve::turned_away(&err),
                 Ending::Served(ended) => {
-                    let (code, message) = match &ended.result {
-                        Ok(code) => (*code, None),
-                        Err(err) => (error::exit_code(err), Some(error::message(err))),
-                    };
-                    if let Some(message) = &message {
-                        eprintln!("zcp: error: {message}");
-                    }
-                    if let Some(sink) = &shared.sink {
-                        sink.write(&ended.facts, code, message.as_deref());
-                    }
+                    report::conclude(&ended.result, shared.sink.as_deref(), Some(&ended.facts));
                 }
                 Ending::Joined => {}
             }

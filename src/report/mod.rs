@@ -5,10 +5,10 @@
 //!
 //! The ends gather what the object says as they go ([`Facts`], with each
 //! entry's [`Record`] kept in [`Totals`]); this module only turns that into
-//! JSON and writes it ([`Sink`]). `main` writes the object of the whole
-//! run after its `zcp: error:` line ([`Closing`]), so with `--json` the
-//! object is the last line of stderr; a `recv -k` receiver writes one for
-//! each of its sessions as it ends.
+//! JSON and writes it ([`Sink`]), after the `zcp: error:` line of a
+//! failure ([`conclude`]), so that with `--json` the object is the last
+//! line of stderr: `main` for the whole run ([`Closing`]), a `recv -k`
+//! receiver for each of its sessions as it ends.
 
 mod record;
 
@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::checksum::Algorithm;
 use crate::cli::CommonArgs;
 use crate::display;
-use crate::error::Code;
+use crate::error::{self, Code};
 use crate::tally::Totals;
 
 /// The version of the report's shape, the object's `schema`.
@@ -225,7 +225,7 @@ impl Sink {
     /// Writes the report of a transfer that ended with `code` (and
     /// `error`). A report that cannot be written is said on stderr: the
     /// transfer's exit status stands.
-    pub fn write(&self, facts: &Facts, code: Code, error: Option<&str>) {
+    fn write(&self, facts: &Facts, code: Code, error: Option<&str>) {
         let mut line = match serde_json::to_string(&facts.object(code, error)) {
             Ok(line) => line,
             Err(e) => {
@@ -266,12 +266,28 @@ impl Closing {
         self.facts = Some(facts);
     }
 
-    /// Writes the report, if one was asked for and an end left its facts.
-    pub fn write(self, code: Code, error: Option<&str>) {
-        if let (Some(sink), Some(facts)) = (self.sink, self.facts) {
-            sink.write(&facts, code, error);
-        }
+    /// Ends the run with `result`: see [`conclude`].
+    pub fn conclude(self, result: &Result<Code>) -> Code {
+        conclude(result, self.sink.as_deref(), self.facts.as_ref())
     }
+}
+
+/// Ends a transfer that ended with `result`: prints the `zcp: error:`
+/// line of a failure, then writes the report of `facts` to `sink`, if
+/// both are there (so with `--json` the report is stderr's last line).
+/// Returns the exit status.
+pub fn conclude(result: &Result<Code>, sink: Option<&Sink>, facts: Option<&Facts>) -> Code {
+    let (code, message) = match result {
+        Ok(code) => (*code, None),
+        Err(err) => (error::exit_code(err), Some(error::message(err))),
+    };
+    if let Some(message) = &message {
+        eprintln!("zcp: error: {message}");
+    }
+    if let (Some(sink), Some(facts)) = (sink, facts) {
+        sink.write(facts, code, message.as_deref());
+    }
+    code
 }
 
 #[cfg(test)]
