@@ -288,19 +288,8 @@ fn names_that_are_not_utf8_or_hold_control_characters_survive() {
 #[test]
 fn a_transfer_over_a_reconnect_lists_each_entry_once_on_both_ends() {
     use crate::proxy::{Cut, Plan, Proxy};
-    let env = TestEnv::new();
-    let files = [
-        ("t/a.bin", 4 << 20),
-        ("t/b.txt", 1000),
-        ("t/c.txt", 3000),
-        ("t/d.bin", 4 << 20),
-        ("t/sub/e.bin", 4 << 20),
-        ("t/sub/f.txt", 10),
-    ];
-    std::fs::create_dir_all(env.src("t/sub")).unwrap();
-    for (i, (name, size)) in files.iter().enumerate() {
-        env.random_file(name, *size, 310 + i as u64);
-    }
+    use crate::retry::{FILES, setup};
+    let env = setup();
     let rx = env.recv(&["--json", "dst"]);
     let plan = Plan {
         cut: Cut::Reset,
@@ -328,7 +317,7 @@ fn a_transfer_over_a_reconnect_lists_each_entry_once_on_both_ends() {
         assert_eq!(v["counts"]["committed"], 8, "{v}");
         assert_eq!(v["counts"]["dirs"], 2, "{v}");
         assert_eq!(v["counts"]["files"], 6, "{v}");
-        for (name, _) in files {
+        for (name, _) in FILES {
             let f = entry(v, name);
             assert_eq!(f["status"], "committed");
             assert_eq!(f["digest"], sha256_file(&env.src(name)).as_str(), "{name}");
