@@ -40,6 +40,7 @@ complete -c zcp -n "__fish_zcp_using_subcommand send" -l checksum -d 'Verificati
 blake3\t'BLAKE3: the same guarantee, several times faster per core'
 none\t'No verification (trusted links only); summaries say "unverified"'"
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l timeout -d 'Seconds within which the whole handshake (authentication included) must be done, counted from the connection, so a silent, slow or wrong peer cannot hold zcp' -r
+complete -c zcp -n "__fish_zcp_using_subcommand send" -l json-file -d 'Write that JSON object to FILE instead (created or emptied first; with recv -k, one line per transfer); stderr stays as it is' -r -F
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l key-file -d 'Read the shared key from FILE (its bytes, without a final newline) instead of the ZCP_KEY environment variable. FILE must be yours and readable by you alone (mode 600 or 400)' -r -F
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s r -l recursive -d 'Send directories and everything in them'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s L -l dereference -d 'Follow symbolic links found inside directories and send what they point to (links named on the command line are always followed)'
@@ -48,6 +49,7 @@ complete -c zcp -n "__fish_zcp_using_subcommand send" -l resume -d 'Make large f
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s q -l quiet -d 'Print only errors (and, when listening, the `listening on` line)'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s v -l verbose -d 'Name the mechanism that moved the bytes (sendfile, splice or read/write) and why, and print the digest in sha256sum format'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l no-zerocopy -d 'Use plain read/write instead of sendfile/splice'
+complete -c zcp -n "__fish_zcp_using_subcommand send" -l json -d 'At the end, print one JSON object on one line to stderr (its last line) instead of the summary and the progress bar: status, exit code, bytes, rate and every entry with its digest (docs/JSON.md)'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -l no-auth -d 'Do not authenticate: for trusted links only. An end that listens then serves anyone who can reach its port; both ends must use it'
 complete -c zcp -n "__fish_zcp_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s l -l listen -d 'Address and port to listen on; without an address, all interfaces (IPv6 and IPv4). Port 0 picks a free port; the bound address is printed on stderr as `zcp: listening on ADDR:PORT`' -r
@@ -59,6 +61,7 @@ complete -c zcp -n "__fish_zcp_using_subcommand recv" -l checksum -d 'Verificati
 blake3\t'BLAKE3: the same guarantee, several times faster per core'
 none\t'No verification (trusted links only); summaries say "unverified"'"
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l timeout -d 'Seconds within which the whole handshake (authentication included) must be done, counted from the connection, so a silent, slow or wrong peer cannot hold zcp' -r
+complete -c zcp -n "__fish_zcp_using_subcommand recv" -l json-file -d 'Write that JSON object to FILE instead (created or emptied first; with recv -k, one line per transfer); stderr stays as it is' -r -F
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l key-file -d 'Read the shared key from FILE (its bytes, without a final newline) instead of the ZCP_KEY environment variable. FILE must be yours and readable by you alone (mode 600 or 400)' -r -F
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l fsync -d 'Flush each file and its directory to disk before reporting success'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s n -l no-clobber -d 'Never replace an existing file, link or directory entry in DEST: such entries are skipped (their bytes are still read off the connection) and reported; existing directories are still entered'
@@ -66,6 +69,7 @@ complete -c zcp -n "__fish_zcp_using_subcommand recv" -s k -l keep-open -d 'Keep
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s q -l quiet -d 'Print only errors (and, when listening, the `listening on` line)'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s v -l verbose -d 'Name the mechanism that moved the bytes (sendfile, splice or read/write) and why, and print the digest in sha256sum format'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l no-zerocopy -d 'Use plain read/write instead of sendfile/splice'
+complete -c zcp -n "__fish_zcp_using_subcommand recv" -l json -d 'At the end, print one JSON object on one line to stderr (its last line) instead of the summary and the progress bar: status, exit code, bytes, rate and every entry with its digest (docs/JSON.md)'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -l no-auth -d 'Do not authenticate: for trusted links only. An end that listens then serves anyone who can reach its port; both ends must use it'
 complete -c zcp -n "__fish_zcp_using_subcommand recv" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c zcp -n "__fish_zcp_using_subcommand bench" -l size -d 'Size of the generated test file, e.g. 256M or 1G (binary units)' -r

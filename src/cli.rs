@@ -40,6 +40,7 @@ Examples:
   zcp recv --connect server:7227 /srv/in     ... connect and fetch big.iso
   zcp send --retries 5 disk.img server:7227  ride out drops, resume blocks
   zcp send -P 4 disk.img server:7227         four connections, all cores
+  zcp send --json-file r.json f server:7227  the outcome as JSON in r.json
   zcp bench --size 256M                      measure zcp on this machine";
 
 /// Examples and the exit statuses, one per line.
@@ -112,6 +113,17 @@ pub struct CommonArgs {
     /// wrong peer cannot hold zcp
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = parse_seconds)]
     pub timeout: u64,
+
+    /// At the end, print one JSON object on one line to stderr (its last
+    /// line) instead of the summary and the progress bar: status, exit
+    /// code, bytes, rate and every entry with its digest (docs/JSON.md)
+    #[arg(long)]
+    pub json: bool,
+
+    /// Write that JSON object to FILE instead (created or emptied first;
+    /// with recv -k, one line per transfer); stderr stays as it is
+    #[arg(long, value_name = "FILE", conflicts_with = "json")]
+    pub json_file: Option<PathBuf>,
 
     #[command(flatten)]
     pub auth: AuthArgs,

@@ -135,6 +135,24 @@ impl Code {
     pub fn exit(self) -> ExitCode {
         ExitCode::from(self as u8)
     }
+
+    /// The status's name in the JSON report (docs/JSON.md): one per exit
+    /// code, stable once published. Every code is named here and only
+    /// here.
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::Success => "success",
+            Code::Failure => "failure",
+            Code::Usage => "usage",
+            Code::Integrity => "integrity",
+            Code::Partial => "partial",
+            Code::Auth => "auth",
+            Code::SourceChanged => "source_changed",
+            Code::Network => "network",
+            Code::Protocol => "protocol",
+            Code::Interrupted => "interrupted",
+        }
+    }
 }
 
 /// An error that carries the exit code it must produce.
@@ -304,6 +322,12 @@ impl fmt::Display for Carried {
     }
 }
 
+/// The one line `main` prints after `zcp: error: ` (and the JSON report's
+/// `error`): the whole chain of context, with any newline escaped.
+pub fn message(err: &anyhow::Error) -> String {
+    crate::display::one_line(&format!("{err:#}"))
+}
+
 /// Chooses the exit code for an error that reached `main`: an
 /// interruption, else the code the error carries (the outermost one), else
 /// [`Code::Network`] for a connection that broke, else [`Code::Failure`].
@@ -344,6 +368,25 @@ mod tests {
             Code::Interrupted,
         ];
         assert_eq!(codes(&Code::TABLE), every.map(|c| c as u8));
+    }
+
+    #[test]
+    fn every_code_has_its_own_name() {
+        use Code::*;
+        let all = [
+            Success,
+            Failure,
+            Usage,
+            Integrity,
+            Partial,
+            Auth,
+            SourceChanged,
+            Interrupted,
+        ];
+        assert_eq!(all.len(), Code::TABLE.len());
+        let names: std::collections::HashSet<_> = all.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), all.len());
+        assert_eq!(SourceChanged.name(), "source_changed");
     }
 
     #[test]

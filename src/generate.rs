@@ -272,6 +272,14 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
             "A receiver serving one transfer (no -k) whose sender uses --retries does not exit when the connection breaks: it warns and waits for a sender for up to its --idle-timeout, then exits with the next transfer's status, or, if nobody came, with the broken one's. A receiver writing to stdout does not wait, and the sender does not retry a transfer to it.",
         ],
     )?;
+    section(
+        out,
+        "JSON REPORT",
+        &[
+            "--json (either end) ends the transfer with one JSON object on one line, the last line of stderr, in place of the summary and the progress bar; warnings, -v lines and the zcp: error: line still come before it. --json-file FILE writes the object to FILE instead (created or emptied when zcp starts) and leaves stderr as it is; a receiver with -k writes one line per transfer (JSON Lines), and none for the Ctrl-C that ends it. The object is written however the transfer ends, failures and interruptions included.",
+            "It holds schema (1), zcp, role (send or recv), peer, status (the exit status by name: success, failure, usage, integrity, partial, auth, source_changed, network, protocol, interrupted), exit_code, error (the error line, or null), algorithm, verified, bytes, seconds, rate (bytes per second), retries, streams, mechanism (bytes by sendfile, splice, read_write, from_buffer), counts (files, dirs, links, committed, skipped, failed, mismatched, changed) and files: for each entry its name, type (file, dir, symlink, hardlink, stdin), status (committed, skipped, mismatch, changed, failed), bytes, resumed, digest, algorithm, digest_kind (whole: what sha256sum or b3sum print for the file; blocks: zcp's digest over 8 MiB blocks), mechanism (sendfile, splice, read/write or mixed) and error. A name that is not valid UTF-8 is written with U+FFFD in name and exactly, as byte values, in name_bytes (null otherwise). docs/JSON.md in the source describes every field.",
+        ],
+    )?;
     writeln!(out, ".SH \"EXIT STATUS\"")?;
     let rows: Vec<(String, &str)> = Code::TABLE.iter().map(|(c, m)| (c.to_string(), *m)).collect();
     let rows: Vec<(&str, &str)> = rows.iter().map(|(c, m)| (c.as_str(), *m)).collect();
@@ -323,6 +331,10 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
             (
                 "zcp send --limit 100M big.iso server:7227",
                 "Send at most 100 MiB per second, paced by the kernel.",
+            ),
+            (
+                "zcp send --json big.iso server:7227 2>&1 >/dev/null | tail -n 1 | jq .status",
+                "Read the transfer's outcome from its JSON report (see JSON REPORT).",
             ),
             (
                 "zcp bench --size 256M",

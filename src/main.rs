@@ -1,7 +1,7 @@
 //! zcp: copy files between Linux machines over TCP with zero-copy I/O and
 //! end-to-end verification. This file only parses the command line,
-//! dispatches to a mode, and turns the result into one error line and an
-//! exit code.
+//! dispatches to a mode, and turns the result into one error line, the
+//! JSON report when one was asked for, and an exit code.
 
 mod bench;
 mod blockhash;
@@ -18,6 +18,7 @@ mod net;
 mod progress;
 mod protocol;
 mod recv;
+mod report;
 mod send;
 mod serve;
 mod sys;
@@ -36,18 +37,12 @@ fn main() -> ExitCode {
     if let Err(e) = sys::signals::install() {
         eprintln!("zcp: warning: cannot install signal handlers: {e}");
     }
+    let mut closing = report::Closing::default();
     let result = match cli.command {
-        Command::Send(args) => send::run(args),
-        Command::Recv(args) => recv::run(args),
+        Command::Send(args) => send::run(args, &mut closing),
+        Command::Recv(args) => recv::run(args, &mut closing),
         Command::Bench(args) => bench::run(args),
         Command::Generate(args) => generate::run(args.what).map(|()| Code::Success),
     };
-    match result {
-        Ok(code) => code.exit(),
-        Err(err) => {
-            let code = error::exit_code(&err);
-            eprintln!("zcp: error: {}", display::one_line(&format!("{err:#}")));
-            code.exit()
-        }
-    }
+    closing.conclude(&result).exit()
 }

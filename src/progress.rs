@@ -1,6 +1,7 @@
 //! Everything zcp prints on stderr besides errors: the progress bar, `-v`
-//! detail lines, warnings and the one-line summary. Lines printed while a
-//! bar is drawn go through it, so they never tear.
+//! detail lines, warnings and the one-line summary (which `--json`
+//! replaces). Lines printed while a bar is drawn go through it, so they
+//! never tear.
 //!
 //! The bar is drawn only when stderr is a terminal and `-q` is absent, and
 //! is advanced with the byte counts the syscalls return: it never sits on
@@ -29,6 +30,8 @@ pub struct Reporter {
     bars: bool,
     /// Shown after the bar's rate: `(limited to 100.00 MiB/s)`.
     rate_note: Option<String>,
+    /// False when the JSON report takes the summary's place (`--json`).
+    summary: bool,
 }
 
 const KNOWN_TEMPLATE: &str = "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {wide_msg}";
@@ -43,6 +46,7 @@ impl Reporter {
             bar: None,
             bars: true,
             rate_note: None,
+            summary: true,
         }
     }
 
@@ -53,6 +57,23 @@ impl Reporter {
             bar: None,
             bars: false,
             rate_note: None,
+            summary: true,
+        }
+    }
+
+    /// The reporter for `--json`, whose report on stderr takes the place
+    /// of the bar and the summary: a `without_bar` reporter with `json`,
+    /// else `self`.
+    pub fn for_json(self, json: bool) -> Reporter {
+        if !json {
+            return self;
+        }
+        Reporter {
+            verbosity: self.verbosity,
+            bar: None,
+            bars: false,
+            rate_note: self.rate_note.clone(),
+            summary: false,
         }
     }
 
@@ -94,6 +115,14 @@ impl Reporter {
     pub fn note(&self, msg: impl Display) {
         if self.verbosity != Verbosity::Quiet {
             self.print(&format!("zcp: {msg}"));
+        }
+    }
+
+    /// The closing summary of a transfer: a [`Reporter::note`], unless
+    /// the JSON report takes its place.
+    pub fn summary(&self, msg: impl Display) {
+        if self.summary {
+            self.note(msg);
         }
     }
 

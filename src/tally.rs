@@ -1,12 +1,14 @@
 //! How a transfer went, entry by entry: the outcome of each entry, the
 //! totals both ends print, and the exit status they lead to (the same rule
 //! on both ends, so they agree; only the sender can know that a source
-//! changed, and the receiver counts that entry as failed).
+//! changed, and the receiver counts that entry as failed). With a JSON
+//! report asked for, the totals also keep each entry's [`Record`].
 
 use crate::checksum::Algorithm;
 use crate::display;
 use crate::engine::Report;
 use crate::error::Code;
+use crate::report::{Kind, Record};
 
 /// "verified (sha256)" or "unverified (--checksum none)".
 pub fn verified(algorithm: Algorithm) -> String {
@@ -28,6 +30,25 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    /// The entry's `status` in the JSON report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Committed => "committed",
+            Outcome::Skipped => "skipped",
+            Outcome::Mismatch => "mismatch",
+            Outcome::Changed => "changed",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    /// Whether the entry is settled for good: committed, or kept out by
+    /// --no-clobber.
+    pub fn settled(self) -> bool {
+        matches!(self, Outcome::Committed | Outcome::Skipped)
+    }
+}
+
 /// What the session received, for the summary and the exit status.
 #[derive(Debug, Default)]
 pub struct Totals {
@@ -44,9 +65,28 @@ pub struct Totals {
     pub changed: u64,
     /// Bytes by mechanism, over all files.
     pub report: Report,
+    /// Each entry with an outcome, in order, when a JSON report will list
+    /// them (None: not kept).
+    pub records: Option<Vec<Record>>,
 }
 
 impl Totals {
+    /// Empty totals that keep each entry's record when `records` is set.
+    pub fn keeping(records: bool) -> Totals {
+        Totals {
+            records: records.then(Vec::new),
+            ..Totals::default()
+        }
+    }
+
+    /// Keeps an entry's record, if records are kept (`record` is only
+    /// called then).
+    pub fn record(&mut self, record: impl FnOnce() -> Record) {
+        if let Some(records) = &mut self.records {
+            records.push(record());
+        }
+    }
+
     pub fn count(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Committed => self.committed += 1,
@@ -78,6 +118,9 @@ impl Totals {
         self.mismatched += other.mismatched;
         self.changed += other.changed;
         self.add_report(&other.report);
+        if let (Some(mine), Some(theirs)) = (&mut self.records, &other.records) {
+            mine.extend(theirs.iter().cloned());
+        }
     }
 
     /// What a connection that broke settled for good: the entries
@@ -92,10 +135,35 @@ impl Totals {
             bytes: self.bytes,
             committed: self.committed,
             skipped: self.skipped,
+            records: self
+                .records
+                .as_ref()
+                .map(|r| r.iter().filter(|r| r.outcome.settled()).cloned().collect()),
             ..Totals::default()
         };
         kept.add_report(&self.report);
         kept
+    }
+
+    /// Takes back the counts of `record`, an entry settled in an earlier
+    /// session that a later one received again (a receiver whose sender
+    /// reconnected sends directories again): the transfer counts it once.
+    /// The bytes it moved stay counted: they did move.
+    pub fn forget(&mut self, record: &Record) {
+        self.entries = self.entries.saturating_sub(1);
+        match record.outcome {
+            Outcome::Committed => {
+                self.committed = self.committed.saturating_sub(1);
+                let kind = match record.kind {
+                    Kind::File | Kind::Stdin => &mut self.files,
+                    Kind::Dir => &mut self.dirs,
+                    Kind::Symlink | Kind::HardLink => &mut self.links,
+                };
+                *kind = kind.saturating_sub(1);
+            }
+            Outcome::Skipped => self.skipped = self.skipped.saturating_sub(1),
+            Outcome::Mismatch | Outcome::Changed | Outcome::Failed => {}
+        }
     }
 
     /// The exit status, by precedence: an integrity failure outranks any

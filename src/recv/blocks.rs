@@ -532,6 +532,8 @@ impl Session {
         }
         let work = self.local.clone();
         let shown_s = display::path(&shown);
+        let report = landing.report.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        self.note_moved(landing.size, kept, &report);
         let state = std::mem::take(&mut *landing.lock());
         if let Some(why) = state.failed {
             bail!("{shown_s}: {why}");
@@ -564,7 +566,6 @@ impl Session {
             return Ok(Outcome::Mismatch);
         }
         let size = landing.size;
-        let report = landing.report.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let (file, temp) = landing
             .partial
             .complete()

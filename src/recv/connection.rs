@@ -19,18 +19,22 @@ use super::watchdog::{Fired, Watchdog};
 use crate::error::{self, Code};
 use crate::net::{self, HostPort};
 use crate::protocol::auth::Approach;
+use crate::report::{Closing, Facts};
 use crate::serve::Ending;
 use crate::sys::signals;
 
 /// `--connect`: connects to a sender that listens at `target` (from
 /// `bind`, when given) and runs one session with it; a failed handshake
 /// is this receiver's error.
-pub fn dial(setup: &Setup, target: &HostPort, bind: Option<IpAddr>) -> Result<Code> {
+pub fn dial(setup: &Setup, target: &HostPort, bind: Option<IpAddr>, closing: &mut Closing) -> Result<Code> {
     let peer = target.to_string();
     let (sock, _) = net::connect(target, bind).with_context(|| format!("receiving from {peer}"))?;
     match connection(setup, sock, peer, true) {
         Ending::Turned(err) => Err(err),
-        Ending::Served(ended) => ended.result,
+        Ending::Served(ended) => {
+            closing.facts(ended.facts);
+            ended.result
+        }
         Ending::Joined => Err(anyhow::anyhow!("internal error: a receiver that connected was joined")),
     }
 }
@@ -43,6 +47,8 @@ pub struct Ended {
     /// The connection broke, and the sender announced it would connect
     /// again (RETRY in its HELLO).
     pub rejoins: bool,
+    /// What the JSON report says of the session.
+    pub facts: Facts,
 }
 
 /// Handshake, then the session, for one connection. `wake`: let
@@ -137,6 +143,7 @@ pub fn connection(setup: &Setup, sock: TcpStream, peer: String, wake: bool) -> E
                 result,
                 peer: peer.clone(),
                 rejoins,
+                facts: session.facts(started),
             })
         }
     };

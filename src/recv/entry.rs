@@ -352,6 +352,7 @@ impl Session {
         let landed = self
             .land_payload(entry, target, &|total| hasher.advance(total))
             .with_context(|| format!("writing {shown_s}"))?;
+        self.note_moved(landed.bytes, 0, &landed.report);
         let work = self.local.clone();
         let hashed = work
             .during(|| hasher.finish())
@@ -468,6 +469,7 @@ impl Session {
             hash: hasher.input(),
         };
         let landed = self.land_payload(entry, target, &|_| {}).context("writing to stdout")?;
+        self.note_moved(landed.bytes, 0, &landed.report);
         let hashed = hasher.finish().context("hashing stdout")?;
         let lost = || format!("the {} bytes already written to stdout must be discarded", landed.bytes);
         if let Some(outcome) = self.judge(entry, &landed.end, landed.bytes, &hashed, &lost)? {

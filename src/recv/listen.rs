@@ -31,15 +31,18 @@ use crate::frames;
 use crate::net;
 use crate::progress::Reporter;
 use crate::protocol::{Message, Preamble, WireError};
+use crate::report::{self, Closing, Facts};
 use crate::serve::{self, Ending};
 use crate::sys::signals;
 
 /// Default mode: serves the first sender that completes the handshake,
 /// then exits with its status (waiting for it again when its connection
 /// broke and it said it would reconnect).
-pub fn serve_one(listener: &TcpListener, setup: &Setup) -> Result<Code> {
+pub fn serve_one(listener: &TcpListener, setup: &Setup, closing: &mut Closing) -> Result<Code> {
     let mut deadline = None;
     let mut broken = None;
+    // The facts of a session that broke, which the next one carries on.
+    let mut earlier: Option<Facts> = None;
     loop {
         let served = serve::first_until(listener, "a sender", deadline, |sock, peer| {
             match connection(setup, sock, peer, true) {
@@ -48,17 +51,26 @@ pub fn serve_one(listener: &TcpListener, setup: &Setup) -> Result<Code> {
                 Ending::Joined => Ending::Joined,
             }
         })?;
-        let ended = match (served, broken.take()) {
+        let mut ended = match (served, broken.take()) {
             (Some(ended), _) => ended,
             // Nobody came back in time.
-            (None, Some(err)) => return Err(err),
+            (None, Some(err)) => {
+                if let Some(facts) = earlier {
+                    closing.facts(facts);
+                }
+                return Err(err);
+            }
             (None, None) => return Err(anyhow::anyhow!("internal error: stopped waiting for a sender")),
         };
+        if let Some(facts) = earlier.take() {
+            ended.facts = ended.facts.after(facts);
+        }
         match ended {
             Ended {
                 result: Err(err),
                 peer,
                 rejoins: true,
+                facts,
             } => {
                 let wait = setup.idle_timeout;
                 Reporter::without_bar(setup.verbosity).warn(format_args!(
@@ -68,8 +80,12 @@ pub fn serve_one(listener: &TcpListener, setup: &Setup) -> Result<Code> {
                 ));
                 deadline = Some(Instant::now() + wait);
                 broken = Some(err);
+                earlier = Some(facts);
             }
-            ended => return ended.result,
+            ended => {
+                closing.facts(ended.facts);
+                return ended.result;
+            }
         }
     }
 }
@@ -171,10 +187,10 @@ pub fn keep_open(listener: TcpListener, setup: Arc<Setup>, max: usize) -> Result
                 // nothing was written.
                 Ending::Turned(_) if signals::interrupted() => {}
                 Ending::Turned(err) => serve::turned_away(&err),
-                Ending::Served(Ended { result: Err(err), .. }) => {
-                    eprintln!("zcp: error: {}", crate::display::one_line(&format!("{err:#}")));
+                Ending::Served(ended) => {
+                    report::conclude(&ended.result, shared.sink.as_deref(), Some(&ended.facts));
                 }
-                Ending::Served(Ended { result: Ok(_), .. }) | Ending::Joined => {}
+                Ending::Joined => {}
             }
         });
         match worker {

@@ -39,12 +39,14 @@ use anyhow::{Context, Result, bail};
 use crate::checksum::{Algorithm, Digest};
 use crate::dest::{Destination, Stager};
 use crate::display;
+use crate::engine::Report;
 use crate::engine::inbound::Lander;
 use crate::error::{self, Code, protocol_bail};
 use crate::frames::{self, Encoder, FrameReader};
 use crate::progress::Reporter;
 use crate::protocol::blocks::TOKEN_LEN;
 use crate::protocol::{Blocks, Message, RelPath, Verdict, VerdictStatus, WireError};
+use crate::report::{Facts, Kind, Record, Role};
 use crate::sys;
 use crate::tally::{Outcome, Totals};
 use placer::{Owed, Placer};
@@ -110,6 +112,9 @@ pub struct Session {
     /// A receiver serving one session was already serving it when this
     /// connection came: only a further stream of it is taken.
     pub busy: bool,
+    /// The JSON report's record of the entry being received, while it is
+    /// (only when records are kept).
+    pub record: Option<Record>,
 }
 
 /// The most bytes of LINKED file names one session may make the receiver
@@ -139,7 +144,8 @@ impl Session {
             Reporter::new(setup.verbosity)
         } else {
             Reporter::without_bar(setup.verbosity)
-        };
+        }
+        .for_json(setup.json);
         let session = Session {
             reader: FrameReader::new(sock.try_clone().context("duplicating the socket")?),
             sock,
@@ -158,7 +164,7 @@ impl Session {
             queued: Vec::new(),
             placer: None,
             owed: VecDeque::new(),
-            totals: Totals::default(),
+            totals: Totals::keeping(setup.records),
             last_summary: None,
             link_targets: HashMap::new(),
             link_target_bytes: 0,
@@ -171,6 +177,7 @@ impl Session {
             joining: None,
             streams: None,
             busy: setup.serving.load(std::sync::atomic::Ordering::SeqCst),
+            record: None,
         };
         Ok(session)
     }
@@ -200,8 +207,19 @@ impl Session {
             match self.reader.expect()? {
                 Message::Entry(e) => {
                     self.totals.entries += 1;
-                    if let Some(outcome) = self.receive(e)? {
+                    if self.totals.records.is_some() {
+                        let kind = Kind::of(&e.kind);
+                        self.record = Some(Record::new(e.path.as_bytes(), kind, Outcome::Failed));
+                    }
+                    let outcome = self.receive(e)?;
+                    let record = self.record.take();
+                    // None: a small file being placed, counted when it is.
+                    if let Some(outcome) = outcome {
                         self.totals.count(outcome);
+                        if let Some(mut record) = record {
+                            record.outcome = outcome;
+                            self.totals.record(|| record);
+                        }
                     }
                 }
                 Message::Done => break,
@@ -270,6 +288,12 @@ impl Session {
 
     /// Queues the verdict on the current entry.
     pub fn verdict(&mut self, status: VerdictStatus, digest: Digest, message: String) {
+        if let Some(record) = &mut self.record {
+            record.digest = digest.clone();
+            if matches!(status, VerdictStatus::Failed | VerdictStatus::Mismatch) {
+                record.error = Some(message.clone());
+            }
+        }
         let verdict = Verdict {
             status,
             digest,
@@ -285,6 +309,14 @@ impl Session {
             // A long run of entries without a pause: do not hoard. A failed
             // write shows again at the next flush.
             let _ = self.write_queued();
+        }
+    }
+
+    /// Notes for the current entry's record how its payload moved:
+    /// `bytes` in all, `resumed` of them already here (see [`Record`]).
+    pub fn note_moved(&mut self, bytes: u64, resumed: u64, report: &Report) {
+        if let Some(record) = &mut self.record {
+            record.moved(bytes, resumed, report);
         }
     }
 
@@ -339,7 +371,7 @@ impl Session {
         if t.entries == 1
             && let Some(line) = self.last_summary.take()
         {
-            self.reporter.note(line);
+            self.reporter.summary(line);
             return;
         }
         let seconds = started.elapsed().as_secs_f64();
@@ -354,7 +386,19 @@ impl Session {
             t.measures(seconds, self.algorithm, None)
         );
         self.reporter.detail(format!("recv: {}", t.report.describe_totals()));
-        self.reporter.note(line);
+        self.reporter.summary(line);
+    }
+
+    /// The JSON report's facts of this session, which started at
+    /// `started`; its totals move there.
+    fn facts(&mut self, started: Instant) -> Facts {
+        let streams = self.blocks.map_or(1, |b| b.streams);
+        let mut facts = Facts::new(Role::Recv, self.algorithm, streams);
+        facts.peer = Some(self.peer.clone());
+        facts.started = Some(started);
+        facts.seconds = started.elapsed().as_secs_f64();
+        facts.totals = std::mem::take(&mut self.totals);
+        facts
     }
 
     /// Tells the sender why we are giving up, then closes gently: our FIN

@@ -35,6 +35,7 @@ use crate::dest::{Finish, Placed, Stager};
 use crate::display;
 use crate::engine::Report;
 use crate::protocol::{Message, RelPath, Verdict, VerdictStatus};
+use crate::report::{Kind, Record};
 use crate::sys::signals;
 
 /// Jobs queued at most: bounds memory to this many small files.
@@ -297,16 +298,16 @@ impl Session {
 
     /// Reports a placed file and makes its verdict.
     fn placed(&mut self, p: Placing, done: Done) -> Result<Verdict> {
+        let report = Report {
+            by_read_write: p.bytes,
+            route: "socket → buffer → file (small file)",
+            ..Report::default()
+        };
         let (status, message, outcome) = match done {
             Done::Placed(Placed::Committed) => {
                 if p.linked {
                     self.link_targets.insert(p.path.clone(), true);
                 }
-                let report = Report {
-                    by_read_write: p.bytes,
-                    route: "socket → buffer → file (small file)",
-                    ..Report::default()
-                };
                 self.summarize(
                     &p.path,
                     p.bytes,
@@ -334,6 +335,17 @@ impl Session {
             Done::Dir(_) => bail!("internal error: directory metadata where a file was due"),
         };
         self.totals.count(outcome);
+        self.totals.record(|| {
+            let mut record = Record::new(p.path.as_bytes(), Kind::File, outcome);
+            if outcome != Outcome::Skipped {
+                record.moved(p.bytes, 0, &report);
+                record.digest = p.digest.clone();
+            }
+            if status == VerdictStatus::Failed {
+                record.error = Some(message.clone());
+            }
+            record
+        });
         Ok(Verdict {
             status,
             digest: p.digest,

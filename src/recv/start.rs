@@ -20,6 +20,7 @@ use crate::error::{self, Code};
 use crate::key::{self, Key};
 use crate::progress::Verbosity;
 use crate::protocol::auth::Approach;
+use crate::report::{Closing, Facts, Role, Sink};
 use crate::serve;
 use crate::sys;
 
@@ -48,11 +49,25 @@ pub struct Setup {
     /// A receiver serving one session has started it: any other sender is
     /// told it is busy.
     pub serving: AtomicBool,
+    /// `--json`: the report on stderr replaces the bar and the summary.
+    pub json: bool,
+    /// Sessions keep each entry's record for a JSON report.
+    pub records: bool,
+    /// Where a keep-open receiver writes each session's report (a
+    /// receiver serving one transfer leaves it to `main`).
+    pub sink: Option<Arc<Sink>>,
 }
 
-pub fn run(args: RecvArgs) -> Result<Code> {
+/// Receives, and leaves in `closing` the facts of the JSON report of the
+/// transfer (a keep-open receiver writes one per session itself).
+pub fn run(args: RecvArgs, closing: &mut Closing) -> Result<Code> {
     // umask(2) can only be read by changing it: do it before any thread.
     let umask = sys::read_umask();
+    let sink = Sink::open(&args.common)?;
+    let mut facts = Facts::new(Role::Recv, args.common.checksum, 1);
+    facts.peer = args.connect.as_ref().map(|t| t.to_string());
+    closing.sink(sink.clone());
+    closing.facts(facts);
     if args.bind.is_some() && args.connect.is_none() {
         // (clap's `requires` would not fire: --listen, which --connect
         // conflicts with, always has a value.)
@@ -74,7 +89,8 @@ pub fn run(args: RecvArgs) -> Result<Code> {
                 "zcp: warning: --no-auth: nothing proves who the sender is, and anyone on the path could alter what arrives"
             );
         }
-        return connection::dial(&setup(&args, dest, key, umask, Approach::Connected), target, args.bind);
+        let setup = setup(&args, dest, key, umask, Approach::Connected, sink.is_some());
+        return connection::dial(&setup, target, args.bind, closing);
     }
     let (key, one_time) = key::for_listening(&args.common.auth)?;
     let (listener, local) = serve::bind(&args.listen)?;
@@ -85,17 +101,21 @@ pub fn run(args: RecvArgs) -> Result<Code> {
         Some(_) => {}
         None => eprintln!("zcp: warning: --no-auth: anyone who can reach this port can write into the destination"),
     }
-    let mut setup = setup(&args, dest, key, umask, Approach::Accepted);
+    let mut setup = setup(&args, dest, key, umask, Approach::Accepted, sink.is_some());
     if args.keep_open {
+        // Each session writes its own report; ending with Ctrl-C, the
+        // receiver has none to add.
+        closing.sink(None);
+        setup.sink = sink;
         listen::keep_open(listener, Arc::new(setup), usize::from(args.max_connections))
     } else {
         setup.listener = listener.try_clone().ok();
-        listen::serve_one(&listener, &setup)
+        listen::serve_one(&listener, &setup, closing)
     }
 }
 
 /// What every connection shares, from the command line.
-fn setup(args: &RecvArgs, dest: Destination, key: Option<Key>, umask: u32, approach: Approach) -> Setup {
+fn setup(args: &RecvArgs, dest: Destination, key: Option<Key>, umask: u32, approach: Approach, records: bool) -> Setup {
     Setup {
         dest,
         key,
@@ -107,10 +127,13 @@ fn setup(args: &RecvArgs, dest: Destination, key: Option<Key>, umask: u32, appro
         verbosity: args.common.verbosity(),
         handshake_timeout: args.common.handshake_timeout(),
         idle_timeout: Duration::from_secs(args.idle_timeout),
-        bars: !args.keep_open,
+        bars: !args.keep_open && !args.common.json,
         approach,
         joins: Arc::default(),
         listener: None,
         serving: AtomicBool::new(false),
+        json: args.common.json,
+        records,
+        sink: None,
     }
 }

@@ -340,7 +340,9 @@ impl Session<'_> {
         self.blocked += 1;
         let pending = |sent| Pending {
             path: path.clone(),
+            name: item.entry.path.as_bytes().to_vec(),
             kind: item.entry.kind.clone(),
+            stdin: false,
             raw: item.raw.clone(),
             sent,
             started,

@@ -39,6 +39,7 @@ use crate::key::Key;
 use crate::net::{HostPort, ListenSpec};
 use crate::progress::Reporter;
 use crate::protocol::{EntryKind, Message, RelPath, WireError};
+use crate::report::{self, Closing};
 use crate::tally::Totals;
 use census::Census;
 use entry::{Abort, Link, Outbox, Sent};
@@ -55,7 +56,11 @@ const REASON_GRACE: Duration = Duration::from_secs(3);
 struct Pending {
     /// The path on the wire, escaped.
     path: String,
+    /// The same, raw, for the JSON report.
+    name: Vec<u8>,
     kind: EntryKind,
+    /// The entry is stdin (`-`).
+    stdin: bool,
     /// The local path, raw, for the sha256sum-style line.
     raw: Vec<u8>,
     sent: Sent,
@@ -110,28 +115,39 @@ enum Way<'a> {
     Connect(&'a HostPort, Option<Key>),
 }
 
-pub fn run(args: SendArgs) -> Result<Code> {
-    retry::check(&args)?;
-    let mut operands = Some(operands::classify(&args)?);
+/// Sends, and leaves in `closing` the facts of the JSON report, however
+/// the transfer ended.
+pub fn run(args: SendArgs, closing: &mut Closing) -> Result<Code> {
+    let sink = report::Sink::open(&args.common)?;
+    let mut ledger = Ledger::new(&args, sink.is_some());
+    closing.sink(sink);
+    let result = send(&args, &mut ledger);
+    closing.facts(ledger.facts(&args));
+    result
+}
+
+/// Every attempt of the transfer, until one ends it.
+fn send(args: &SendArgs, ledger: &mut Ledger) -> Result<Code> {
+    retry::check(args)?;
+    let mut operands = Some(operands::classify(args)?);
     let way = match (&args.listen, &args.target) {
         (Some(spec), _) => Way::Listen(spec),
         (None, Some(target)) => {
-            let key = meet::key(&args, &Reporter::without_bar(args.common.verbosity()))?;
+            let key = meet::key(args, &Reporter::without_bar(args.common.verbosity()))?;
             Way::Connect(target, key)
         }
         (None, None) => return Err(error::usage("no HOST:PORT to send to, and no --listen")),
     };
-    let mut ledger = Ledger::new(&args);
     loop {
         // Each attempt walks the sources afresh.
         let operands = match operands.take() {
             Some(ops) => ops,
-            None => operands::classify(&args)?,
+            None => operands::classify(args)?,
         };
-        match attempt(&args, &way, operands, &mut ledger) {
+        match attempt(args, &way, operands, ledger) {
             Ok(code) => return Ok(code),
             Err(err) => match &way {
-                Way::Connect(target, _) => ledger.again(&args, &target.to_string(), err)?,
+                Way::Connect(target, _) => ledger.again(args, &target.to_string(), err)?,
                 Way::Listen(_) => return Err(err),
             },
         }
@@ -142,7 +158,7 @@ pub fn run(args: SendArgs) -> Result<Code> {
 /// every entry `ledger` does not hold as settled yet. A failure leaves in
 /// `ledger` what this attempt settled.
 fn attempt(args: &SendArgs, way: &Way, operands: Vec<Operand>, ledger: &mut Ledger) -> Result<Code> {
-    let mut reporter = Reporter::new(args.common.verbosity());
+    let mut reporter = Reporter::new(args.common.verbosity()).for_json(args.common.json);
     let policy = Policy::new(!args.common.no_zerocopy);
     let algorithm = args.common.checksum;
     let Met {
@@ -155,6 +171,8 @@ fn attempt(args: &SendArgs, way: &Way, operands: Vec<Operand>, ledger: &mut Ledg
         Way::Connect(target, key) => meet::connect(args, target, key.as_ref(), &reporter)?,
     };
     ledger.agreed(args, agreed.blocks, &reporter);
+    ledger.peer = Some(peer.clone());
+    ledger.streams = u8::try_from(streams.len() + 1).unwrap_or(u8::MAX);
     // The transfer is timed from its first session on.
     let started = *ledger.started.get_or_insert_with(Instant::now);
     let limit = args.limit.and_then(|rate| {
@@ -177,7 +195,7 @@ fn attempt(args: &SendArgs, way: &Way, operands: Vec<Operand>, ledger: &mut Ledg
         reporter,
         replies: agreed.replies,
         pending: VecDeque::new(),
-        totals: Totals::default(),
+        totals: Totals::keeping(ledger.carried.records.is_some()),
         last_summary: None,
         no_clobber: agreed.no_clobber,
         current: None,
@@ -240,8 +258,8 @@ impl Session<'_> {
             match self.replies.next(Some(left)) {
                 Some(Reply::Verdict(v)) if !left.is_zero() => {
                     if let Some(p) = self.pending.pop_front() {
-                        let outcome = self.judge(&p, &v);
-                        self.tally(&p, outcome);
+                        let (outcome, why) = self.judge(&p, &v);
+                        self.tally(&p, outcome, why);
                     }
                 }
                 Some(Reply::Error(e)) => {
@@ -351,6 +369,8 @@ impl Session<'_> {
         self.current = Some(path.clone());
         let kind = item.entry.kind.clone();
         let raw = item.raw.clone();
+        let name = item.entry.path.as_bytes().to_vec();
+        let stdin = is_stdin(&item);
         let Some(item) = self.send_in_blocks(sock, outbox, policy, item, again)? else {
             return Ok(());
         };
@@ -364,7 +384,9 @@ impl Session<'_> {
         }
         self.pending.push_back(Pending {
             path,
+            name,
             kind,
+            stdin,
             raw,
             sent,
             started,
@@ -406,10 +428,13 @@ impl Session<'_> {
         if !again {
             self.totals.entries += 1;
         }
+        let name = path.as_bytes().to_vec();
         outbox.push_aborted(path, &why);
         self.pending.push_back(Pending {
             path: shown,
+            name,
             kind: EntryKind::File,
+            stdin: false,
             raw: Vec::new(),
             sent: Sent::aborted(why),
             started: Instant::now(),
@@ -452,8 +477,8 @@ impl Session<'_> {
                     );
                 };
                 self.leave_failed_dir(&p.path);
-                let outcome = self.judge(&p, &v);
-                self.tally(&p, outcome);
+                let (outcome, why) = self.judge(&p, &v);
+                self.tally(&p, outcome, why);
                 Ok(())
             }
             Reply::Error(e) => Err(receiver_error(&e).context(what)),
@@ -468,6 +493,11 @@ impl Session<'_> {
             Reply::Done => Err(error::protocol("the receiver ended the session without a verdict").context(what)),
         }
     }
+}
+
+/// Whether `item` is stdin (`-`), which the JSON report names so.
+fn is_stdin(item: &Item) -> bool {
+    matches!(&item.body, walk::Body::Stream(source) if source.path == b"-")
 }
 
 /// "1 entry", "5 entries".

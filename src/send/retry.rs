@@ -25,6 +25,7 @@ use crate::display;
 use crate::error;
 use crate::progress::Reporter;
 use crate::protocol::Blocks;
+use crate::report::{Facts, Role};
 use crate::sys::signals;
 use crate::tally::Totals;
 
@@ -46,17 +47,43 @@ pub struct Ledger {
     pub reconnects: u32,
     /// When the first session started.
     pub started: Option<Instant>,
+    /// The receiver of the last session, once met.
+    pub peer: Option<String>,
+    /// Connections the last session used (-P), once met.
+    pub streams: u8,
     /// A receiver answered without RETRY: it will not wait for this
     /// sender to come back, so a broken connection is final.
     declined: bool,
 }
 
 impl Ledger {
-    pub fn new(args: &SendArgs) -> Ledger {
+    /// The ledger of a transfer; `records`: keep each entry's record for
+    /// the JSON report.
+    pub fn new(args: &SendArgs, records: bool) -> Ledger {
         Ledger {
             remember: args.retries > 0,
+            carried: Totals::keeping(records),
             ..Ledger::default()
         }
+    }
+
+    /// The JSON report's facts of the transfer as it ended.
+    pub fn facts(&mut self, args: &SendArgs) -> Facts {
+        let streams = match self.streams {
+            0 if args.listen.is_some() => 1,
+            0 => args.parallel,
+            n => n,
+        };
+        let mut facts = Facts::new(Role::Send, args.common.checksum, streams);
+        facts.peer = self
+            .peer
+            .clone()
+            .or_else(|| args.target.as_ref().map(|t| t.to_string()));
+        facts.started = self.started;
+        facts.seconds = self.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        facts.retries = self.reconnects;
+        facts.totals = std::mem::take(&mut self.carried);
+        facts
     }
 
     /// Notes how the receiver answered our RETRY flag (`blocks`, as

@@ -10,14 +10,16 @@ use super::{Pending, Session, counted_entries, receiver_said};
 use crate::checksum::{Algorithm, Digest};
 use crate::display;
 use crate::protocol::{EntryKind, Verdict, VerdictStatus};
+use crate::report::{Kind, Record};
 use crate::tally::{Outcome, verified};
 
 impl Session<'_> {
     /// Counts an entry's outcome once over all attempts: an entry settled
     /// (committed or skipped) goes in the ledger, and one settled in an
-    /// earlier attempt is not counted twice.
-    pub(super) fn tally(&mut self, p: &Pending, outcome: Outcome) {
-        let settled = matches!(outcome, Outcome::Committed | Outcome::Skipped);
+    /// earlier attempt is not counted twice. `why` is what went wrong with
+    /// it, for the JSON report.
+    pub(super) fn tally(&mut self, p: &Pending, outcome: Outcome, why: Option<String>) {
+        let settled = outcome.settled();
         if settled && p.again {
             return;
         }
@@ -25,49 +27,61 @@ impl Session<'_> {
             self.ledger.done.insert(p.path.clone());
         }
         self.totals.count(outcome);
+        self.totals.record(|| {
+            let kind = if p.stdin { Kind::Stdin } else { Kind::of(&p.kind) };
+            let mut record = Record::new(&p.name, kind, outcome);
+            if p.kind == EntryKind::File {
+                record.moved(p.sent.bytes, p.sent.resumed, &p.sent.report);
+            }
+            record.digest = p.sent.digest.clone();
+            record.error = why;
+            record
+        });
     }
 
-    /// Decides one entry from its verdict and reports it.
-    pub(super) fn judge(&mut self, p: &Pending, v: &Verdict) -> Outcome {
+    /// Decides one entry from its verdict and reports it; returns its
+    /// outcome and, unless it was settled, why not.
+    pub(super) fn judge(&mut self, p: &Pending, v: &Verdict) -> (Outcome, Option<String>) {
         let what = format!("sending {} to {}", p.path, self.peer);
         match v.status {
-            _ if matches!(p.sent.aborted, Some(Abort::Changed(_))) => Outcome::Changed,
-            _ if p.sent.aborted.is_some() => Outcome::Failed,
+            _ if matches!(p.sent.aborted, Some(Abort::Changed(_))) => (Outcome::Changed, aborted(p)),
+            _ if p.sent.aborted.is_some() => (Outcome::Failed, aborted(p)),
             VerdictStatus::Committed if v.digest == p.sent.digest => {
                 self.committed(p);
-                Outcome::Committed
+                (Outcome::Committed, None)
             }
             VerdictStatus::Committed => {
-                self.reporter.error(format!(
-                    "{what}: the receiver committed data whose digest {} is not ours {}",
+                let why = format!(
+                    "the receiver committed data whose digest {} is not ours {}",
                     v.digest.hex(),
                     p.sent.digest.hex()
-                ));
-                Outcome::Mismatch
+                );
+                self.reporter.error(format!("{what}: {why}"));
+                (Outcome::Mismatch, Some(why))
             }
             VerdictStatus::Mismatch if v.digest == Digest::None => {
                 // A file sent in blocks: the receiver names the block.
-                self.reporter.error(format!(
-                    "{what}: integrity check failed: {}; nothing was committed",
-                    receiver_said(&v.message)
-                ));
-                Outcome::Mismatch
+                let why = format!("integrity check failed: {}", receiver_said(&v.message));
+                self.reporter.error(format!("{what}: {why}; nothing was committed"));
+                (Outcome::Mismatch, Some(why))
             }
             VerdictStatus::Mismatch => {
-                self.reporter.error(format!(
-                    "{what}: integrity check failed: the receiver's {} digest {} differs from ours {}; nothing was committed",
+                let why = format!(
+                    "integrity check failed: the receiver's {} digest {} differs from ours {}",
                     self.algorithm.name(),
                     v.digest.hex(),
                     p.sent.digest.hex()
-                ));
-                Outcome::Mismatch
+                );
+                self.reporter.error(format!("{what}: {why}; nothing was committed"));
+                (Outcome::Mismatch, Some(why))
             }
             VerdictStatus::Skipped if !self.no_clobber => {
-                self.reporter.error(format!(
-                    "{what}: the receiver skipped it, but --no-clobber was not asked for: {}",
+                let why = format!(
+                    "the receiver skipped it, but --no-clobber was not asked for: {}",
                     receiver_said(&v.message)
-                ));
-                Outcome::Failed
+                );
+                self.reporter.error(format!("{what}: {why}"));
+                (Outcome::Failed, Some(why))
             }
             VerdictStatus::Skipped => {
                 match &mut self.failed_dir {
@@ -84,22 +98,23 @@ impl Session<'_> {
                         }
                     }
                 }
-                Outcome::Skipped
+                (Outcome::Skipped, None)
             }
             VerdictStatus::Failed => {
+                let why = receiver_said(&v.message);
                 match &mut self.failed_dir {
                     Some((_, beneath, Gone::Failed)) => {
                         *beneath += 1;
-                        self.reporter.detail(format!("{what}: {}", receiver_said(&v.message)));
+                        self.reporter.detail(format!("{what}: {why}"));
                     }
                     _ => {
-                        self.reporter.error(format!("{what}: {}", receiver_said(&v.message)));
+                        self.reporter.error(format!("{what}: {why}"));
                         if p.kind == EntryKind::Directory && self.failed_dir.is_none() {
                             self.failed_dir = Some((p.path.clone(), 0, Gone::Failed));
                         }
                     }
                 }
-                Outcome::Failed
+                (Outcome::Failed, Some(why))
             }
         }
     }
@@ -197,7 +212,7 @@ impl Session<'_> {
             && t.files == 1
             && let Some(line) = self.last_summary.take()
         {
-            self.reporter.note(format_args!("{line}{reconnects}"));
+            self.reporter.summary(format_args!("{line}{reconnects}"));
             return;
         }
         let seconds = started.elapsed().as_secs_f64();
@@ -208,8 +223,13 @@ impl Session<'_> {
             t.measures(seconds, self.algorithm, self.limit)
         );
         self.reporter.detail(format!("send: {}", t.report.describe_totals()));
-        self.reporter.note(line);
+        self.reporter.summary(line);
     }
+}
+
+/// Why the sender gave up on an entry it aborted.
+fn aborted(p: &Pending) -> Option<String> {
+    p.sent.aborted.as_ref().map(ToString::to_string)
 }
 
 /// Why a directory's subtree did not arrive, for reporting it in one line.

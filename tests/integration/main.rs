@@ -11,6 +11,7 @@ mod env;
 mod failures;
 mod fallback;
 mod hostile;
+mod json;
 mod killed;
 mod limits;
 mod pace;

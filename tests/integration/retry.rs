@@ -11,7 +11,7 @@ use crate::proxy::{Cut, Plan, Proxy};
 
 /// The files of src/t, in the order they are sent: large ones (sent by
 /// sendfile) and small ones (batched).
-const FILES: [(&str, usize); 6] = [
+pub const FILES: [(&str, usize); 6] = [
     ("t/a.bin", 4 << 20),
     ("t/b.txt", 1000),
     ("t/c.txt", 3000),
@@ -20,7 +20,8 @@ const FILES: [(&str, usize); 6] = [
     ("t/sub/f.txt", 10),
 ];
 
-fn setup() -> TestEnv {
+/// A test directory with src/t holding [`FILES`].
+pub fn setup() -> TestEnv {
     let env = TestEnv::new();
     std::fs::create_dir_all(env.src("t/sub")).unwrap();
     for (i, (name, size)) in FILES.iter().enumerate() {
