@@ -381,6 +381,8 @@ mod tests {
             Partial,
             Auth,
             SourceChanged,
+            Network,
+            Protocol,
             Interrupted,
         ];
         assert_eq!(all.len(), Code::TABLE.len());

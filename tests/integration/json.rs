@@ -225,9 +225,9 @@ fn a_refused_connection_still_writes_the_report() {
         .unwrap()
         .port();
     let out = env.send(&["--json", "src/f.bin"], &format!("127.0.0.1:{port}"));
-    out.assert_code(1);
+    out.assert_code(7);
     let v = report(&out);
-    assert_eq!(v["status"], "failure");
+    assert_eq!(v["status"], "network");
     assert_eq!(v["role"], "send");
     assert_eq!(v["peer"], format!("127.0.0.1:{port}").as_str());
     let errors = out.error_lines();
