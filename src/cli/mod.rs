@@ -2,6 +2,7 @@
 //! and the shell completions (generate.rs) are all produced from these
 //! types; doc comments here are the user-facing help text.
 
+mod usage;
 mod values;
 
 use std::ffi::OsString;
@@ -14,6 +15,7 @@ use crate::checksum::Algorithm;
 use crate::error::Code;
 use crate::net::{self, HostPort, ListenSpec};
 use crate::progress::Verbosity;
+use usage::{one_line, sender_only};
 use values::{parse_rate, parse_seconds, parse_size};
 
 const ABOUT: &str = "Copy files between Linux machines over TCP with zero-copy I/O and end-to-end SHA-256";
@@ -427,50 +429,6 @@ pub fn parse() -> Result<Cli, Code> {
     Err(Code::Usage)
 }
 
-/// `zcp send` options a user may try on `zcp recv`, and why they belong
-/// to the sender.
-const SENDER_ONLY: [(&str, &str); 1] = [(
-    "--limit",
-    "--limit is a sender option: the kernel paces what a socket sends, and a receiver sends only verdicts; give --limit to zcp send",
-)];
-
-/// The explanation for an unknown `zcp recv` argument that is a sender
-/// option (`--limit`, `--limit=...`).
-fn sender_only(err: &clap::Error) -> Option<&'static str> {
-    use clap::error::{ContextKind, ContextValue};
-    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
-        return None;
-    };
-    let name = arg.split_once('=').map_or(arg.as_str(), |(name, _)| name);
-    SENDER_ONLY.iter().find(|(opt, _)| *opt == name).map(|(_, why)| *why)
-}
-
-/// Folds clap's rendered error into one line: the message (whose lines,
-/// such as a list of missing arguments, are joined) and its tips, without
-/// the usage and "for more information" paragraphs.
-fn one_line(rendered: &str) -> String {
-    let mut paragraphs = rendered.split("\n\n");
-    let mut line = paragraphs
-        .next()
-        .unwrap_or_default()
-        .split('\n')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-    if let Some(rest) = line.strip_prefix("error: ") {
-        line = rest.to_string();
-    }
-    for tip in paragraphs
-        .flat_map(|p| p.lines())
-        .filter_map(|l| l.trim().strip_prefix("tip: "))
-    {
-        line.push_str("; ");
-        line.push_str(tip);
-    }
-    line
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -487,19 +445,5 @@ mod tests {
         for line in after_help().lines() {
             assert!(line.chars().count() <= 76, "too long for --help: {line:?}");
         }
-    }
-
-    #[test]
-    fn clap_errors_fold_into_one_line() {
-        let rendered = "error: the following required arguments were not provided:\n  <SOURCE>...\n  <HOST:PORT>\n\nUsage: zcp send <SOURCE>... <HOST:PORT>\n\nFor more information, try '--help'.\n";
-        assert_eq!(
-            one_line(rendered),
-            "the following required arguments were not provided: <SOURCE>... <HOST:PORT>"
-        );
-        let rendered = "error: unexpected argument '-d' found\n\n  tip: to pass '-d' as a value, use '-- -d'\n\nUsage: zcp send [OPTIONS] <SOURCE>... <HOST:PORT>\n\nFor more information, try '--help'.\n";
-        assert_eq!(
-            one_line(rendered),
-            "unexpected argument '-d' found; to pass '-d' as a value, use '-- -d'"
-        );
     }
 }
