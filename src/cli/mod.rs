@@ -15,7 +15,7 @@ use crate::checksum::Algorithm;
 use crate::error::Code;
 use crate::net::{self, HostPort, ListenSpec};
 use crate::progress::Verbosity;
-use usage::{one_line, sender_only};
+use usage::{one_line, raw_conflict, sender_only};
 use values::{parse_rate, parse_seconds, parse_size};
 
 const ABOUT: &str = "Copy files between Linux machines over TCP with zero-copy I/O and end-to-end SHA-256";
@@ -350,6 +350,15 @@ pub struct RecvArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = parse_seconds)]
     pub idle_timeout: u64,
 
+    /// Take one plain TCP connection (from nc, socat or `zcp send --raw`)
+    /// and write the bytes it carries to DEST, a file path or `-` for
+    /// stdout. No handshake and no key: whoever connects first is served,
+    /// and nothing is verified. The file appears under its name only when
+    /// the sender closes the connection cleanly, as it also does when it
+    /// stopped early; a reset leaves nothing
+    #[arg(long, conflicts_with_all = ["keep_open", "max_connections", "checksum", "timeout", "key_file"])]
+    pub raw: bool,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -417,7 +426,10 @@ pub fn parse() -> Result<Cli, Code> {
         Some(ref sub) if sub == "recv" && err.kind() == ErrorKind::UnknownArgument => {
             sender_only(&err).map_or(message, str::to_string)
         }
-        _ => message,
+        _ => match raw_conflict(&err) {
+            Some(why) => format!("{message}: {why}"),
+            None => message,
+        },
     };
     let help = match sub {
         Some(sub) if ["send", "recv", "bench"].iter().any(|s| sub == *s) => {

@@ -1,5 +1,6 @@
 //! How clap's usage errors become zcp's one line: clap's message folded
-//! with its tips, and, for options that belong to the other end, why.
+//! with its tips, and, for options that do not go together or belong to
+//! the other end, why.
 
 /// `zcp send` options a user may try on `zcp recv`, and why they belong
 /// to the sender.
@@ -17,6 +18,63 @@ pub(super) fn sender_only(err: &clap::Error) -> Option<&'static str> {
     };
     let name = arg.split_once('=').map_or(arg.as_str(), |(name, _)| name);
     SENDER_ONLY.iter().find(|(opt, _)| *opt == name).map(|(_, why)| *why)
+}
+
+/// Options that cannot go with `--raw`, and why: what they need is what
+/// a plain byte stream leaves out.
+const WITHOUT_RAW: [(&str, &str); 12] = [
+    (
+        "--checksum",
+        "--raw verifies nothing: a plain byte stream carries no digest",
+    ),
+    ("--timeout", "--raw has no handshake to time"),
+    ("--key-file", "--raw uses no key: it authenticates nobody"),
+    ("--keep-open", "--raw takes one connection, into one DEST"),
+    ("--max-connections", "--raw takes one connection, into one DEST"),
+    (
+        "--recursive",
+        "--raw sends one file or stdin; for a tree, send a stream: tar c DIR | zcp send --raw - HOST:PORT",
+    ),
+    (
+        "--dereference",
+        "--raw sends one file or stdin; for a tree, send a stream: tar c DIR | zcp send --raw - HOST:PORT",
+    ),
+    ("--name", "--raw sends no name: the receiving end names the file"),
+    (
+        "--no-clobber",
+        "--raw asks the receiver nothing; give -n to zcp recv --raw",
+    ),
+    ("--resume", "--raw is one plain stream, with no blocks to resume"),
+    (
+        "--retries",
+        "--raw is one plain stream: the peer could not tell a second connection from a new stream",
+    ),
+    ("--parallel", "--raw is one plain stream, on one connection"),
+];
+
+/// Why two options conflict, when one is `--raw` and the other is in
+/// [`WITHOUT_RAW`].
+pub(super) fn raw_conflict(err: &clap::Error) -> Option<&'static str> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if err.kind() != ErrorKind::ArgumentConflict {
+        return None;
+    }
+    let mut args = Vec::new();
+    for kind in [ContextKind::InvalidArg, ContextKind::PriorArg] {
+        match err.get(kind) {
+            Some(ContextValue::String(arg)) => args.push(arg.as_str()),
+            Some(ContextValue::Strings(more)) => args.extend(more.iter().map(String::as_str)),
+            _ => {}
+        }
+    }
+    // `--checksum <ALGORITHM>` names the option `--checksum`.
+    let names: Vec<&str> = args.iter().filter_map(|a| a.split(' ').next()).collect();
+    if !names.contains(&"--raw") {
+        return None;
+    }
+    names
+        .iter()
+        .find_map(|name| WITHOUT_RAW.iter().find(|(opt, _)| opt == name).map(|(_, why)| *why))
 }
 
 /// Folds clap's rendered error into one line: the message (whose lines,
