@@ -238,6 +238,18 @@ pub struct SendArgs {
           value_parser = clap::value_parser!(u8).range(1..=16))]
     pub parallel: u8,
 
+    /// Send the one SOURCE (a file, or `-` for stdin) as plain bytes, to
+    /// a peer that speaks no zcp: `nc -l`, socat or `zcp recv --raw`. No
+    /// handshake, key, name or checksum: nothing is verified. After the
+    /// last byte zcp shuts down its side and waits for the peer to close
+    /// (at most 5 s once the peer acknowledged every byte); a failure
+    /// resets the connection instead, so the peer can tell
+    #[arg(long, conflicts_with_all = [
+        "recursive", "dereference", "name", "no_clobber", "resume", "retries",
+        "parallel", "checksum", "timeout", "key_file",
+    ])]
+    pub raw: bool,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }
