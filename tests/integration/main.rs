@@ -16,6 +16,7 @@ mod pace;
 mod parallel;
 mod peer;
 mod proxy;
+mod raw;
 mod resume;
 mod retry;
 mod reverse;
