@@ -33,11 +33,11 @@ use crate::sys::{self, signals};
 /// How long the peer may keep the connection open once its TCP has
 /// acknowledged every byte (and our FIN): `nc -l` closes at once, socat
 /// after half a second.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// How long the bytes still unacknowledged at the end may stay so before
 /// the sender gives up: the peer has stopped reading.
-pub const STALL: Duration = Duration::from_secs(60);
+const STALL: Duration = Duration::from_secs(60);
 
 /// How often the wait for the close looks at the connection.
 const CLOSE_POLL: Duration = Duration::from_millis(50);
