@@ -272,6 +272,15 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
             "A receiver serving one transfer (no -k) whose sender uses --retries does not exit when the connection breaks: it warns and waits for a sender for up to its --idle-timeout, then exits with the next transfer's status, or, if nobody came, with the broken one's. A receiver writing to stdout does not wait, and the sender does not retry a transfer to it.",
         ],
     )?;
+    section(
+        out,
+        "RAW STREAMS",
+        &[
+            "--raw makes either end speak plain TCP, for netcat, socat or any program that writes or reads a byte stream on the other side: zcp send --raw FILE|- HOST:PORT sends one file or stdin to nc -l PORT > FILE, and zcp recv --raw [-l [ADDR:]PORT] FILE|- takes what nc -N HOST PORT < FILE sends. The bytes move with sendfile/splice as usual. There is no handshake, no key (ZCP_KEY is not used, and whoever connects first is served; a warning says so), no file name and no checksum; both summaries say unverified (--raw). Options that need any of that (--checksum, --timeout, --key-file, -k, -r, -L, --name, --resume, --retries, -P, and -n on the sender) are refused with --raw, with the reason (exit status 2).",
+            "zcp recv --raw takes one connection (accepted, or with --connect made) and exits. DEST is a file path or - for stdout; a directory is refused, as a plain stream brings no name. The file is staged like any received file and put under its name only when the sender ends the stream with a clean close (FIN); a reset, an error, --idle-timeout or Ctrl-C leave nothing there and an existing file as it was. -n, --fsync and --no-zerocopy work as usual. A raw receiver cannot tell a truncated stream from a complete one: a sender that stops early may still close cleanly (the kernel of a killed nc does), and then the bytes that came are put in place; check the sender's exit status, or compare a digest out of band. OpenBSD netcat ends the stream at the end of its input only with -N; without it the receiver waits until --idle-timeout and keeps nothing.",
+            "zcp send --raw sends exactly one SOURCE. After the last byte it shuts down its sending side (FIN) and waits for the peer to close the connection, which nc -l does as soon as it has read everything: exit status 0 then means netcat has the whole stream. A peer that acknowledges every byte but keeps the connection open is given 5 s, after which zcp closes it with a warning and exits 0 (every byte reached the peer's TCP; whether its program read them all is unknown); a peer that acknowledges nothing more for 60 s has stopped reading (exit status 1). Bytes the peer sends are read and dropped, with a warning. When sending fails (the input cannot be read, the file changed while it was sent, Ctrl-C) zcp resets the connection instead of closing it, so nc reports the reset and exits 1 and zcp recv --raw keeps nothing.",
+        ],
+    )?;
     writeln!(out, ".SH \"EXIT STATUS\"")?;
     let rows: Vec<(String, &str)> = Code::TABLE.iter().map(|(c, m)| (c.to_string(), *m)).collect();
     let rows: Vec<(&str, &str)> = rows.iter().map(|(c, m)| (c.as_str(), *m)).collect();
@@ -325,6 +334,14 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
                 "Send at most 100 MiB per second, paced by the kernel.",
             ),
             (
+                "zcp send --raw big.iso server:9000",
+                "Send plain bytes to a host that runs nc -l 9000 > big.iso (OpenBSD netcat); nothing is verified.",
+            ),
+            (
+                "zcp recv --raw -l 9000 big.iso",
+                "Take one plain connection, such as nc -N server 9000 < big.iso, and put big.iso in place once the stream ends cleanly.",
+            ),
+            (
                 "zcp bench --size 256M",
                 "Measure a loopback transfer with and without zero-copy.",
             ),
@@ -341,7 +358,7 @@ fn man_page(out: &mut Vec<u8>) -> Result<()> {
     section(
         out,
         "SEE ALSO",
-        &["sendfile(2), splice(2), tee(2), socket(7), sha256sum(1), nc(1), scp(1)"],
+        &["sendfile(2), splice(2), tee(2), socket(7), sha256sum(1), nc(1), socat(1), scp(1)"],
     )?;
     man.render_version_section(out)?;
     Ok(())

@@ -45,6 +45,8 @@ Examples:
   zcp recv --connect server:7227 /srv/in     ... connect and fetch big.iso
   zcp send --retries 5 disk.img server:7227  ride out drops, resume blocks
   zcp send -P 4 disk.img server:7227         four connections, all cores
+  zcp send --raw big.iso host:9000           plain bytes to nc -l 9000 > f
+  zcp recv --raw -l 9000 big.iso             from nc -N host 9000 < f
   zcp bench --size 256M                      measure zcp on this machine";
 
 /// Examples and the exit statuses, one per line.

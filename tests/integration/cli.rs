@@ -51,7 +51,7 @@ fn help_fits_an_80_column_terminal_one_exit_status_per_line() {
         let (_, tail) = text.split_once("Examples:\n").unwrap();
         let (examples, statuses) = tail.split_once("\n\nExit status:\n").unwrap();
         // Nothing wrapped: one line per example and per exit status.
-        assert_eq!(examples.lines().count(), 11, "{args:?}:\n{examples}");
+        assert_eq!(examples.lines().count(), 13, "{args:?}:\n{examples}");
         let codes: Vec<&str> = statuses
             .lines()
             .map(|l| l.split_whitespace().next().unwrap_or(""))
