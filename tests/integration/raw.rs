@@ -337,6 +337,27 @@ fn an_interrupted_raw_sender_resets_and_nothing_is_committed() {
 }
 
 #[test]
+fn a_file_that_changes_while_sent_raw_is_reset_not_closed() {
+    let env = TestEnv::new();
+    // Larger than one sendfile call, so the second comes mid-file; the
+    // sender stops itself just before it.
+    let src = env.random_file("a.bin", (9 << 20) + 1, 18);
+    let rx = recv_raw(&env, &["dst/out"]);
+    let stop = [("ZCP_FAULT", "sendfile=STOP@2")];
+    let mut tx = env
+        .start_send(&["--raw", src.to_str().unwrap()], &rx.addr, &stop, Stdio::null())
+        .stopped();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&src).unwrap();
+    f.write_all(b"more").unwrap();
+    drop(f);
+    tx.resume();
+    let ts = tx.finish();
+    ts.assert_code(6).assert_stderr("changed while being sent");
+    rx.finish().assert_code(1).assert_stderr("Connection reset by peer");
+    assert!(env.list("dst").is_empty(), "{:?}", env.list("dst"));
+}
+
+#[test]
 fn an_interrupted_raw_receiver_leaves_nothing() {
     let env = TestEnv::new();
     let mut rx = recv_raw(&env, &["-v", "dst/out"]);
