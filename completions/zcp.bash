@@ -157,7 +157,7 @@ _zcp() {
             return 0
             ;;
         zcp__subcmd__recv)
-            opts="-l -n -k -q -v -h --listen --connect --bind --fsync --no-clobber --keep-open --max-connections --idle-timeout --quiet --verbose --no-zerocopy --checksum --timeout --json --json-file --key-file --no-auth --help"
+            opts="-l -n -k -q -v -h --listen --connect --bind --fsync --no-clobber --keep-open --max-connections --idle-timeout --raw --quiet --verbose --no-zerocopy --checksum --timeout --json --json-file --key-file --no-auth --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -211,7 +211,7 @@ _zcp() {
             return 0
             ;;
         zcp__subcmd__send)
-            opts="-l -r -L -n -P -q -v -h --listen --name --recursive --dereference --no-clobber --limit --bind --resume --retries --parallel --quiet --verbose --no-zerocopy --checksum --timeout --json --json-file --key-file --no-auth --help"
+            opts="-l -r -L -n -P -q -v -h --listen --name --recursive --dereference --no-clobber --limit --bind --resume --retries --parallel --raw --quiet --verbose --no-zerocopy --checksum --timeout --json --json-file --key-file --no-auth --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -1,7 +1,8 @@
 //! Addresses and sockets: parsing `HOST:PORT` and `[ADDR:]PORT`, the
 //! listening socket (dual-stack by default), accepting one connection,
 //! connecting with a timeout (from a chosen local address with `--bind`),
-//! and the socket options zcp sets, among them `--limit`'s pacing rate.
+//! closing with a reset, and the socket options zcp sets, among them
+//! `--limit`'s pacing rate.
 //!
 //! Socket buffer sizes are deliberately left alone: pinning SO_SNDBUF or
 //! SO_RCVBUF turns off the kernel's autotuning and measured no faster.
@@ -284,6 +285,15 @@ fn family_mismatch(local: IpAddr, host: &str) -> String {
 pub fn pace(sock: &TcpStream, rate: u64) -> io::Result<Option<u64>> {
     crate::sys::set_max_pacing_rate(sock, rate)?;
     Ok(crate::sys::max_pacing_rate(sock).ok())
+}
+
+/// Closes `sock` with a reset (RST) instead of an orderly FIN: SO_LINGER
+/// with a zero timeout, then close. For a raw stream the way it ends is
+/// all the peer learns, so one that was cut short must not end the way a
+/// complete one does. Any other handle on the same socket keeps it open.
+pub fn reset(sock: TcpStream) {
+    let _ = socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO));
+    drop(sock);
 }
 
 /// Socket options for a transfer connection. TCP_NODELAY makes the small

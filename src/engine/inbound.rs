@@ -1,5 +1,6 @@
 //! Receiver side of the copy engine: lands exactly `n` payload bytes from
-//! the connection in a file (at explicit offsets) or on an output stream.
+//! the connection in a file (at explicit offsets) or on an output stream,
+//! or, for a raw stream (`zcp recv --raw`), everything up to its end.
 //!
 //! The zero-copy route is socket → pipe → destination with `splice`; the
 //! pipe is grown to pipe-max-size, since with the default 64 KiB pipe the
@@ -122,6 +123,8 @@ pub struct Lander {
 enum Round {
     /// Moved this many bytes to the destination.
     Moved(u64),
+    /// The peer ended the stream; nothing was moved.
+    End,
     /// The destination or socket does not support splice; switch over.
     Unsupported(String),
 }
@@ -183,24 +186,55 @@ impl Lander {
         progress: &mut dyn FnMut(u64),
     ) -> io::Result<()> {
         let early = reader.take_buffered(n);
-        let mut left = n - early.len() as u64;
+        let left = n - early.len() as u64;
         if !early.is_empty() {
             target.write(early, 0)?;
             report.from_buffer += early.len() as u64;
             progress(early.len() as u64);
         }
-        let sock = reader.socket().as_fd();
-        while left > 0 {
+        self.pump(reader.socket().as_fd(), target, Some(left), report, progress)
+            .map(|_| ())
+    }
+
+    /// Moves everything `sock` delivers to `target` until the peer ends
+    /// the stream (FIN), and returns how many bytes that was: a raw
+    /// stream, which announces no length. `progress` as for [`Lander::land`].
+    pub fn land_to_end(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        target: &mut Target<'_>,
+        report: &mut Report,
+        progress: &mut dyn FnMut(u64),
+    ) -> io::Result<u64> {
+        self.pump(sock, target, None, report, progress)
+    }
+
+    /// Moves `limit` bytes from `sock` to `target` (an early end of the
+    /// stream is an error), or with no limit everything up to the end of
+    /// the stream. Returns the bytes moved.
+    fn pump(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        target: &mut Target<'_>,
+        limit: Option<u64>,
+        report: &mut Report,
+        progress: &mut dyn FnMut(u64),
+    ) -> io::Result<u64> {
+        let mut total = 0u64;
+        loop {
+            let left = match limit {
+                Some(n) => n - total,
+                None => u64::MAX,
+            };
+            if left == 0 {
+                return Ok(total);
+            }
             if signals::interrupted() {
                 return Err(crate::error::interrupted_io());
             }
-            let moved = if report.fallback.is_none() && !matches!(target, Target::Discard) {
+            let round = if report.fallback.is_none() && !matches!(target, Target::Discard) {
                 match self.splice_round(sock, target, left, report) {
-                    Ok(Round::Moved(k)) => k,
-                    Ok(Round::Unsupported(why)) => {
-                        report.fallback = Some(why);
-                        continue;
-                    }
+                    Ok(round) => round,
                     Err(e) => {
                         // Whatever sits in the pipe belongs to a failed
                         // entry; never let it leak into another one.
@@ -211,19 +245,29 @@ impl Lander {
             } else {
                 let want = clamp(left, RW_BUFFER);
                 let buf = self.scratch(want);
-                let k = match settle(sys::read_fd(sock, &mut buf[..want]))? {
-                    Some(0) => return Err(peer_closed()),
-                    Some(k) => k,
+                match settle(sys::read_fd(sock, &mut buf[..want]))? {
+                    Some(0) => Round::End,
+                    Some(k) => {
+                        target.write(&self.buf[..k], 0)?;
+                        report.by_read_write += k as u64;
+                        Round::Moved(k as u64)
+                    }
                     None => continue,
-                };
-                target.write(&self.buf[..k], 0)?;
-                report.by_read_write += k as u64;
-                k as u64
+                }
             };
-            left -= moved;
-            progress(moved);
+            match round {
+                Round::Moved(k) => {
+                    total += k;
+                    progress(k);
+                }
+                Round::Unsupported(why) => report.fallback = Some(why),
+                // An interruption ends reads by shutting the socket down
+                // (signals::wake_on_interrupt): that end is not the peer's.
+                Round::End if signals::interrupted() => return Err(crate::error::interrupted_io()),
+                Round::End if limit.is_none() => return Ok(total),
+                Round::End => return Err(peer_closed()),
+            }
         }
-        Ok(())
     }
 
     /// One splice round: socket → (pipe →) destination. Returns how many
@@ -240,7 +284,7 @@ impl Lander {
                 return Ok(Round::Moved(0));
             };
             return match sys::splice(sock, None, out, None, clamp(left, self.policy.pipe_size), false) {
-                Ok(0) => Err(peer_closed()),
+                Ok(0) => Ok(Round::End),
                 Ok(k) => {
                     report.by_splice += k as u64;
                     Ok(Round::Moved(k as u64))
@@ -265,7 +309,7 @@ impl Lander {
             return Ok(Round::Moved(0));
         };
         let filled = match sys::splice(sock, None, &pipe.write, None, clamp(left, pipe.capacity), false) {
-            Ok(0) => return Err(peer_closed()),
+            Ok(0) => return Ok(Round::End),
             Ok(k) => k,
             Err(e) => {
                 return match unsupported("splice", &e, "this socket") {

@@ -142,6 +142,11 @@ pub struct StreamSource<'a> {
     /// How long to wait for input before `fill` returns TimedOut, so the
     /// caller can tell the receiver the session is alive.
     pub idle: Option<std::time::Duration>,
+    /// Whether `fill` fails when the peer shuts down its sending side while
+    /// the input is idle: a zcp receiver never does that mid-session, but a
+    /// raw peer may do it at once (`nc -N` whose own stdin is empty) and
+    /// still read everything we send.
+    pub watch_peer: bool,
 }
 
 /// What a stream input that is not a pipe is, for `-v`: its route and the
@@ -221,6 +226,7 @@ impl<'a> StreamSource<'a> {
             buf: None,
             report,
             idle: None,
+            watch_peer: true,
         }
     }
 
@@ -292,10 +298,12 @@ impl<'a> StreamSource<'a> {
         }
     }
 
-    /// Waits until the input is readable; true if the peer hung up first.
+    /// Waits until the input is readable; true if the peer hung up first
+    /// (only looked at with `watch_peer`).
     fn wait_for_input(&self, sock: &TcpStream) -> io::Result<bool> {
+        let peer = self.watch_peer.then(|| sock.as_fd());
         loop {
-            match settle(sys::wait_input_or_hangup(self.input, sock.as_fd(), self.idle))? {
+            match settle(sys::wait_input_or_hangup(self.input, peer, self.idle))? {
                 Some(hung) => return Ok(hung),
                 None => continue,
             }

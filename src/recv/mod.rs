@@ -2,7 +2,7 @@
 //! up, listen.rs accepts the sender, connection.rs runs the connection
 //! and handshake.rs authenticates it): receive its entries (one file, or a
 //! whole tree), answer each with a verdict, and return the transfer's
-//! status.
+//! status. `--raw` takes a plain byte stream instead (raw.rs).
 //!
 //! Verdicts are queued and written when the next read would block, so a
 //! stream of small files costs one write for many verdicts, never a round
@@ -20,6 +20,7 @@ mod listen;
 mod partial;
 mod payload;
 mod placer;
+mod raw;
 mod start;
 mod streams;
 mod tree;

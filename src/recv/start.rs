@@ -1,7 +1,7 @@
 //! `zcp recv` starts here: the destination, the key and what every
 //! connection shares ([`Setup`]); then it either listens for senders
 //! (listen.rs) or, with `--connect`, connects to a sender that listens
-//! (connection.rs).
+//! (connection.rs). `--raw` goes its own way (raw.rs).
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -74,6 +74,9 @@ pub fn run(args: RecvArgs, closing: &mut Closing) -> Result<Code> {
         return Err(error::usage(
             "--bind needs --connect: a receiver that listens chooses its address with -l ADDR:PORT",
         ));
+    }
+    if args.raw {
+        return super::raw::run(&args, umask);
     }
     let dest = Destination::resolve(&args.dest)?;
     if args.keep_open && matches!(dest, Destination::Stdout) {

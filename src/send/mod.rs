@@ -4,7 +4,8 @@
 //! receiver, match the verdicts that flow back to the entries in order,
 //! and exit with the outcome: 0 only once the receiver holds every entry,
 //! verified, under its final name. With `--retries`, a connection that
-//! breaks is made again and the transfer goes on (retry.rs).
+//! breaks is made again and the transfer goes on (retry.rs). `--raw`
+//! sends plain bytes instead, with none of this (raw.rs).
 
 mod blocks;
 mod census;
@@ -13,6 +14,7 @@ mod handshake;
 mod meet;
 mod operands;
 mod pace;
+mod raw;
 mod replies;
 mod retry;
 mod source;
@@ -118,6 +120,9 @@ enum Way<'a> {
 /// Sends, and leaves in `closing` the facts of the JSON report, however
 /// the transfer ended.
 pub fn run(args: SendArgs, closing: &mut Closing) -> Result<Code> {
+    if args.raw {
+        return raw::run(&args);
+    }
     let sink = report::Sink::open(&args.common)?;
     let mut ledger = Ledger::new(&args, sink.is_some());
     closing.sink(sink);

@@ -180,12 +180,13 @@ pub fn fallocate(file: &File, len: u64) -> io::Result<()> {
 }
 
 /// Waits until `input` is readable or `sock`'s peer has hung up (closed or
-/// shut down its sending side); returns true in the second case. EINTR is
-/// returned to the caller, and so is TimedOut once `timeout` passes. Calls libc directly because nix's `PollFlags`
-/// has no POLLRDHUP and treats the bit as unknown.
+/// shut down its sending side); returns true in the second case. Without
+/// `sock`, waits for `input` alone. EINTR is returned to the caller, and so
+/// is TimedOut once `timeout` passes. Calls libc directly because nix's
+/// `PollFlags` has no POLLRDHUP and treats the bit as unknown.
 pub fn wait_input_or_hangup(
     input: BorrowedFd<'_>,
-    sock: BorrowedFd<'_>,
+    sock: Option<BorrowedFd<'_>>,
     timeout: Option<Duration>,
 ) -> io::Result<bool> {
     let mut fds = [
@@ -195,14 +196,16 @@ pub fn wait_input_or_hangup(
             revents: 0,
         },
         libc::pollfd {
-            fd: sock.as_raw_fd(),
+            // poll(2) ignores an entry with a negative fd.
+            fd: sock.map_or(-1, |s| s.as_raw_fd()),
             events: libc::POLLRDHUP,
             revents: 0,
         },
     ];
     let ms = timeout.map_or(-1, |t| libc::c_int::try_from(t.as_millis()).unwrap_or(libc::c_int::MAX));
     // SAFETY: `fds` is a valid array of two initialised pollfd structs for
-    // the duration of the call, and both descriptors are borrowed (open).
+    // the duration of the call, and the descriptors in it are borrowed
+    // (open) or -1, which poll skips.
     let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
     if n < 0 {
         return Err(io::Error::last_os_error());
@@ -298,6 +301,22 @@ pub fn tcp_intake(sock: BorrowedFd<'_>) -> io::Result<(Option<u64>, usize)> {
         return Err(io::Error::last_os_error());
     }
     Ok((received, usize::try_from(unread).unwrap_or(0)))
+}
+
+/// Bytes written to a TCP socket that its peer has not acknowledged yet:
+/// those in flight and those not sent (SIOCOUTQ, which Linux defines as
+/// TIOCOUTQ; see tcp(7)). After shutdown(SHUT_WR) the FIN counts as one
+/// byte until the peer acknowledges it, so 0 means the peer's TCP has
+/// everything.
+pub fn unacknowledged(sock: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ writes one c_int through the pointer, which points
+    // to a live local.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(queued).unwrap_or(0))
 }
 
 /// User plus system CPU time consumed by all children that have been

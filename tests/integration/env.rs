@@ -270,14 +270,29 @@ pub fn start_receiver(mut cmd: Command) -> Receiver {
 
 /// Starts `cmd`, a zcp that listens (`what`: `zcp recv`, `zcp send
 /// --listen`), with stdin as configured, and reads its announced address.
-pub fn start_listening(mut cmd: Command, what: &str) -> Receiver {
+pub fn start_listening(cmd: Command, what: &str) -> Receiver {
+    let (run, first) = start_announcing(cmd, what);
+    let Some(addr) = first.trim_end().strip_prefix("zcp: listening on ") else {
+        let out = run.finish();
+        panic!("{what} did not announce itself: {first:?}\n{}", out.stderr);
+    };
+    Receiver {
+        addr: addr.to_string(),
+        run,
+    }
+}
+
+/// Starts `cmd` with stdout and stderr captured (stdin as configured) and
+/// returns it with the first line it printed on stderr, where a listening
+/// process says where it listens.
+pub fn start_announcing(mut cmd: Command, what: &str) -> (Running, String) {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {what}: {e}"));
     let stdout = child.stdout.take().map(collect);
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut first = String::new();
     err.read_line(&mut first)
-        .expect("reading the first line of a listening zcp");
+        .unwrap_or_else(|e| panic!("reading the first line of {what}: {e}"));
     let (live, stderr) = collect_live(err);
     let run = Running {
         child,
@@ -287,14 +302,7 @@ pub fn start_listening(mut cmd: Command, what: &str) -> Receiver {
         live,
         what: what.into(),
     };
-    let Some(addr) = first.trim_end().strip_prefix("zcp: listening on ") else {
-        let out = run.finish();
-        panic!("{what} did not announce itself: {first:?}\n{}", out.stderr);
-    };
-    Receiver {
-        addr: addr.to_string(),
-        run,
-    }
+    (run, first)
 }
 
 /// A temporary directory with `src/` and `dst/`.

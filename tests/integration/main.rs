@@ -18,6 +18,7 @@ mod pace;
 mod parallel;
 mod peer;
 mod proxy;
+mod raw;
 mod resume;
 mod retry;
 mod reverse;

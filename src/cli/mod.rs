@@ -2,6 +2,9 @@
 //! and the shell completions (generate.rs) are all produced from these
 //! types; doc comments here are the user-facing help text.
 
+mod usage;
+mod values;
+
 use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -12,6 +15,8 @@ use crate::checksum::Algorithm;
 use crate::error::Code;
 use crate::net::{self, HostPort, ListenSpec};
 use crate::progress::Verbosity;
+use usage::{one_line, raw_conflict, sender_only};
+use values::{parse_rate, parse_seconds, parse_size};
 
 const ABOUT: &str = "Copy files between Linux machines over TCP with zero-copy I/O and end-to-end SHA-256";
 
@@ -41,6 +46,8 @@ Examples:
   zcp send --retries 5 disk.img server:7227  ride out drops, resume blocks
   zcp send -P 4 disk.img server:7227         four connections, all cores
   zcp send --json-file r.json f server:7227  the outcome as JSON in r.json
+  zcp send --raw big.iso host:9000           plain bytes to nc -l 9000 > f
+  zcp recv --raw -l 9000 big.iso             from nc -N host 9000 < f
   zcp bench --size 256M                      measure zcp on this machine";
 
 /// Examples and the exit statuses, one per line.
@@ -245,6 +252,18 @@ pub struct SendArgs {
           value_parser = clap::value_parser!(u8).range(1..=16))]
     pub parallel: u8,
 
+    /// Send the one SOURCE (a file, or `-` for stdin) as plain bytes, to
+    /// a peer that speaks no zcp: `nc -l`, socat or `zcp recv --raw`. No
+    /// handshake, key, name or checksum: nothing is verified. After the
+    /// last byte zcp shuts down its side and waits for the peer to close
+    /// (at most 5 s once the peer acknowledged every byte); a failure
+    /// resets the connection instead, so the peer can tell
+    #[arg(long, conflicts_with_all = [
+        "recursive", "dereference", "name", "no_clobber", "resume", "retries",
+        "parallel", "checksum", "timeout", "key_file", "json", "json_file",
+    ])]
+    pub raw: bool,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -357,6 +376,17 @@ pub struct RecvArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = parse_seconds)]
     pub idle_timeout: u64,
 
+    /// Take one plain TCP connection (from nc, socat or `zcp send --raw`)
+    /// and write the bytes it carries to DEST, a file path or `-` for
+    /// stdout. No handshake and no key: whoever connects first is served,
+    /// and nothing is verified. The file appears under its name only when
+    /// the sender closes the connection cleanly, as it also does when it
+    /// stopped early; a reset leaves nothing
+    #[arg(long, conflicts_with_all = [
+        "keep_open", "max_connections", "checksum", "timeout", "key_file", "json", "json_file",
+    ])]
+    pub raw: bool,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -424,7 +454,10 @@ pub fn parse() -> Result<Cli, Code> {
         Some(ref sub) if sub == "recv" && err.kind() == ErrorKind::UnknownArgument => {
             sender_only(&err).map_or(message, str::to_string)
         }
-        _ => message,
+        _ => match raw_conflict(&err) {
+            Some(why) => format!("{message}: {why}"),
+            None => message,
+        },
     };
     let help = match sub {
         Some(sub) if ["send", "recv", "bench"].iter().any(|s| sub == *s) => {
@@ -434,109 +467,6 @@ pub fn parse() -> Result<Cli, Code> {
     };
     eprintln!("zcp: error: {message}\nTry '{help}' for more information.");
     Err(Code::Usage)
-}
-
-/// `zcp send` options a user may try on `zcp recv`, and why they belong
-/// to the sender.
-const SENDER_ONLY: [(&str, &str); 1] = [(
-    "--limit",
-    "--limit is a sender option: the kernel paces what a socket sends, and a receiver sends only verdicts; give --limit to zcp send",
-)];
-
-/// The explanation for an unknown `zcp recv` argument that is a sender
-/// option (`--limit`, `--limit=...`).
-fn sender_only(err: &clap::Error) -> Option<&'static str> {
-    use clap::error::{ContextKind, ContextValue};
-    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
-        return None;
-    };
-    let name = arg.split_once('=').map_or(arg.as_str(), |(name, _)| name);
-    SENDER_ONLY.iter().find(|(opt, _)| *opt == name).map(|(_, why)| *why)
-}
-
-/// Folds clap's rendered error into one line: the message (whose lines,
-/// such as a list of missing arguments, are joined) and its tips, without
-/// the usage and "for more information" paragraphs.
-fn one_line(rendered: &str) -> String {
-    let mut paragraphs = rendered.split("\n\n");
-    let mut line = paragraphs
-        .next()
-        .unwrap_or_default()
-        .split('\n')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-    if let Some(rest) = line.strip_prefix("error: ") {
-        line = rest.to_string();
-    }
-    for tip in paragraphs
-        .flat_map(|p| p.lines())
-        .filter_map(|l| l.trim().strip_prefix("tip: "))
-    {
-        line.push_str("; ");
-        line.push_str(tip);
-    }
-    line
-}
-
-/// The longest timeout accepted: a day.
-const MAX_SECONDS: u64 = 86_400;
-
-/// Parses a whole number of seconds, from 1 to a day.
-fn parse_seconds(s: &str) -> Result<u64, String> {
-    match s.trim().parse::<u64>() {
-        Ok(n) if (1..=MAX_SECONDS).contains(&n) => Ok(n),
-        _ => Err(format!("expected a whole number of seconds from 1 to {MAX_SECONDS}")),
-    }
-}
-
-/// Parses a byte size: a number with an optional K, M, G or T suffix
-/// (powers of 1024; `KiB`, `MB` and similar spellings are accepted).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits);
-    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
-    let shift = match unit
-        .trim()
-        .to_ascii_uppercase()
-        .trim_end_matches('B')
-        .trim_end_matches('I')
-    {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => return Err(format!("invalid size unit in {s:?} (use K, M, G or T)")),
-    };
-    n.checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("size {s:?} is too large"))
-}
-
-/// The slowest `--limit`: slower than this, one full-size TCP segment
-/// could take longer than the receiver's idle timeout to go out.
-const MIN_RATE: u64 = 1024;
-
-/// Parses a `--limit` rate: a size per second ([`parse_size`], optionally
-/// followed by `/s`), at least 1K. Spellings that read as bits (`100Mb`,
-/// `1Gbit`, `100Mbps`) are refused rather than taken as bytes.
-pub fn parse_rate(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let t = t.strip_suffix("/s").unwrap_or(t);
-    let lower = t.to_ascii_lowercase();
-    let bits = lower.contains("bit") || lower.contains("bps") || (t.ends_with('b') && !lower.ends_with("ib"));
-    if bits {
-        return Err(format!(
-            "{s:?} looks like bits: RATE is in bytes per second (100 Mbit/s is about 12M)"
-        ));
-    }
-    match parse_size(t) {
-        Ok(n) if n >= MIN_RATE => Ok(n),
-        Ok(_) => Err(format!("{s:?} is below the slowest rate, 1K (1024 bytes per second)")),
-        Err(e) => Err(format!("{e} (a rate in bytes per second, such as 100M or 1G)")),
-    }
 }
 
 #[cfg(test)]
@@ -555,46 +485,5 @@ mod tests {
         for line in after_help().lines() {
             assert!(line.chars().count() <= 76, "too long for --help: {line:?}");
         }
-    }
-
-    #[test]
-    fn clap_errors_fold_into_one_line() {
-        let rendered = "error: the following required arguments were not provided:\n  <SOURCE>...\n  <HOST:PORT>\n\nUsage: zcp send <SOURCE>... <HOST:PORT>\n\nFor more information, try '--help'.\n";
-        assert_eq!(
-            one_line(rendered),
-            "the following required arguments were not provided: <SOURCE>... <HOST:PORT>"
-        );
-        let rendered = "error: unexpected argument '-d' found\n\n  tip: to pass '-d' as a value, use '-- -d'\n\nUsage: zcp send [OPTIONS] <SOURCE>... <HOST:PORT>\n\nFor more information, try '--help'.\n";
-        assert_eq!(
-            one_line(rendered),
-            "unexpected argument '-d' found; to pass '-d' as a value, use '-- -d'"
-        );
-    }
-
-    #[test]
-    fn rates() {
-        assert_eq!(parse_rate("100M").unwrap(), 100 << 20);
-        assert_eq!(parse_rate("1G/s").unwrap(), 1 << 30);
-        assert_eq!(parse_rate("512KiB").unwrap(), 512 << 10);
-        assert_eq!(parse_rate("8MB").unwrap(), 8 << 20);
-        assert_eq!(parse_rate("1K").unwrap(), 1024);
-        assert!(parse_rate("0").unwrap_err().contains("slowest"));
-        assert!(parse_rate("1000").unwrap_err().contains("slowest"));
-        for bits in ["100Mb", "1Gbit", "100Mbps", "100mbit/s"] {
-            assert!(parse_rate(bits).unwrap_err().contains("bits"), "{bits}");
-        }
-        assert!(parse_rate("fast").is_err());
-        assert!(parse_rate("10X").is_err());
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4096").unwrap(), 4096);
-        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
-        assert_eq!(parse_size("256MiB").unwrap(), 256 << 20);
-        assert_eq!(parse_size("3k").unwrap(), 3072);
-        assert!(parse_size("1X").is_err());
-        assert!(parse_size("G").is_err());
-        assert!(parse_size("99999999999T").is_err());
     }
 }
