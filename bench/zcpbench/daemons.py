@@ -38,7 +38,8 @@ class Daemon:
 
     name = "daemon"
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet  # started for every run: no log line each time
         self.confdir: Path | None = None
         self.port = 0
         self._children = Children()
@@ -55,7 +56,7 @@ class Daemon:
 
     def start(self, strace: str | None = None, summary: Path | None = None) -> None:
         """Start on a fresh port; under `strace -c -f -o summary` if given."""
-        self.confdir = Path(tempfile.mkdtemp(prefix=f"zcp-bench-{self.name}-"))
+        self.confdir = Path(tempfile.mkdtemp(prefix=f"zcp-bench-{self.name.replace(' ', '-')}-"))
         self.port = free_port()
         argv = self.configure(self.confdir)
         if strace is not None and summary is not None:
@@ -73,7 +74,8 @@ class Daemon:
             tail = self.log_tail()
             self.stop()
             raise BenchError(f"{self.name} did not start: {error}" + (f"; {tail}" if tail else "")) from None
-        log(f"{self.name} listening on {LOOPBACK}:{self.port} (config in {self.confdir})")
+        if not self.quiet:
+            log(f"{self.name} listening on {LOOPBACK}:{self.port} (config in {self.confdir})")
 
     def cpu_s(self) -> float:
         """CPU seconds of the daemon and every child it has reaped so far."""
@@ -134,8 +136,8 @@ class RsyncDaemon(Daemon):
 
     name = "rsync daemon"
 
-    def __init__(self, rsync: str, root: Path):
-        super().__init__()
+    def __init__(self, rsync: str, root: Path, quiet: bool = False):
+        super().__init__(quiet)
         self.rsync = rsync
         self.root = root
 
@@ -207,7 +209,7 @@ class SshServer(Daemon):
     name = "sshd"
 
     def __init__(self, sshd: str, scp: str):
-        super().__init__()
+        super().__init__(quiet=True)
         self.sshd, self.scp = sshd, scp
         self.user = pwd.getpwuid(os.geteuid()).pw_name
         self.keydir = Path(tempfile.mkdtemp(prefix="zcp-bench-sshkeys-"))

@@ -42,9 +42,10 @@ def zcp_identity(zcp: Path) -> str:
     version = subprocess.run(
         [str(zcp), "--version"], check=False, capture_output=True, text=True
     ).stdout.strip()
-    if os.environ.get("ZCP_BIN"):
-        return f"{version} ({zcp})"
     revision = git_revision()
+    if os.environ.get("ZCP_BIN"):
+        built = f"; the checkout is at git {revision}" if revision else ""
+        return f"{version} ({zcp}{built})"
     return f"{version} (git {revision})" if revision else version
 
 
