@@ -126,8 +126,8 @@ def notes(args: argparse.Namespace, workload: Workload) -> list[str]:
     if workload.key == "big4g" and not args.tools_given:
         left = [tool.label(FILE) for tool in TOOLS if not tool.large and tool.key in args.tools]
         if left:
-            lines.append(f"Left out here (slow; their ratios are the same as on the smaller file, name them "
-                         f"with --tools to include them): {'; '.join(str(label) for label in left)}.")  # fmt: skip
+            lines.append(f"Left out here (slow: measured on the smaller file only; name them with --tools "
+                         f"to include them): {'; '.join(str(label) for label in left)}.")  # fmt: skip
     if args.no_strace:
         return lines
     if workload.kind == TREE:
