@@ -23,7 +23,7 @@ sys.path.insert(0, str(BENCH))
 from zcpbench import suitereport, svgchart, syscalls, tools  # noqa: E402
 from zcpbench.common import GiB, RunError  # noqa: E402
 from zcpbench.suiterun import Workload  # noqa: E402
-from zcpbench.suitetools import FILE, NC, REF, SCP, ZCP, ZCP_NONE  # noqa: E402
+from zcpbench.suitetools import FILE, NC, REF, SCP, ZCP, ZCP_NONE, ZCP_NOZC  # noqa: E402
 
 SUMMARY = """\
 % time     seconds  usecs/call     calls    errors syscall
@@ -100,6 +100,7 @@ class Targets(unittest.TestCase):
             ("big1g", "scp"): row(big, SCP, 0.1, 8.0),
             ("big1g", "zcp-none"): row(big, ZCP_NONE, 1.9, 0.9, syscalls_per_gib=6000, rss=17),
             ("big1g", "ref"): row(big, REF, 2.0, 0.8),
+            ("big1g", "zcp-nozc"): row(big, ZCP_NOZC, 0.8, 2.4, syscalls_per_gib=9000),
         }
         lines = suitereport.target_lines(rows, [big])
         text = "\n".join(lines)

@@ -215,8 +215,12 @@ class SshServer(Daemon):
         self.keydir = Path(tempfile.mkdtemp(prefix="zcp-bench-sshkeys-"))
         self._made_privsep = False
         self._log = self.keydir / "sshd.log"
-        keygen(self.keydir / "host_key")
-        keygen(self.keydir / "client_key")
+        try:
+            keygen(self.keydir / "host_key")
+            keygen(self.keydir / "client_key")
+        except subprocess.CalledProcessError as error:
+            shutil.rmtree(self.keydir, ignore_errors=True)
+            raise BenchError(f"ssh-keygen failed: {error.stderr.decode(errors='replace').strip()}") from None
         shutil.copy(self.keydir / "client_key.pub", self.keydir / "authorized_keys")
         if not PRIVSEP_DIR.exists() and os.geteuid() == 0:
             PRIVSEP_DIR.mkdir(mode=0o755)

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -179,8 +180,10 @@ def setup_peers(args: argparse.Namespace, workloads: list[Workload], scratch: Pa
     return peers, versions
 
 
-def header(args: argparse.Namespace, load_before: str, places: list[str], versions: list[str]) -> list[str]:
+def header(args: argparse.Namespace, load_before: str, began: float, places: list[str],
+           versions: list[str]) -> list[str]:  # fmt: skip
     strace = "" if args.no_strace else ", then 1 untimed run with both ends under `strace -c -f` (syscalls)"
+    minutes = (time.monotonic() - began) / 60
     return [
         "# zcp benchmark suite: zcp and its peers on 127.0.0.1",
         "",
@@ -190,7 +193,7 @@ def header(args: argparse.Namespace, load_before: str, places: list[str], versio
         f"- runs: 1 warm-up and {args.runs} measured per tool, tools interleaved round-robin, medians shown"
         f"{strace}; every output checked (size and SHA-256, or every file of the tree)",
         *versions,
-        f"- command: `bench/run.sh {' '.join(args.argv)}`".replace("run.sh `", "run.sh`"),
+        f"- command: `{' '.join(['bench/run.sh', *args.argv])}`, {minutes:.1f} minutes in all",
         "",
     ]
 
@@ -227,6 +230,7 @@ def report(args, workloads, results: list[SuiteRun], head: list[str]) -> tuple[s
 
 
 def run_suite(args: argparse.Namespace, children: Children, cleanup: contextlib.ExitStack) -> int:
+    began = time.monotonic()
     load_before = load_average()
     workloads = workloads_of(args)
     scratch = session.remove_later(cleanup, bigfile.make_workdir(args.dir), args.keep)
@@ -255,7 +259,7 @@ def run_suite(args: argparse.Namespace, children: Children, cleanup: contextlib.
             data = file_data(scratch, workload.size, args.strace_size, sources)
         log(f"workload {workload.key}: {workload.title}, {len(tools)} tools")
         results += run_workload(bench, workload, data, tools, args.runs, not args.no_strace)
-    text, svg, ok = report(args, workloads, results, header(args, load_before, places, versions))
+    text, svg, ok = report(args, workloads, results, header(args, load_before, began, places, versions))
     print(text, end="")
     for path, content in ((args.out, text), (args.svg, svg)):
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -87,7 +87,10 @@ def draw_panel(panel: Panel, top: int) -> list[str]:
                 f"M{x2:.1f} {mid - 4:.1f}V{mid + 4:.1f}' stroke='#222' stroke-width='1' fill='none'/>"
             )
         right = LABEL_W + max(length, (bar.high or 0) * scale) + 6
-        parts.append(f"<text x='{right:.1f}' y='{mid + 4}' font-size='12' {FONT}>{escape(bar.text)}</text>")
+        parts.append(
+            f"<text x='{right:.1f}' y='{mid + 4}' font-size='12' stroke='white' stroke-width='3' "
+            f"paint-order='stroke' {FONT}>{escape(bar.text)}</text>"
+        )
         y += BAR_H + GAP
     return parts
 
