@@ -26,7 +26,13 @@
 set -euo pipefail
 
 if ! command -v python3 >/dev/null 2>&1; then
-    echo "run.sh: python3 is required (apt-get install python3)" >&2
-    exit 1
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "run.sh: installing python3 with apt-get" >&2
+        apt-get update >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y python3 >&2
+    else
+        echo "run.sh: python3 is required (apt-get install python3)" >&2
+        exit 1
+    fi
 fi
 exec python3 "$(dirname "${BASH_SOURCE[0]}")/compare.py" suite "$@"

@@ -74,6 +74,17 @@ def rate_text(row: Row) -> str:
     return f"{row.rate:.2f} ({min(row.rates):.2f}–{max(row.rates):.2f})"
 
 
+def syscalls_text(row: Row) -> str:
+    """Syscalls per GiB; for a tree also per file."""
+    if row.syscalls_per_gib is None:
+        return "–"
+    text = thousands(row.syscalls_per_gib)
+    if row.workload.kind == TREE:
+        per_file = row.syscalls_per_gib * row.workload.size / GiB / row.workload.files
+        text += f" ({per_file:.0f} per file)"
+    return text
+
+
 def table(rows: list[Row]) -> list[str]:
     """The markdown table of one workload's rows."""
     kind = rows[0].workload.kind
@@ -98,7 +109,7 @@ def table(rows: list[Row]) -> list[str]:
             f"{median(row.walls):.2f}",
             f"{median(row.cpu_send):.2f} + {median(row.cpu_recv):.2f} = {row.cpu:.2f}",
             f"{row.rss_send_mib:.1f} / {row.rss_recv_mib:.1f}",
-            thousands(row.syscalls_per_gib) if row.syscalls_per_gib is not None else "–",
+            syscalls_text(row),
             ratio_cell(row.rate, base.rate if base else None, suffix="×"),
             ratio_cell(row.cpu, base.cpu if base else None, suffix="×"),
         ]
