@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Compare zcp with its peers on 127.0.0.1; every output is verified.
+# Compare zcp with its peers on 127.0.0.1, one case at a time; every output
+# is verified. The whole suite in one command is bench/run.sh.
 #
 #   bench/compare.sh [--case big|tree|limit|resume|parallel|all] [--runs 3] [--dir DIR] [--out FILE] [--keep]
 #                    [--size 1G]                                        (big case)

@@ -241,18 +241,22 @@ def timed_transfer(setup: Setup, case: Case, run: Run) -> Child:
     return sender
 
 
-def verify_output(setup: Setup, case: Case) -> list[str]:
-    """Size and SHA-256 of the case's output against the source."""
-    out = setup.output(case)
+def check_file(out: Path, size: int, digest: str) -> list[str]:
+    """Problems with output `out`: its size and SHA-256 against the source's."""
     try:
-        size = out.stat().st_size
+        found = out.stat().st_size
     except FileNotFoundError:
         return [f"output {out.name} is missing"]
-    if size != setup.size:
-        return [f"output has {size} bytes, expected {setup.size}"]
-    if sha256_file(out) != setup.digest:
+    if found != size:
+        return [f"output has {found} bytes, expected {size}"]
+    if sha256_file(out) != digest:
         return ["output SHA-256 differs from the source"]
     return []
+
+
+def verify_output(setup: Setup, case: Case) -> list[str]:
+    """Size and SHA-256 of the case's output against the source."""
+    return check_file(setup.output(case), setup.size, setup.digest)
 
 
 def run_once(setup: Setup, case: Case, warmup: bool) -> Run:

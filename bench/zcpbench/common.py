@@ -91,6 +91,23 @@ def machine_lines() -> list[str]:
     ]
 
 
+def memory_total() -> str:
+    """MemTotal from /proc/meminfo, in GiB."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemTotal:"):
+                    return f"{int(line.split()[1]) * KiB / GiB:.1f} GiB"
+    except OSError:
+        pass
+    return "unknown"
+
+
+def load_average() -> str:
+    """'1.20 / 0.90 / 0.75' (1, 5 and 15 minutes)."""
+    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def git_revision() -> str | None:
     """Short commit of this checkout, '-dirty' when tracked files changed."""
     if shutil.which("git") is None:

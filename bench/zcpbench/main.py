@@ -1,21 +1,18 @@
-"""Command line and order of work: parse the switches, set up the tools,
-run the chosen cases (big file, many small files, --limit, --resume, -P, or
-all but --resume and -P), print and save the report, and clean up on every
-path out (children, rsync daemon, work directories, tmpfs mount)."""
+"""Command line and order of work of bench/compare.sh: parse the switches,
+set up the tools, run the chosen cases (big file, many small files,
+--limit, --resume, -P, or all but --resume and -P), print and save the
+report. Everything set up is registered with the session (see session),
+which cleans up on every path out."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
-import signal
-import subprocess
-import shutil
+import contextlib
 from pathlib import Path
 
-from . import bigfile, bigreport, limit, parallel, resume, tree
-from .common import GiB, KiB, MiB, REPO, BenchError, log, parse_size, positive_int
-from .procs import Children, become_subreaper
+from . import bigfile, bigreport, limit, parallel, resume, session, tree
+from .common import GiB, KiB, MiB, REPO, log, parse_size, positive_int
+from .procs import Children
 from .tools import RECURSIVE_UNSUPPORTED, build_zcp, ensure_command, ensure_openbsd_nc, zcp_sends_trees
 from .treedata import TreeShape, Workspace
 
@@ -93,102 +90,73 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def raise_interrupt(signum, frame) -> None:
-    """SIGTERM takes the same cleanup path as Ctrl-C."""
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    # zcp authenticates by default: both ends of every measured transfer
-    # share one key, as users' transfers do.
-    os.environ.setdefault("ZCP_KEY", secrets.token_hex(16))
-    signal.signal(signal.SIGTERM, raise_interrupt)
-    children = Children()
-    workdir: Path | None = None
-    limit_workdir: Path | None = None
-    resume_workdir: Path | None = None
-    parallel_workdir: Path | None = None
-    workspace: Workspace | None = None
-    tree_setup: tree.TreeSetup | None = None
-    try:
-        become_subreaper()
-        zcp = build_zcp()
-        nc = ensure_openbsd_nc()
-        sections: list[str] = []
-        all_ok = True
-        if args.case in ("big", "all"):
-            workdir = bigfile.make_workdir(args.dir)
-            source, digest = bigfile.prepare_data(args, workdir)
-            setup = bigfile.Setup(zcp, nc, workdir, source, args.size, digest, children)
-            results = bigfile.run_all(setup, args.runs)
-            text, ok = bigreport.report(setup, args.runs, results)
-            sections.append(text)
-            all_ok &= ok
-        if args.case in ("limit", "all"):
-            limit_setup, cases, limit_workdir = limit.prepare(args, zcp, nc, children)
-            results = limit.run_all(limit_setup, cases, args.runs)
-            text, ok = limit.report(limit_setup, cases, args.runs, results)
-            sections.append(text)
-            all_ok &= ok
-        if args.case == "resume":
-            resume_workdir = bigfile.make_workdir(args.dir)
-            resume_setup = resume.prepare(args, resume_workdir, zcp, nc, children)
-            results = resume.run_all(resume_setup, args.runs)
-            text, ok = resume.report(resume_setup, args.runs, results)
-            sections.append(text)
-            all_ok &= ok
-        if args.case == "parallel":
-            rsync = ensure_command("rsync", "rsync")
-            parallel_workdir = bigfile.make_workdir(args.dir)
-            parallel_setup = parallel.prepare(args, parallel_workdir, zcp, nc, rsync, children)
-            results = parallel.run_all(parallel_setup, args.runs)
-            text, ok = parallel.report(parallel_setup, args.runs, results)
-            sections.append(text)
-            all_ok &= ok
-        if args.case in ("tree", "all"):
-            tar = ensure_command("tar", "tar")
-            rsync = ensure_command("rsync", "rsync")
-            zcp_trees = zcp_sends_trees(zcp)
-            if not zcp_trees:
-                log(f"{RECURSIVE_UNSUPPORTED} (`zcp send --help` does not mention --recursive): "
-                    "measuring the peers only, the zcp row will FAIL")  # fmt: skip
-            shape = TreeShape(args.files, args.dirs, args.file_size)
-            workspace = Workspace(args.dir, not args.no_tmpfs, shape, 1 + len(tree.TOOLS) * args.runs)
-            log(f"tree case file system: {workspace.describe()}")
-            if workspace.fstype == "ext4":
-                log("note: on journal-less ext4, creating many files soon after deleting many is slow")
-            tree_setup = tree.prepare(zcp, zcp_trees, nc, tar, rsync, workspace, shape, children)
-            tree_setup.daemon.start()
-            results = tree.run_all(tree_setup, args.runs)
-            text, ok = tree.tree_report(tree_setup, args.runs, results)
-            sections.append(text)
-            all_ok &= ok
-        text = "\n".join(sections)
-        print(text, end="")
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-        log(f"report written to {args.out}")
-        return 0 if all_ok else 1
-    except KeyboardInterrupt:
-        log("interrupted: stopping receivers and senders")
-        return 130
-    except (BenchError, subprocess.CalledProcessError) as error:
-        log(f"error: {error}")
-        return 1
-    finally:
-        # A second Ctrl-C must not cut the cleanup short.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        children.stop_all()
-        if tree_setup is not None:
-            tree_setup.daemon.stop()
-        if workspace is not None:
-            workspace.close(args.keep)
-        for kept in (workdir, limit_workdir, resume_workdir, parallel_workdir):
-            if kept is None:
-                continue
-            if args.keep:
-                log(f"kept the work directory {kept}")
-            else:
-                shutil.rmtree(kept, ignore_errors=True)
+    return session.run(lambda children, cleanup: run_cases(args, children, cleanup))
+
+
+def run_cases(args: argparse.Namespace, children: Children, cleanup: contextlib.ExitStack) -> int:
+    """Run the chosen cases; print and save the report; 0 if every run
+    succeeded. Everything set up is registered on `cleanup`."""
+    zcp = build_zcp()
+    nc = ensure_openbsd_nc()
+    sections: list[str] = []
+    all_ok = True
+
+    def workdir() -> Path:
+        return session.remove_later(cleanup, bigfile.make_workdir(args.dir), args.keep)
+
+    if args.case in ("big", "all"):
+        big_dir = workdir()
+        source, digest = bigfile.prepare_data(args, big_dir)
+        setup = bigfile.Setup(zcp, nc, big_dir, source, args.size, digest, children)
+        results = bigfile.run_all(setup, args.runs)
+        text, ok = bigreport.report(setup, args.runs, results)
+        sections.append(text)
+        all_ok &= ok
+    if args.case in ("limit", "all"):
+        limit_setup, cases, limit_dir = limit.prepare(args, zcp, nc, children)
+        session.remove_later(cleanup, limit_dir, args.keep)
+        results = limit.run_all(limit_setup, cases, args.runs)
+        text, ok = limit.report(limit_setup, cases, args.runs, results)
+        sections.append(text)
+        all_ok &= ok
+    if args.case == "resume":
+        resume_setup = resume.prepare(args, workdir(), zcp, nc, children)
+        results = resume.run_all(resume_setup, args.runs)
+        text, ok = resume.report(resume_setup, args.runs, results)
+        sections.append(text)
+        all_ok &= ok
+    if args.case == "parallel":
+        rsync = ensure_command("rsync", "rsync")
+        parallel_setup = parallel.prepare(args, workdir(), zcp, nc, rsync, children)
+        results = parallel.run_all(parallel_setup, args.runs)
+        text, ok = parallel.report(parallel_setup, args.runs, results)
+        sections.append(text)
+        all_ok &= ok
+    if args.case in ("tree", "all"):
+        tar = ensure_command("tar", "tar")
+        rsync = ensure_command("rsync", "rsync")
+        zcp_trees = zcp_sends_trees(zcp)
+        if not zcp_trees:
+            log(f"{RECURSIVE_UNSUPPORTED} (`zcp send --help` does not mention --recursive): "
+                "measuring the peers only, the zcp row will FAIL")  # fmt: skip
+        shape = TreeShape(args.files, args.dirs, args.file_size)
+        workspace = Workspace(args.dir, not args.no_tmpfs, shape, 1 + len(tree.TOOLS) * args.runs)
+        cleanup.callback(workspace.close, args.keep)
+        log(f"tree case file system: {workspace.describe()}")
+        if workspace.fstype == "ext4":
+            log("note: on journal-less ext4, creating many files soon after deleting many is slow")
+        tree_setup = tree.prepare(zcp, zcp_trees, nc, tar, rsync, workspace, shape, children)
+        cleanup.callback(tree_setup.daemon.stop)
+        tree_setup.daemon.start()
+        results = tree.run_all(tree_setup, args.runs)
+        text, ok = tree.tree_report(tree_setup, args.runs, results)
+        sections.append(text)
+        all_ok &= ok
+    text = "\n".join(sections)
+    print(text, end="")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    log(f"report written to {args.out}")
+    return 0 if all_ok else 1

@@ -28,7 +28,8 @@ from .bigfile import BLOCK, Case, Run, Setup, blocks_of, gib_per_s, send_lines
 from .bigreport import report_text
 from .common import GiB, KiB, MiB, RunError, human_size, machine_lines, marked_label, markdown_row, median, ratio_cell
 from .procs import Watchdog
-from .tools import RsyncDaemon, netcat_banner, version_line, zcp_identity
+from .daemons import RsyncDaemon
+from .tools import netcat_banner, version_line, zcp_identity
 
 DEFAULT_SIZE = 4 * GiB
 # zcp sends files larger than one block in blocks; eight blocks give four

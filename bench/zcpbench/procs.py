@@ -61,9 +61,9 @@ class Child:
     """A tool started through LAUNCHER: its stderr is drained by a thread
     and it is reaped with os.wait4 for its own CPU time and peak RSS."""
 
-    def __init__(self, argv: list[str]):
+    def __init__(self, argv: list[str], name: str | None = None):
         self.argv = argv
-        self.name = Path(argv[0]).name + " " + argv[1]
+        self.name = name or Path(argv[0]).name + " " + argv[1]
         self.pid: int | None = None
         self.exit_code: int | None = None
         self.cpu_s = 0.0
@@ -202,8 +202,8 @@ class Children:
     def __init__(self) -> None:
         self._all: list[Child] = []
 
-    def spawn(self, argv: list[str], **kwargs) -> Child:
-        child = Child(argv)
+    def spawn(self, argv: list[str], name: str | None = None, **kwargs) -> Child:
+        child = Child(argv, name)
         self._all.append(child)
         child.start(**kwargs)
         return child

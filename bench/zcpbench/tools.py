@@ -1,7 +1,8 @@
 """The tools under test: building or finding zcp (and whether it can send a
-tree), finding or installing OpenBSD netcat, tar and rsync with apt-get, the
-version lines quoted in reports, and the rsync daemon the tree case sends
-to (config in a temp dir, one daemon for the whole benchmark)."""
+tree), finding or installing the peers with apt-get (OpenBSD netcat, tar,
+rsync, socat, OpenSSH, strace, gcc), compiling the C reference
+(bench/ref/zcp-ref.c), and the version lines quoted in reports. The servers
+some peers send to (rsync daemon, sshd) are in daemons."""
 
 from __future__ import annotations
 
@@ -9,11 +10,9 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from .common import LOOPBACK, REPO, BenchError, RunError, git_revision, log
-from .procs import Child, Children, free_port, proc_cpu_s, wait_no_children, wait_until_listening
+from .common import REPO, BenchError, git_revision, log
 
 RECURSIVE_UNSUPPORTED = "zcp send -r not supported by this build"
 
@@ -43,9 +42,10 @@ def zcp_identity(zcp: Path) -> str:
     version = subprocess.run(
         [str(zcp), "--version"], check=False, capture_output=True, text=True
     ).stdout.strip()
-    if os.environ.get("ZCP_BIN"):
-        return f"{version} ({zcp})"
     revision = git_revision()
+    if os.environ.get("ZCP_BIN"):
+        built = f"; the checkout is at git {revision}" if revision else ""
+        return f"{version} ({zcp}{built})"
     return f"{version} (git {revision})" if revision else version
 
 
@@ -61,16 +61,24 @@ def zcp_sends_trees(zcp: Path) -> bool:
 # Packages
 
 
-def apt_install(package: str) -> None:
+_apt_updated = False
+
+
+def apt_install(*packages: str) -> None:
+    """`apt-get install -y PACKAGES`, after one `apt-get update` per run."""
+    global _apt_updated
+    names = " ".join(packages)
     if shutil.which("apt-get") is None:
-        raise BenchError(f"{package} is missing and apt-get is not available: install {package}")
+        raise BenchError(f"{names} missing and apt-get is not available: install {names}")
     sudo = [] if os.geteuid() == 0 else ["sudo"]
     if sudo and shutil.which("sudo") is None:
-        raise BenchError(f"installing {package} needs root: run as root or install sudo")
-    log(f"installing {package} with apt-get")
-    subprocess.run(sudo + ["apt-get", "update"], stdout=sys.stderr, check=True)
+        raise BenchError(f"installing {names} needs root: run as root or install sudo")
+    if not _apt_updated:
+        subprocess.run(sudo + ["apt-get", "update"], stdout=sys.stderr, check=True)
+        _apt_updated = True
+    log(f"installing {names} with apt-get")
     subprocess.run(
-        sudo + ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", package],
+        sudo + ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", *packages],
         stdout=sys.stderr,
         check=True,
     )
@@ -110,15 +118,31 @@ def ensure_openbsd_nc() -> str:
     return path
 
 
+def which(name: str) -> str | None:
+    """shutil.which, also looking in the sbin directories (sshd is there,
+    and they are not on every user's PATH)."""
+    search = os.environ.get("PATH", os.defpath) + ":/usr/sbin:/sbin"
+    return shutil.which(name, path=search)
+
+
 def ensure_command(name: str, package: str) -> str:
     """Path of `name`, installing `package` first when it is missing."""
-    path = shutil.which(name)
-    if path is None:
-        apt_install(package)
-        path = shutil.which(name)
-    if path is None:
-        raise BenchError(f"{package} was installed but `{name}` is not on PATH")
-    return path
+    return ensure_commands({name: package})[name]
+
+
+def ensure_commands(wanted: dict[str, str]) -> dict[str, str]:
+    """Paths of the commands `wanted` names (command -> Debian package),
+    installing the packages of the missing ones in one apt-get call."""
+    missing = sorted({package for name, package in wanted.items() if which(name) is None})
+    if missing:
+        apt_install(*missing)
+    paths = {}
+    for name, package in wanted.items():
+        path = which(name)
+        if path is None:
+            raise BenchError(f"{package} was installed but `{name}` is not on PATH")
+        paths[name] = path
+    return paths
 
 
 def version_line(path: str) -> str:
@@ -128,100 +152,31 @@ def version_line(path: str) -> str:
     return lines[0] if lines else "unknown version"
 
 
+def tool_version(path: str) -> str:
+    """The line of a tool's version output that names its version: `-V`
+    for socat, ssh and strace, `--version` for the rest."""
+    name = Path(path).name
+    if name == "socat":
+        done = subprocess.run([path, "-V"], check=False, capture_output=True, text=True)
+        return next((line for line in done.stdout.splitlines() if "version" in line), "unknown version")
+    if name in ("ssh", "strace"):
+        return first_line([path, "-V"]) or "unknown version"
+    return version_line(path)
+
+
 # --------------------------------------------------------------------------
-# rsync daemon
+# The C reference
 
-RSYNC_MODULE = "bench"
-RSYNCD_CONF = """\
-# Written by bench/compare.sh for one benchmark run.
-use chroot = no
-numeric ids = yes
-reverse lookup = no
-log file = {log}
-
-[{module}]
-    path = {path}
-    read only = no
-{ids}"""
-# As root the daemon would switch to "nobody" unless told otherwise; as any
-# other user it must not try to change ids at all (setgroups fails).
-RSYNCD_ROOT_IDS = "    uid = 0\n    gid = 0\n"
+REF_SOURCE = REPO / "bench" / "ref" / "zcp-ref.c"
 
 
-class RsyncDaemon:
-    """`rsync --daemon --no-detach` on 127.0.0.1 and a free port, serving
-    `root` read-write as module RSYNC_MODULE. start() and stop() may be
-    repeated; each start writes a fresh config in a temp dir that stop()
-    removes. Its CPU per transfer is the growth of its own plus its reaped
-    children's CPU time (/proc/PID/stat), so one daemon can serve many runs.
-    Its peak RSS is known once it is stopped (peak_rss_kib)."""
-
-    def __init__(self, rsync: str, root: Path):
-        self.rsync = rsync
-        self.root = root
-        self.confdir: Path | None = None
-        self.port = 0
-        self._children = Children()
-        self._daemon: Child | None = None
-
-    @property
-    def log_path(self) -> Path | None:
-        return None if self.confdir is None else self.confdir / "rsyncd.log"
-
-    def start(self) -> None:
-        self.confdir = Path(tempfile.mkdtemp(prefix="zcp-compare-rsyncd-"))
-        conf = self.confdir / "rsyncd.conf"
-        conf.write_text(
-            RSYNCD_CONF.format(
-                log=self.log_path,
-                module=RSYNC_MODULE,
-                path=self.root,
-                ids=RSYNCD_ROOT_IDS if os.geteuid() == 0 else "",
-            )
-        )
-        self.port = free_port()
-        argv = [
-            self.rsync, "--daemon", "--no-detach", f"--config={conf}",
-            f"--address={LOOPBACK}", f"--port={self.port}",
-        ]  # fmt: skip
-        try:
-            self._daemon = self._children.spawn(argv)
-            wait_until_listening(self.port, self._daemon)
-        except RunError as error:
-            raise BenchError(f"rsync daemon did not start: {error}; {self.log_tail()}") from None
-        log(f"rsync daemon listening on {LOOPBACK}:{self.port} (config {conf})")
-
-    def url(self, relative: str) -> str:
-        """rsync:// URL of a directory `relative` to the served root."""
-        return f"rsync://{LOOPBACK}:{self.port}/{RSYNC_MODULE}/{relative}/"
-
-    def cpu_s(self) -> float:
-        if self._daemon is None or self._daemon.has_exited():
-            raise RunError(f"the rsync daemon is not running; {self.log_tail()}")
-        return proc_cpu_s(self._daemon.pid)
-
-    def settle(self, timeout: float) -> bool:
-        """Wait until the daemon has reaped the transfer's processes."""
-        return self._daemon is not None and wait_no_children(self._daemon.pid, timeout)
-
-    def log_tail(self, lines: int = 3) -> str:
-        if self.log_path is None:
-            return "no rsyncd log"
-        try:
-            tail = self.log_path.read_text(errors="replace").strip().splitlines()[-lines:]
-        except OSError:
-            return "no rsyncd log"
-        return "rsyncd log: " + " | ".join(tail) if tail else "rsyncd log is empty"
-
-    @property
-    def peak_rss_kib(self) -> int:
-        """Peak RSS of the last daemon and of every child it reaped (wait4
-        reports a process's own and its reaped children's high-water mark,
-        the larger of the two), once stop() has reaped it; 0 before."""
-        return self._daemon.maxrss_kib if self._daemon is not None else 0
-
-    def stop(self) -> None:
-        self._children.stop_all()
-        if self.confdir is not None:
-            shutil.rmtree(self.confdir, ignore_errors=True)
-            self.confdir = None
+def build_ref(gcc: str, outdir: Path) -> Path:
+    """Compile bench/ref/zcp-ref.c into `outdir`; return the binary."""
+    binary = outdir / "zcp-ref"
+    done = subprocess.run(
+        [gcc, "-O2", "-Wall", "-Wextra", "-o", str(binary), str(REF_SOURCE)],
+        check=False, capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise BenchError(f"gcc could not build {REF_SOURCE.name}: {done.stderr.strip()[-500:]}")
+    return binary

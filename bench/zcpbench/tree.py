@@ -25,7 +25,8 @@ from .procs import (
     free_port,
     wait_until_listening,
 )
-from .tools import RECURSIVE_UNSUPPORTED, RsyncDaemon, netcat_banner, version_line, zcp_identity
+from .daemons import RsyncDaemon
+from .tools import RECURSIVE_UNSUPPORTED, netcat_banner, version_line, zcp_identity
 from .treedata import TREE_NAME, TreeShape, Workspace, generate_tree, tree_paths, verify_tree
 
 
