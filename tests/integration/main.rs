@@ -2,6 +2,7 @@
 //! against itself over loopback, with real files in temporary directories.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bench_scripts;
 mod bind;
 mod changed;
 mod checksum;
