@@ -143,6 +143,18 @@ impl Lander {
         self.policy.pipe_size
     }
 
+    /// Whether `out` (stdout) is a pipe, which the socket can then be
+    /// spliced straight into; such a pipe is grown to [`Lander::pipe_size`].
+    pub fn ready_stream_out(&self, out: BorrowedFd<'_>) -> bool {
+        let is_pipe = sys::dup_file(out)
+            .and_then(|f| f.metadata())
+            .is_ok_and(|m| sys::FdKind::of(&m) == sys::FdKind::Pipe);
+        if is_pipe {
+            sys::grow_pipe(out, self.pipe_size());
+        }
+        is_pipe
+    }
+
     /// A fresh report for an entry landing in `target`, with the route the
     /// zero-copy path takes and any reason it will not be used.
     pub fn start_report(&self, target: &Target<'_>) -> Report {

@@ -29,7 +29,7 @@ use crate::engine::inbound::Target;
 use crate::error::protocol_bail;
 use crate::frames::READ_BUFFER;
 use crate::protocol::{Entry, EntryKind, Payload, RelPath, VerdictStatus};
-use crate::sys::{self, FdKind};
+use crate::sys;
 use crate::tally::verified;
 
 /// Largest file received through the read buffer instead of a pipe.
@@ -451,13 +451,7 @@ impl Session {
     fn receive_stream(&mut self, entry: &Entry, started: Instant) -> Result<Outcome> {
         let stdout = std::io::stdout();
         let out = stdout.as_fd();
-        let kind = sys::dup_file(out)
-            .and_then(|f| f.metadata())
-            .map(|m| FdKind::of(&m))
-            .unwrap_or(FdKind::Unknown);
-        if kind == FdKind::Pipe {
-            sys::grow_pipe(out, self.lander.pipe_size());
-        }
+        let out_is_pipe = self.lander.ready_stream_out(out);
         // Payload going to the terminal and a bar on it would garble both.
         if stdout.is_terminal() {
             self.reporter.finish();
@@ -465,7 +459,7 @@ impl Session {
         let hasher = PipeHasher::spawn(self.algorithm, self.lander.pipe_size())?;
         let target = Target::Stream {
             out,
-            out_is_pipe: kind == FdKind::Pipe,
+            out_is_pipe,
             hash: hasher.input(),
         };
         let landed = self.land_payload(entry, target, &|_| {}).context("writing to stdout")?;

@@ -33,7 +33,7 @@ use crate::error::{self, Code};
 use crate::net;
 use crate::progress::Reporter;
 use crate::serve;
-use crate::sys::{self, FdKind, signals};
+use crate::sys::signals;
 
 /// Where the stream goes.
 enum Sink {
@@ -182,17 +182,11 @@ fn to_file(
 fn to_stdout(sock: &TcpStream, policy: Policy, reporter: &mut Reporter) -> Result<Landed> {
     let stdout = std::io::stdout();
     let out = stdout.as_fd();
-    let kind = sys::dup_file(out)
-        .and_then(|f| f.metadata())
-        .map(|m| FdKind::of(&m))
-        .unwrap_or(FdKind::Unknown);
     let mut lander = Lander::new(policy);
-    if kind == FdKind::Pipe {
-        sys::grow_pipe(out, lander.pipe_size());
-    }
+    let out_is_pipe = lander.ready_stream_out(out);
     let mut target = Target::Stream {
         out,
-        out_is_pipe: kind == FdKind::Pipe,
+        out_is_pipe,
         hash: None,
     };
     let mut report = lander.start_report(&target);
