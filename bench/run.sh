@@ -4,7 +4,7 @@
 # missing peers with apt-get, mounts a tmpfs for the tree and runs a private
 # sshd for scp, and removes all of it on the way out):
 #
-#   bench/run.sh                 full suite, 20-25 minutes on 2 cores (estimated)
+#   bench/run.sh                 full suite, about 15 minutes on 2 cores
 #   bench/run.sh --quick         smoke run, about 2 minutes
 #   bench/run.sh --only big1g,pipe --tools zcp,zcp-none,ref,nc
 #   bench/run.sh --help          every switch

@@ -55,7 +55,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "scp to a private sshd, over 127.0.0.1 with a warm page cache; a 1 GiB file, a 4 GiB file, a "
         "stdin pipe and a tree of 100 000 × 4 KiB files. A warm-up run, the median of 3, every output "
         "checked, and one extra run under strace -c -f for syscalls per GiB. Installs missing peers "
-        "with apt-get. Set ZCP_BIN to skip the cargo build. A full run should take 20-25 minutes on 2 cores; "
+        "with apt-get. Set ZCP_BIN to skip the cargo build. A full run takes about 15 minutes on 2 cores; "
         "the report says how long it took.",
     )
     parser.add_argument("--quick", action="store_true",
