@@ -50,7 +50,18 @@ pub fn serve_one(listener: &TcpListener, setup: &Setup, closing: &mut Closing) -
                 Ending::Turned(err) => Ending::Turned(err),
                 Ending::Joined => Ending::Joined,
             }
-        })?;
+        });
+        // However the wait ends (Ctrl-C included), the report keeps what
+        // the broken session settled.
+        let served = match served {
+            Ok(served) => served,
+            Err(err) => {
+                if let Some(facts) = earlier {
+                    closing.facts(facts);
+                }
+                return Err(err);
+            }
+        };
         let mut ended = match (served, broken.take()) {
             (Some(ended), _) => ended,
             // Nobody came back in time.

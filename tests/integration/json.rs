@@ -324,3 +324,36 @@ fn a_transfer_over_a_reconnect_lists_each_entry_once_on_both_ends() {
         }
     }
 }
+
+#[test]
+fn a_receiver_stopped_while_waiting_for_a_reconnect_still_reports_what_arrived() {
+    use crate::proxy::{Cut, Plan, Proxy};
+    use crate::retry::setup;
+    let env = setup();
+    let mut rx = env.recv(&["--json", "dst"]);
+    let plan = Plan {
+        cut: Cut::Reset,
+        after: 6 << 20,
+        connections: 1,
+        on_cue: true,
+    };
+    let proxy = Proxy::start(&rx.addr, plan);
+    let args = ["-v", "--retries", "3", "-r", "src/t"];
+    let mut tx = env.start_send(&args, &proxy.addr, &[], std::process::Stdio::null());
+    tx.await_stderr("the verdict on t/c.txt", |s| s.contains("zcp: send t/c.txt: "));
+    proxy.cut_now();
+    // The sender is gone for good; the receiver waits for it to come back.
+    tx.kill(libc::SIGKILL);
+    rx.run
+        .await_stderr("the receiver waiting for a reconnect", |s| s.contains("waiting up to"));
+    rx.run.kill(libc::SIGINT);
+    let rr = rx.finish();
+    rr.assert_code(130);
+    let got = report(&rr);
+    assert_eq!(got["status"], "interrupted", "{got}");
+    assert!(got["peer"].is_string(), "the broken session's peer: {got}");
+    let c = entry(&got, "t/c.txt");
+    assert_eq!(c["status"], "committed", "{got}");
+    assert_eq!(c["digest"], sha256_file(&env.src("t/c.txt")).as_str());
+    assert!(env.dst("t/c.txt").exists());
+}
