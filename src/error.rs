@@ -105,7 +105,9 @@ impl Code {
     /// keeps its own code, so a peer can never make this side report
     /// success, a usage error or an interruption it did not have. Nor a
     /// network failure: the peer decided to send its ERROR, so the
-    /// connection did not break (and `--retries` does not try again).
+    /// connection did not break (and `--retries` does not try again). The
+    /// sender makes one exception before it gets here: a receiver's
+    /// [`idle_cut`] is the timeout it reports.
     pub fn from_peer_error(code: u8) -> Code {
         [Code::Integrity, Code::Auth, Code::Protocol]
             .into_iter()
