@@ -281,6 +281,10 @@ pub fn conclude(result: &Result<Code>, sink: Option<&Sink>, facts: Option<&Facts
         Ok(code) => (*code, None),
         Err(err) => (error::exit_code(err), Some(error::message(err))),
     };
+    // Held (it is reentrant) so that another session of a `recv -k`
+    // ending at the same moment cannot come between the error line and
+    // its report.
+    let _stderr = std::io::stderr().lock();
     if let Some(message) = &message {
         eprintln!("zcp: error: {message}");
     }
