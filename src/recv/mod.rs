@@ -197,6 +197,16 @@ impl Session {
         }
     }
 
+    /// Counts the entry that `err` ended the session in as failed, and
+    /// keeps its record with the reason for the JSON report.
+    fn failed_on(&mut self, err: &anyhow::Error) {
+        self.totals.count(Outcome::Failed);
+        if let Some(mut record) = self.record.take() {
+            record.error = Some(error::message(err));
+            self.totals.record(|| record);
+        }
+    }
+
     /// Runs the entry loop after the handshake; returns the exit status.
     fn serve(&mut self, watchdog: &Watchdog) -> Result<Code> {
         self.describe_landing();
@@ -212,7 +222,13 @@ impl Session {
                         let kind = Kind::of(&e.kind);
                         self.record = Some(Record::new(e.path.as_bytes(), kind, Outcome::Failed));
                     }
-                    let outcome = self.receive(e)?;
+                    let outcome = match self.receive(e) {
+                        Ok(outcome) => outcome,
+                        Err(err) => {
+                            self.failed_on(&err);
+                            return Err(err);
+                        }
+                    };
                     let record = self.record.take();
                     // None: a small file being placed, counted when it is.
                     if let Some(outcome) = outcome {

@@ -41,8 +41,8 @@ use crate::key::Key;
 use crate::net::{HostPort, ListenSpec};
 use crate::progress::Reporter;
 use crate::protocol::{EntryKind, Message, RelPath, WireError};
-use crate::report::{self, Closing};
-use crate::tally::Totals;
+use crate::report::{self, Closing, Kind, Record};
+use crate::tally::{Outcome, Totals};
 use census::Census;
 use entry::{Abort, Link, Outbox, Sent};
 use meet::Met;
@@ -87,6 +87,9 @@ struct Session<'l> {
     no_clobber: bool,
     /// The entry being sent, for messages.
     current: Option<String>,
+    /// The JSON report's record of the entry being sent, as failed, until
+    /// its payload is out (when records are kept).
+    in_flight: Option<Record>,
     /// Totals counted ahead of the walk, when a bar is drawn.
     census: Option<Arc<Census>>,
     /// Bytes of the entries walked so far.
@@ -204,6 +207,7 @@ fn attempt(args: &SendArgs, way: &Way, operands: Vec<Operand>, ledger: &mut Ledg
         last_summary: None,
         no_clobber: agreed.no_clobber,
         current: None,
+        in_flight: None,
         census,
         walked: 0,
         ping_every: agreed.idle_timeout.map(|t| (t / 3).max(Duration::from_millis(500))),
@@ -224,6 +228,7 @@ fn attempt(args: &SendArgs, way: &Way, operands: Vec<Operand>, ledger: &mut Ledg
             let _ = sock.shutdown(Shutdown::Both);
             let settled = session.totals.settled();
             session.ledger.carried.add(&settled);
+            session.ledger.unsettled = session.unsettled(&error::message(&err));
             Err(err)
         }
     }
@@ -246,6 +251,7 @@ impl Session<'_> {
         self.collect()?;
         self.reporter.finish();
         self.ledger.carried.add(&self.totals);
+        self.ledger.unsettled.clear();
         self.summarize(started);
         Ok(self.ledger.carried.code())
     }
@@ -376,7 +382,12 @@ impl Session<'_> {
         let raw = item.raw.clone();
         let name = item.entry.path.as_bytes().to_vec();
         let stdin = is_stdin(&item);
+        if self.totals.records.is_some() && !again {
+            let kind = if stdin { Kind::Stdin } else { Kind::of(&kind) };
+            self.in_flight = Some(Record::new(&name, kind, Outcome::Failed));
+        }
         let Some(item) = self.send_in_blocks(sock, outbox, policy, item, again)? else {
+            self.in_flight = None;
             return Ok(());
         };
         let started = Instant::now();
@@ -387,6 +398,7 @@ impl Session<'_> {
         if let Some(why) = &sent.aborted {
             self.report_abort(&path, why);
         }
+        self.in_flight = None;
         self.pending.push_back(Pending {
             path,
             name,

@@ -25,7 +25,7 @@ use crate::display;
 use crate::error;
 use crate::progress::Reporter;
 use crate::protocol::Blocks;
-use crate::report::{Facts, Role};
+use crate::report::{Facts, Record, Role};
 use crate::sys::signals;
 use crate::tally::Totals;
 
@@ -54,6 +54,10 @@ pub struct Ledger {
     /// A receiver answered without RETRY: it will not wait for this
     /// sender to come back, so a broken connection is final.
     declined: bool,
+    /// The records of the last try's entries that did not settle, when it
+    /// failed: its failed entries, and those sent that got no verdict.
+    /// The report lists them when no later try settles them.
+    pub unsettled: Vec<Record>,
 }
 
 impl Ledger {
@@ -83,6 +87,10 @@ impl Ledger {
         facts.seconds = self.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
         facts.retries = self.reconnects;
         facts.totals = std::mem::take(&mut self.carried);
+        for record in std::mem::take(&mut self.unsettled) {
+            facts.totals.count(record.outcome);
+            facts.totals.record(|| record);
+        }
         facts
     }
 

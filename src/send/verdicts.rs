@@ -27,16 +27,28 @@ impl Session<'_> {
             self.ledger.done.insert(p.path.clone());
         }
         self.totals.count(outcome);
-        self.totals.record(|| {
-            let kind = if p.stdin { Kind::Stdin } else { Kind::of(&p.kind) };
-            let mut record = Record::new(&p.name, kind, outcome);
-            if p.kind == EntryKind::File {
-                record.moved(p.sent.bytes, p.sent.resumed, &p.sent.report);
-            }
-            record.digest = p.sent.digest.clone();
-            record.error = why;
+        self.totals.record(|| record_of(p, outcome, why));
+    }
+
+    /// When this try fails with `why`: the records of its entries that did
+    /// not settle, the failed ones, those still waiting for a verdict and
+    /// the one being sent (all failed), for the JSON report. None are kept
+    /// without one.
+    pub(super) fn unsettled(&mut self, why: &str) -> Vec<Record> {
+        let Some(records) = &self.totals.records else {
+            return Vec::new();
+        };
+        let failed = records.iter().filter(|r| !r.outcome.settled()).cloned();
+        let waiting = self
+            .pending
+            .iter()
+            .filter(|p| !p.again)
+            .map(|p| record_of(p, Outcome::Failed, Some(why.to_string())));
+        let cut_off = self.in_flight.take().map(|mut record| {
+            record.error = Some(why.to_string());
             record
         });
+        failed.chain(waiting).chain(cut_off).collect()
     }
 
     /// Decides one entry from its verdict and reports it; returns its
@@ -239,4 +251,16 @@ pub(super) enum Gone {
     Failed,
     /// Something else is in its place and --no-clobber keeps it.
     Skipped,
+}
+
+/// The JSON report's record of entry `p` with `outcome`.
+fn record_of(p: &Pending, outcome: Outcome, why: Option<String>) -> Record {
+    let kind = if p.stdin { Kind::Stdin } else { Kind::of(&p.kind) };
+    let mut record = Record::new(&p.name, kind, outcome);
+    if p.kind == EntryKind::File {
+        record.moved(p.sent.bytes, p.sent.resumed, &p.sent.report);
+    }
+    record.digest = p.sent.digest.clone();
+    record.error = why;
+    record
 }

@@ -6,6 +6,7 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::process::Stdio;
 
 use serde_json::Value;
 
@@ -300,7 +301,7 @@ fn a_transfer_over_a_reconnect_lists_each_entry_once_on_both_ends() {
     let proxy = Proxy::start(&rx.addr, plan);
     // -v for the verdict to cut after; the report is still the last line.
     let args = ["--json", "-v", "--retries", "3", "-r", "src/t"];
-    let mut tx = env.start_send(&args, &proxy.addr, &[], std::process::Stdio::null());
+    let mut tx = env.start_send(&args, &proxy.addr, &[], Stdio::null());
     tx.await_stderr("the verdict on t/c.txt", |s| s.contains("zcp: send t/c.txt: "));
     proxy.cut_now();
     let out = tx.finish();
@@ -339,7 +340,7 @@ fn a_receiver_stopped_while_waiting_for_a_reconnect_still_reports_what_arrived()
     };
     let proxy = Proxy::start(&rx.addr, plan);
     let args = ["-v", "--retries", "3", "-r", "src/t"];
-    let mut tx = env.start_send(&args, &proxy.addr, &[], std::process::Stdio::null());
+    let mut tx = env.start_send(&args, &proxy.addr, &[], Stdio::null());
     tx.await_stderr("the verdict on t/c.txt", |s| s.contains("zcp: send t/c.txt: "));
     proxy.cut_now();
     // The sender is gone for good; the receiver waits for it to come back.
@@ -356,4 +357,42 @@ fn a_receiver_stopped_while_waiting_for_a_reconnect_still_reports_what_arrived()
     assert_eq!(c["status"], "committed", "{got}");
     assert_eq!(c["digest"], sha256_file(&env.src("t/c.txt")).as_str());
     assert!(env.dst("t/c.txt").exists());
+}
+
+#[test]
+fn the_entry_a_broken_connection_cut_off_is_listed_as_failed_on_both_ends() {
+    // The sender stops itself before its second sendfile of a 20 MiB
+    // file and is killed there: the receiver's file is cut off.
+    let env = TestEnv::new();
+    let src = env.random_file("big.bin", 20 << 20, 3);
+    let rx = env.recv(&["--json", "dst"]);
+    let fault = [("ZCP_FAULT", "sendfile=STOP@2")];
+    let tx = env.start_send(&[src.to_str().unwrap()], &rx.addr, &fault, Stdio::null());
+    let mut tx = tx.stopped();
+    tx.kill(libc::SIGKILL);
+    let _ = tx.finish();
+    let rr = rx.finish();
+    rr.assert_code(7);
+    let got = report(&rr);
+    assert_eq!(got["counts"]["failed"], 1, "{got}");
+    let f = entry(&got, "big.bin");
+    assert_eq!(f["status"], "failed", "{got}");
+    assert!(f["error"].is_string(), "{got}");
+
+    // The receiver stops itself in its second splice and is killed: the
+    // sender's entry never gets a verdict.
+    let env = TestEnv::new();
+    let src = env.random_file("big.bin", 20 << 20, 4);
+    let rx = env.recv_with_env("127.0.0.1:0", &["dst"], &[("ZCP_FAULT", "splice=STOP@2")]);
+    let tx = env.start_send(&["--json", src.to_str().unwrap()], &rx.addr, &[], Stdio::null());
+    let mut run = rx.run.stopped();
+    run.kill(libc::SIGKILL);
+    let _ = run.finish();
+    let out = tx.finish();
+    out.assert_code(7);
+    let sent = report(&out);
+    assert_eq!(sent["counts"]["failed"], 1, "{sent}");
+    let f = entry(&sent, "big.bin");
+    assert_eq!(f["status"], "failed", "{sent}");
+    assert!(f["error"].as_str().unwrap().contains(&rx.addr), "{sent}");
 }
