@@ -63,7 +63,14 @@ pub struct Setup {
 pub fn run(args: RecvArgs, closing: &mut Closing) -> Result<Code> {
     // umask(2) can only be read by changing it: do it before any thread.
     let umask = sys::read_umask();
-    let sink = Sink::open(&args.common)?;
+    // A report inside a DEST directory is the user's choice; one that is
+    // the DEST file would be replaced by what arrives.
+    let dest_file: &[std::path::PathBuf] = if args.dest.is_dir() {
+        &[]
+    } else {
+        std::slice::from_ref(&args.dest)
+    };
+    let sink = Sink::open(&args.common, dest_file)?;
     let mut facts = Facts::new(Role::Recv, args.common.checksum, 1);
     facts.peer = args.connect.as_ref().map(|t| t.to_string());
     closing.sink(sink.clone());

@@ -17,6 +17,8 @@ pub use record::{Kind, Record};
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -210,14 +212,28 @@ pub enum Sink {
 impl Sink {
     /// The sink the options ask for, if any. The file is created (or
     /// emptied) now, so a path that cannot be written fails before
-    /// anything is sent.
-    pub fn open(args: &CommonArgs) -> Result<Option<Arc<Sink>>> {
+    /// anything is sent. It may not be one of the transfer's `operands`
+    /// (a SOURCE or DEST) or lie inside one, which it would overwrite or
+    /// be overwritten by.
+    pub fn open(args: &CommonArgs, operands: &[PathBuf]) -> Result<Option<Arc<Sink>>> {
         if args.json {
             return Ok(Some(Arc::new(Sink::Stderr)));
         }
         let Some(path) = &args.json_file else {
             return Ok(None);
         };
+        if let Some(operand) = operands.iter().find(|o| o.as_os_str() != "-" && within(path, o)) {
+            return Err(error::usage(format!(
+                "--json-file {} is {} {}, which this transfer reads or writes: write the report elsewhere",
+                display::path(path),
+                if same_file(path, operand) {
+                    "the same file as"
+                } else {
+                    "inside"
+                },
+                display::path(operand),
+            )));
+        }
         let file = File::create(path).with_context(|| format!("opening --json-file {}", display::path(path)))?;
         Ok(Some(Arc::new(Sink::File(Mutex::new(file)))))
     }
@@ -245,6 +261,38 @@ impl Sink {
             eprintln!("zcp: warning: cannot write the JSON report: {e}");
         }
     }
+}
+
+/// Whether `path` is the file `operand` names, or lies beneath the
+/// directory it names (`operand` need not exist yet).
+fn within(path: &Path, operand: &Path) -> bool {
+    if same_file(path, operand) {
+        return true;
+    }
+    match (place(path), std::fs::canonicalize(operand)) {
+        (Some(path), Ok(dir)) => path.starts_with(dir),
+        _ => false,
+    }
+}
+
+/// Whether `a` and `b` are one file: the same inode when both exist, the
+/// same place when neither does.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        (Err(_), Err(_)) => place(a).is_some_and(|a| place(b) == Some(a)),
+        _ => false,
+    }
+}
+
+/// Where `path` is or would be: its directory resolved, and its name.
+fn place(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    Some(std::fs::canonicalize(dir).ok()?.join(name))
 }
 
 /// The report `main` writes as zcp exits, after its error line: the sink

@@ -126,7 +126,7 @@ pub fn run(args: SendArgs, closing: &mut Closing) -> Result<Code> {
     if args.raw {
         return raw::run(&args);
     }
-    let sink = report::Sink::open(&args.common)?;
+    let sink = report::Sink::open(&args.common, &args.sources)?;
     let mut ledger = Ledger::new(&args, sink.is_some());
     closing.sink(sink);
     let result = send(&args, &mut ledger);

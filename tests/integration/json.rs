@@ -396,3 +396,32 @@ fn the_entry_a_broken_connection_cut_off_is_listed_as_failed_on_both_ends() {
     assert_eq!(f["status"], "failed", "{sent}");
     assert!(f["error"].as_str().unwrap().contains(&rx.addr), "{sent}");
 }
+
+#[test]
+fn json_file_never_names_a_source_or_the_destination() {
+    let env = TestEnv::new();
+    let src = env.random_file("a.bin", 5000, 9);
+    let before = std::fs::read(&src).unwrap();
+    let a = src.to_str().unwrap();
+    std::fs::create_dir_all(env.path("tree")).unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (&["send", "--json-file", a, a, "127.0.0.1:1"], "is the same file as"),
+        (
+            &["send", "--json-file", "tree/r.json", "-r", "tree", "127.0.0.1:1"],
+            "is inside tree",
+        ),
+        (
+            &["recv", "--json-file", "out.bin", "out.bin"],
+            "is the same file as out.bin",
+        ),
+    ];
+    for (args, why) in cases {
+        let out = zcp().current_dir(env.path("")).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(why), "{args:?} lacks {why:?}: {stderr}");
+    }
+    assert_eq!(std::fs::read(&src).unwrap(), before, "the source was overwritten");
+    assert!(!env.path("tree/r.json").exists());
+    assert!(!env.path("out.bin").exists());
+}
