@@ -10,7 +10,8 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
 
-BIN := target/release/zcp
+# cargo builds into $CARGO_TARGET_DIR when it is set.
+BIN := $(or $(CARGO_TARGET_DIR),target)/release/zcp
 BINDIR := $(DESTDIR)$(PREFIX)/bin
 MANDIR := $(DESTDIR)$(PREFIX)/share/man/man1
 BASHDIR := $(DESTDIR)$(PREFIX)/share/bash-completion/completions
