@@ -10,7 +10,9 @@
 //! close (FIN); a reset, an error, the idle timeout or Ctrl-C leave
 //! nothing there. A stream that a sender cut short but closed cleanly
 //! cannot be told from a complete one: raw mode has nothing to check it
-//! against.
+//! against. A stream that opens with zcp's own preamble magic comes from
+//! a `zcp send` without `--raw`: it is refused (exit status 8) before
+//! anything is staged.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -32,8 +34,9 @@ use crate::engine::{Policy, Report};
 use crate::error::{self, Code};
 use crate::net;
 use crate::progress::Reporter;
+use crate::protocol::MAGIC;
 use crate::serve;
-use crate::sys::signals;
+use crate::sys::{self, signals};
 
 /// Where the stream goes.
 enum Sink {
@@ -151,6 +154,7 @@ fn to_file(
     policy: Policy,
     reporter: &mut Reporter,
 ) -> Result<Landed> {
+    not_a_zcp_sender(sock).with_context(|| format!("nothing written to {}", display::path(shown)))?;
     let stager = Stager::new().context("seeding temporary names")?;
     reporter.detail(format_args!("staging files as {}", stager.staging(dir).describe()));
     let staged = stager.file(
@@ -180,6 +184,7 @@ fn to_file(
 
 /// Lands the stream on stdout: spliced straight into it when it is a pipe.
 fn to_stdout(sock: &TcpStream, policy: Policy, reporter: &mut Reporter) -> Result<Landed> {
+    not_a_zcp_sender(sock).context("nothing written to stdout")?;
     let stdout = std::io::stdout();
     let out = stdout.as_fd();
     let mut lander = Lander::new(policy);
@@ -208,6 +213,34 @@ fn to_stdout(sock: &TcpStream, policy: Policy, reporter: &mut Reporter) -> Resul
         started,
         placed: Placed::Committed,
     })
+}
+
+/// Refuses a stream that opens with zcp's own preamble: a `zcp send`
+/// without `--raw` is at the other end, and its handshake must not land in
+/// DEST as if it were the data. Only looks (MSG_PEEK), so the bytes still
+/// move zero-copy; a stream shorter than the magic is raw data like any.
+fn not_a_zcp_sender(sock: &TcpStream) -> Result<()> {
+    let mut head = [0u8; MAGIC.len()];
+    let seen = loop {
+        match sys::peek_first(sock.as_fd(), &mut head) {
+            Ok(n) => break n,
+            // An interruption shuts the socket down: the next look ends.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out waiting for the peer").into());
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("reading the start of the stream")),
+        }
+    };
+    if signals::interrupted() {
+        return Err(error::interrupted_io().into());
+    }
+    if seen == MAGIC.len() && head == MAGIC {
+        return Err(error::protocol(
+            "the peer is a zcp sender without --raw; use zcp recv without --raw",
+        ));
+    }
+    Ok(())
 }
 
 /// Names the idle timeout for what it is: the socket's read timeout ended

@@ -296,6 +296,41 @@ fn no_clobber_keeps_what_is_there() {
     assert_eq!(env.list("dst"), vec!["out"]);
 }
 
+#[test]
+fn a_zcp_sender_without_raw_is_refused_and_nothing_replaced() {
+    let env = TestEnv::new();
+    let src = env.random_file("a.bin", 10_000, 19);
+    std::fs::write(env.dst("out"), b"old").unwrap();
+    let rx = recv_raw(&env, &["dst/out"]);
+    // Not --raw: its handshake must not land in dst/out as the data.
+    let tx = env.send(&["--timeout", "2", src.to_str().unwrap()], &rx.addr);
+    let rr = rx.finish();
+    rr.assert_code(8)
+        .assert_stderr("protocol error: the peer is a zcp sender without --raw; use zcp recv without --raw");
+    assert_ne!(tx.code(), 0, "{}", tx.stderr);
+    assert_eq!(std::fs::read(env.dst("out")).unwrap(), b"old", "the old file stays");
+    assert_eq!(env.list("dst"), vec!["out"], "no temporary left");
+    // On stdout too, not one byte of the handshake.
+    let rx = recv_raw(&env, &["-"]);
+    env.send(&["--timeout", "2", src.to_str().unwrap()], &rx.addr);
+    let rr = rx.finish();
+    rr.assert_code(8).assert_stderr("zcp sender without --raw");
+    assert!(rr.stdout.is_empty(), "{} bytes on stdout", rr.stdout.len());
+}
+
+#[test]
+fn a_stream_shorter_than_the_magic_is_raw_data() {
+    let env = TestEnv::new();
+    for head in [&b""[..], b"\x89", b"\x89ZC"] {
+        let rx = recv_raw(&env, &["dst/short"]);
+        let mut sock = TcpStream::connect(&rx.addr).unwrap();
+        sock.write_all(head).unwrap();
+        sock.shutdown(std::net::Shutdown::Write).unwrap();
+        rx.finish().assert_code(0);
+        assert_eq!(std::fs::read(env.dst("short")).unwrap(), head);
+    }
+}
+
 /// Closes `sock` with a reset (SO_LINGER 0).
 fn reset(sock: TcpStream) {
     socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO)).unwrap();
