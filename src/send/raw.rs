@@ -27,6 +27,7 @@ use crate::engine::{Policy, Report};
 use crate::error::{self, Code};
 use crate::net::{self, HostPort, ListenSpec};
 use crate::progress::Reporter;
+use crate::protocol::MAGIC;
 use crate::serve;
 use crate::sys::{self, signals};
 
@@ -186,6 +187,26 @@ fn stream(sock: &TcpStream, source: &Source, policy: Policy, reporter: &Reporter
     }
 }
 
+/// The first bytes the peer sent, kept until there are enough to tell
+/// whether they open with zcp's preamble magic.
+#[derive(Default)]
+struct Head {
+    bytes: [u8; MAGIC.len()],
+    len: usize,
+}
+
+impl Head {
+    /// Adds `more` and says whether the peer's bytes open with the magic:
+    /// it is a zcp receiver without `--raw`.
+    fn is_zcp(&mut self, more: &[u8]) -> bool {
+        let had = self.len;
+        let take = more.len().min(MAGIC.len() - had);
+        self.bytes[had..had + take].copy_from_slice(&more[..take]);
+        self.len += take;
+        had < MAGIC.len() && self.len == MAGIC.len() && self.bytes == MAGIC
+    }
+}
+
 /// How the wait for the peer's close ended.
 struct Closed {
     /// The peer closed (or had shut down its side) and acknowledged every
@@ -205,8 +226,12 @@ struct Closed {
 /// a reset). A peer that acknowledges everything but keeps the connection
 /// open is given [`CLOSE_GRACE`]; one that stops acknowledging for
 /// [`STALL`] has stopped reading, which is an error, and so is a reset.
+/// A peer whose bytes open with zcp's preamble is a zcp receiver without
+/// `--raw`, which took ours for a broken handshake: a protocol error
+/// (exit status 8).
 fn closing(sock: &TcpStream, reporter: &Reporter) -> Result<Closed> {
     let mut buf = [0u8; 16 * 1024];
+    let mut head = Head::default();
     let mut discarded = 0u64;
     let mut peer_done = false;
     let mut unacked = usize::MAX;
@@ -224,7 +249,14 @@ fn closing(sock: &TcpStream, reporter: &Reporter) -> Result<Closed> {
                     peer_done = true;
                     reporter.detail("the peer closed its side of the connection");
                 }
-                Ok(n) => discarded += n as u64,
+                Ok(n) => {
+                    if head.is_zcp(&buf[..n]) {
+                        return Err(error::protocol(
+                            "the peer is a zcp receiver without --raw: it answered with zcp's handshake and took none of the bytes; give it --raw, or send without --raw",
+                        ));
+                    }
+                    discarded += n as u64;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     return Err(anyhow::Error::new(e).context(

@@ -331,6 +331,21 @@ fn a_stream_shorter_than_the_magic_is_raw_data() {
     }
 }
 
+#[test]
+fn a_zcp_receiver_without_raw_is_told_apart() {
+    let env = TestEnv::new();
+    let src = env.random_file("a.bin", 10_000, 20);
+    let mut rx = env.recv(&["--no-auth", "dst"]);
+    let tx = send_raw(&env, &[src.to_str().unwrap()], &rx.addr);
+    tx.assert_code(8)
+        .assert_stderr("protocol error: the peer is a zcp receiver without --raw");
+    assert!(!tx.stderr.contains("read and dropped"), "{}", tx.stderr);
+    // The receiver turned the connection away and waits for the next.
+    rx.run.kill(libc::SIGINT);
+    rx.finish();
+    assert!(env.list("dst").is_empty(), "{:?}", env.list("dst"));
+}
+
 /// Closes `sock` with a reset (SO_LINGER 0).
 fn reset(sock: TcpStream) {
     socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO)).unwrap();
