@@ -346,6 +346,22 @@ fn a_zcp_receiver_without_raw_is_told_apart() {
     assert!(env.list("dst").is_empty(), "{:?}", env.list("dst"));
 }
 
+#[test]
+fn a_silent_sender_times_out_into_a_stdout_pipe() {
+    let env = TestEnv::new();
+    // stdout is a pipe the test reads: the socket is spliced straight in.
+    let rx = recv_raw(&env, &["-v", "--idle-timeout", "1", "-"]);
+    let mut sock = TcpStream::connect(&rx.addr).unwrap();
+    sock.write_all(b"0123456789").unwrap();
+    // ... and then nothing, with the connection open.
+    let rr = rx.finish();
+    rr.assert_code(7)
+        .assert_stderr("sent nothing for 1 s (--idle-timeout)")
+        .assert_stderr("stdout has 10 bytes of an incomplete stream");
+    assert_eq!(rr.stdout, b"0123456789");
+    drop(sock);
+}
+
 /// Closes `sock` with a reset (SO_LINGER 0).
 fn reset(sock: TcpStream) {
     socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO)).unwrap();
