@@ -159,6 +159,12 @@ fn pour(sock: &TcpStream, source: &Source, policy: Policy, reporter: &Reporter) 
         return stream(sock, source, policy, reporter);
     };
     let sent = outbound::send_file(sock, &source.file, start, len, policy, &mut |n| reporter.advance(n));
+    // A failed send (a reset: exit status 7) is the failure, whatever the
+    // file did meanwhile; only a file that ended early is its change.
+    let sent = match sent {
+        Err(e) if e.kind() != std::io::ErrorKind::UnexpectedEof => return Err(e.into()),
+        sent => sent,
+    };
     let changed = match &source.fingerprint {
         Some(print) => print.check(&source.file, &source.shown)?,
         None => None,

@@ -424,6 +424,30 @@ fn a_file_that_changes_while_sent_raw_is_reset_not_closed() {
 }
 
 #[test]
+fn a_reset_stays_a_network_failure_when_the_file_changed_too() {
+    let env = TestEnv::new();
+    let src = env.random_file("a.bin", (9 << 20) + 1, 21);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let stop = [("ZCP_FAULT", "sendfile=STOP@2")];
+    let tx = env.start_send(&["--raw", src.to_str().unwrap()], &addr, &stop, Stdio::null());
+    let (sock, _) = listener.accept().unwrap();
+    let reading = sock.try_clone().unwrap();
+    let reader = std::thread::spawn(move || std::io::copy(&mut &reading, &mut std::io::sink()));
+    let mut tx = tx.stopped();
+    // Both at once while the sender is stopped: the file grows and the
+    // peer resets the connection.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&src).unwrap();
+    f.write_all(b"more").unwrap();
+    drop(f);
+    sock.shutdown(std::net::Shutdown::Read).unwrap();
+    reader.join().unwrap().unwrap();
+    reset(sock);
+    tx.resume();
+    tx.finish().assert_code(7);
+}
+
+#[test]
 fn an_interrupted_raw_receiver_leaves_nothing() {
     let env = TestEnv::new();
     let mut rx = recv_raw(&env, &["-v", "dst/out"]);
