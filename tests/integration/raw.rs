@@ -536,7 +536,7 @@ fn raw_refuses_what_a_plain_stream_cannot_carry() {
     let env = TestEnv::new();
     let src = env.random_file("a.bin", 10, 17);
     let a = src.to_str().unwrap();
-    let cases: [(&[&str], &str); 14] = [
+    let cases: [(&[&str], &str); 16] = [
         (&["recv", "--raw", "-k", "out"], "takes one connection"),
         (
             &["recv", "--raw", "--max-connections", "2", "-k", "out"],
@@ -545,6 +545,8 @@ fn raw_refuses_what_a_plain_stream_cannot_carry() {
         (&["recv", "--raw", "--checksum", "sha256", "out"], "verifies nothing"),
         (&["recv", "--raw", "--key-file", "k", "out"], "uses no key"),
         (&["recv", "--raw", "--timeout", "5", "out"], "no handshake"),
+        (&["recv", "--raw", "--no-auth", "out"], "authenticates nobody anyway"),
+        (&["send", "--raw", "--no-auth", a, "h:1"], "authenticates nobody anyway"),
         (&["send", "--raw", "-r", a, "h:1"], "one file or stdin"),
         (&["send", "--raw", "--resume", a, "h:1"], "no blocks to resume"),
         (&["send", "--raw", "--retries", "3", a, "h:1"], "a second connection"),
