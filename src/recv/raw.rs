@@ -61,6 +61,17 @@ pub fn run(args: &RecvArgs, umask: u32) -> Result<Code> {
         }
     };
     let mut reporter = Reporter::new(args.common.verbosity());
+    if let Sink::File { dir, name, shown } = &into {
+        // Checked again when the stream has come, as the name may be
+        // taken meanwhile; taking a stream only to drop it helps nobody.
+        if args.no_clobber && sys::lstat_at(dir, name.as_bytes()).is_ok() {
+            reporter.note(format_args!(
+                "skipped {}: it exists and --no-clobber keeps it; no connection taken",
+                display::path(shown)
+            ));
+            return Ok(Code::Success);
+        }
+    }
     let (sock, peer) = meet(args)?;
     reporter.detail(format_args!("connection from {peer}: a raw stream, no handshake"));
     // A sender that goes silent cannot hold the receiver (and a staged

@@ -283,15 +283,33 @@ fn raw_zcp_to_raw_zcp() {
 }
 
 #[test]
-fn no_clobber_keeps_what_is_there() {
+fn no_clobber_keeps_what_is_there_and_takes_no_connection() {
     let env = TestEnv::new();
-    let src = env.random_file("a.bin", 10_000, 15);
     std::fs::write(env.dst("out"), b"old").unwrap();
-    let rx = recv_raw(&env, &["-n", "dst/out"]);
-    send_raw(&env, &[src.to_str().unwrap()], &rx.addr).assert_code(0);
+    let mut cmd = zcp();
+    cmd.current_dir(env.path(""))
+        .args(["recv", "--raw", "-n", "-l", "127.0.0.1:0", "dst/out"])
+        .stdin(Stdio::null());
+    let rr = Running::spawn(cmd, "zcp recv --raw -n").finish();
+    rr.assert_code(0)
+        .assert_stderr("skipped dst/out: it exists and --no-clobber keeps it");
+    assert!(!rr.stderr.contains("listening on"), "{}", rr.stderr);
+    assert_eq!(std::fs::read(env.dst("out")).unwrap(), b"old");
+    assert_eq!(env.list("dst"), vec!["out"]);
+}
+
+#[test]
+fn no_clobber_keeps_what_appeared_while_the_stream_came() {
+    let env = TestEnv::new();
+    let mut rx = recv_raw(&env, &["-v", "-n", "dst/out"]);
+    let mut sock = TcpStream::connect(&rx.addr).unwrap();
+    sock.write_all(&[3u8; 10_000]).unwrap();
+    rx.run.await_stderr("the connection", |s| s.contains("connection from"));
+    std::fs::write(env.dst("out"), b"old").unwrap();
+    sock.shutdown(std::net::Shutdown::Write).unwrap();
     rx.finish()
         .assert_code(0)
-        .assert_stderr("skipped dst/out: it exists and --no-clobber keeps it");
+        .assert_stderr("skipped dst/out: it exists and --no-clobber keeps it; the 10000 bytes");
     assert_eq!(std::fs::read(env.dst("out")).unwrap(), b"old");
     assert_eq!(env.list("dst"), vec!["out"]);
 }
