@@ -380,6 +380,47 @@ fn a_silent_sender_times_out_into_a_stdout_pipe() {
     drop(sock);
 }
 
+/// The forced fallbacks of both raw ends (house rule: every zero-copy
+/// path has one that is tested).
+#[test]
+fn recv_raw_rescues_the_bytes_in_its_pipe_when_the_file_refuses_splice() {
+    let env = TestEnv::new();
+    let src = env.random_file("a.bin", (3 << 20) + 17, 22);
+    // The second splice is pipe → file, with bytes already in the pipe.
+    let fault = [("ZCP_FAULT", "splice=EINVAL@2")];
+    let rx = env.recv_with_env("127.0.0.1:0", &["--raw", "-v", "dst/out"], &fault);
+    send_raw(&env, &[src.to_str().unwrap()], &rx.addr).assert_code(0);
+    rx.finish()
+        .assert_code(0)
+        .assert_stderr("read/write (socket → pipe → file)")
+        .assert_stderr("splice is not supported for this destination (EINVAL");
+    assert_same_file(&src, &env.dst("out"));
+}
+
+#[test]
+fn send_raw_falls_back_to_read_write_when_sendfile_is_refused() {
+    let env = TestEnv::new();
+    let src = env.random_file("a.bin", (3 << 20) + 17, 23);
+    let rx = recv_raw(&env, &["dst/out"]);
+    let fault = [("ZCP_FAULT", "sendfile=EINVAL")];
+    env.send_with_env(&["--raw", "-v", src.to_str().unwrap()], &rx.addr, &fault)
+        .assert_code(0)
+        .assert_stderr("read/write (file → socket)")
+        .assert_stderr("sendfile is not supported for this file and socket (EINVAL");
+    rx.finish().assert_code(0);
+    assert_same_file(&src, &env.dst("out"));
+    // Refused after the first bytes went out by sendfile, there is no
+    // falling back: the sender fails and resets, and nothing is kept.
+    let src = env.random_file("b.bin", 20 << 20, 24);
+    let rx = recv_raw(&env, &["dst/later"]);
+    let fault = [("ZCP_FAULT", "sendfile=EINVAL@2")];
+    env.send_with_env(&["--raw", src.to_str().unwrap()], &rx.addr, &fault)
+        .assert_code(1)
+        .assert_stderr("Invalid argument");
+    rx.finish().assert_code(7).assert_stderr("Connection reset by peer");
+    assert_eq!(env.list("dst"), vec!["out"]);
+}
+
 /// Closes `sock` with a reset (SO_LINGER 0).
 fn reset(sock: TcpStream) {
     socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO)).unwrap();
