@@ -136,14 +136,9 @@ fn meet(args: &RecvArgs) -> Result<(TcpStream, String)> {
     eprintln!(
         "zcp: warning: --raw: anyone who can reach this port can write DEST: the first connection is taken, with no key and no verification"
     );
-    signals::wake_on_interrupt(listener.as_fd());
-    let accepted = net::accept(&listener);
-    signals::wake_nothing();
-    if signals::interrupted() {
-        return Err(error::interrupted_io().into());
-    }
-    let (sock, addr) = accepted.context("waiting for a sender")?;
-    Ok((sock, net::show_addr(addr)))
+    serve::first(&listener, "a sender", |sock, peer| {
+        serve::Ending::Served(Ok((sock, peer)))
+    })
 }
 
 /// What landed, and how.
@@ -262,7 +257,7 @@ fn explain(err: anyhow::Error, idle: u64) -> anyhow::Error {
             .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
     });
     if timed_out && !signals::interrupted() {
-        return err.context(format!("the sender sent nothing for {idle} s (--idle-timeout)"));
+        return err.context(error::idle_cut(Duration::from_secs(idle)).to_string());
     }
     err
 }

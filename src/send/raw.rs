@@ -140,14 +140,9 @@ fn connect(args: &SendArgs, target: &HostPort, shown: &str, reporter: &Reporter)
 fn accept(spec: &ListenSpec, shown: &str, reporter: &Reporter) -> Result<(TcpStream, String)> {
     let (listener, _) = serve::bind(spec)?;
     eprintln!("zcp: warning: --raw: {shown} goes to the first connection to this port, whoever makes it (no key)");
-    signals::wake_on_interrupt(listener.as_fd());
-    let accepted = net::accept(&listener);
-    signals::wake_nothing();
-    if signals::interrupted() {
-        return Err(error::interrupted_io().into());
-    }
-    let (sock, addr) = accepted.context("waiting for a connection")?;
-    let peer = net::show_addr(addr);
+    let (sock, peer) = serve::first(&listener, "a connection", |sock, peer| {
+        serve::Ending::Served(Ok((sock, peer)))
+    })?;
     reporter.detail(format_args!("connection from {peer}: a raw stream, no handshake"));
     Ok((sock, peer))
 }
