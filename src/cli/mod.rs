@@ -260,7 +260,7 @@ pub struct SendArgs {
     /// resets the connection instead, so the peer can tell
     #[arg(long, conflicts_with_all = [
         "recursive", "dereference", "name", "no_clobber", "resume", "retries",
-        "parallel", "checksum", "timeout", "key_file", "json", "json_file",
+        "parallel", "checksum", "timeout", "key_file", "no_auth", "json", "json_file",
     ])]
     pub raw: bool,
 
@@ -383,7 +383,8 @@ pub struct RecvArgs {
     /// the sender closes the connection cleanly, as it also does when it
     /// stopped early; a reset leaves nothing
     #[arg(long, conflicts_with_all = [
-        "keep_open", "max_connections", "checksum", "timeout", "key_file", "json", "json_file",
+        "keep_open", "max_connections", "checksum", "timeout", "key_file", "no_auth", "json",
+        "json_file",
     ])]
     pub raw: bool,
 

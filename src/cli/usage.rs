@@ -22,7 +22,7 @@ pub(super) fn sender_only(err: &clap::Error) -> Option<&'static str> {
 
 /// Options that cannot go with `--raw`, and why: what they need is what
 /// a plain byte stream leaves out.
-const WITHOUT_RAW: [(&str, &str); 14] = [
+const WITHOUT_RAW: [(&str, &str); 15] = [
     (
         "--json",
         "--raw writes no JSON report: it has no digest or entries to report; its exit status and summary line say how it went",
@@ -37,6 +37,7 @@ const WITHOUT_RAW: [(&str, &str); 14] = [
     ),
     ("--timeout", "--raw has no handshake to time"),
     ("--key-file", "--raw uses no key: it authenticates nobody"),
+    ("--no-auth", "--raw has no handshake: it authenticates nobody anyway"),
     ("--keep-open", "--raw takes one connection, into one DEST"),
     ("--max-connections", "--raw takes one connection, into one DEST"),
     (

@@ -17,6 +17,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
+use std::time::Instant;
 
 use super::{Policy, RW_BUFFER, Report, clamp, disabled, peer_closed, settle, unsupported};
 use crate::checksum;
@@ -109,6 +110,33 @@ fn write_out(out: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Waits until `sock` has something to read (bytes, its end, an error),
+/// for as long as its read timeout (SO_RCVTIMEO, the idle timeout) lets a
+/// read wait. Splicing the socket straight into a non-blocking stdout pipe
+/// needs this: there EAGAIN would mean either a full stdout or a silent
+/// peer, and only this way is it always the first.
+fn await_input(sock: BorrowedFd<'_>) -> io::Result<()> {
+    let Some(timeout) = socket2::SockRef::from(&sock).read_timeout()? else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        if signals::interrupted() {
+            return Err(crate::error::interrupted_io());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if sys::readable_within(sock, left)? {
+            return Ok(());
+        }
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "timed out waiting for the peer",
+            ));
+        }
+    }
 }
 
 /// Lands payloads for one connection; keeps its pipe and buffer between
@@ -295,6 +323,7 @@ impl Lander {
             let Target::Stream { out, .. } = *target else {
                 return Ok(Round::Moved(0));
             };
+            await_input(sock)?;
             return match sys::splice(sock, None, out, None, clamp(left, self.policy.pipe_size), false) {
                 Ok(0) => Ok(Round::End),
                 Ok(k) => {
@@ -302,8 +331,8 @@ impl Lander {
                     Ok(Round::Moved(k as u64))
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // The socket is blocking; only a non-blocking stdout
-                    // pipe can be full.
+                    // The socket had input (await_input), so only a
+                    // non-blocking stdout pipe can be full.
                     settle(sys::wait_writable(out))?;
                     Ok(Round::Moved(0))
                 }

@@ -10,7 +10,9 @@
 //! close (FIN); a reset, an error, the idle timeout or Ctrl-C leave
 //! nothing there. A stream that a sender cut short but closed cleanly
 //! cannot be told from a complete one: raw mode has nothing to check it
-//! against.
+//! against. A stream that opens with zcp's own preamble magic comes from
+//! a `zcp send` without `--raw`: it is refused (exit status 8) before
+//! anything is staged.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -32,8 +34,9 @@ use crate::engine::{Policy, Report};
 use crate::error::{self, Code};
 use crate::net;
 use crate::progress::Reporter;
+use crate::protocol::MAGIC;
 use crate::serve;
-use crate::sys::signals;
+use crate::sys::{self, signals};
 
 /// Where the stream goes.
 enum Sink {
@@ -58,6 +61,17 @@ pub fn run(args: &RecvArgs, umask: u32) -> Result<Code> {
         }
     };
     let mut reporter = Reporter::new(args.common.verbosity());
+    if let Sink::File { dir, name, shown } = &into {
+        // Checked again when the stream has come, as the name may be
+        // taken meanwhile; taking a stream only to drop it helps nobody.
+        if args.no_clobber && sys::lstat_at(dir, name.as_bytes()).is_ok() {
+            reporter.note(format_args!(
+                "skipped {}: it exists and --no-clobber keeps it; no connection taken",
+                display::path(shown)
+            ));
+            return Ok(Code::Success);
+        }
+    }
     let (sock, peer) = meet(args)?;
     reporter.detail(format_args!("connection from {peer}: a raw stream, no handshake"));
     // A sender that goes silent cannot hold the receiver (and a staged
@@ -122,14 +136,9 @@ fn meet(args: &RecvArgs) -> Result<(TcpStream, String)> {
     eprintln!(
         "zcp: warning: --raw: anyone who can reach this port can write DEST: the first connection is taken, with no key and no verification"
     );
-    signals::wake_on_interrupt(listener.as_fd());
-    let accepted = net::accept(&listener);
-    signals::wake_nothing();
-    if signals::interrupted() {
-        return Err(error::interrupted_io().into());
-    }
-    let (sock, addr) = accepted.context("waiting for a sender")?;
-    Ok((sock, net::show_addr(addr)))
+    serve::first(&listener, "a sender", |sock, peer| {
+        serve::Ending::Served(Ok((sock, peer)))
+    })
 }
 
 /// What landed, and how.
@@ -151,6 +160,7 @@ fn to_file(
     policy: Policy,
     reporter: &mut Reporter,
 ) -> Result<Landed> {
+    not_a_zcp_sender(sock).with_context(|| format!("nothing written to {}", display::path(shown)))?;
     let stager = Stager::new().context("seeding temporary names")?;
     reporter.detail(format_args!("staging files as {}", stager.staging(dir).describe()));
     let staged = stager.file(
@@ -180,6 +190,7 @@ fn to_file(
 
 /// Lands the stream on stdout: spliced straight into it when it is a pipe.
 fn to_stdout(sock: &TcpStream, policy: Policy, reporter: &mut Reporter) -> Result<Landed> {
+    not_a_zcp_sender(sock).context("nothing written to stdout")?;
     let stdout = std::io::stdout();
     let out = stdout.as_fd();
     let mut lander = Lander::new(policy);
@@ -210,6 +221,34 @@ fn to_stdout(sock: &TcpStream, policy: Policy, reporter: &mut Reporter) -> Resul
     })
 }
 
+/// Refuses a stream that opens with zcp's own preamble: a `zcp send`
+/// without `--raw` is at the other end, and its handshake must not land in
+/// DEST as if it were the data. Only looks (MSG_PEEK), so the bytes still
+/// move zero-copy; a stream shorter than the magic is raw data like any.
+fn not_a_zcp_sender(sock: &TcpStream) -> Result<()> {
+    let mut head = [0u8; MAGIC.len()];
+    let seen = loop {
+        match sys::peek_first(sock.as_fd(), &mut head) {
+            Ok(n) => break n,
+            // An interruption shuts the socket down: the next look ends.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out waiting for the peer").into());
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("reading the start of the stream")),
+        }
+    };
+    if signals::interrupted() {
+        return Err(error::interrupted_io().into());
+    }
+    if seen == MAGIC.len() && head == MAGIC {
+        return Err(error::protocol(
+            "the peer is a zcp sender without --raw; use zcp recv without --raw",
+        ));
+    }
+    Ok(())
+}
+
 /// Names the idle timeout for what it is: the socket's read timeout ended
 /// the read.
 fn explain(err: anyhow::Error, idle: u64) -> anyhow::Error {
@@ -218,7 +257,7 @@ fn explain(err: anyhow::Error, idle: u64) -> anyhow::Error {
             .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
     });
     if timed_out && !signals::interrupted() {
-        return err.context(format!("the sender sent nothing for {idle} s (--idle-timeout)"));
+        return err.context(error::idle_cut(Duration::from_secs(idle)).to_string());
     }
     err
 }

@@ -27,6 +27,7 @@ use crate::engine::{Policy, Report};
 use crate::error::{self, Code};
 use crate::net::{self, HostPort, ListenSpec};
 use crate::progress::Reporter;
+use crate::protocol::MAGIC;
 use crate::serve;
 use crate::sys::{self, signals};
 
@@ -139,14 +140,9 @@ fn connect(args: &SendArgs, target: &HostPort, shown: &str, reporter: &Reporter)
 fn accept(spec: &ListenSpec, shown: &str, reporter: &Reporter) -> Result<(TcpStream, String)> {
     let (listener, _) = serve::bind(spec)?;
     eprintln!("zcp: warning: --raw: {shown} goes to the first connection to this port, whoever makes it (no key)");
-    signals::wake_on_interrupt(listener.as_fd());
-    let accepted = net::accept(&listener);
-    signals::wake_nothing();
-    if signals::interrupted() {
-        return Err(error::interrupted_io().into());
-    }
-    let (sock, addr) = accepted.context("waiting for a connection")?;
-    let peer = net::show_addr(addr);
+    let (sock, peer) = serve::first(&listener, "a connection", |sock, peer| {
+        serve::Ending::Served(Ok((sock, peer)))
+    })?;
     reporter.detail(format_args!("connection from {peer}: a raw stream, no handshake"));
     Ok((sock, peer))
 }
@@ -158,6 +154,12 @@ fn pour(sock: &TcpStream, source: &Source, policy: Policy, reporter: &Reporter) 
         return stream(sock, source, policy, reporter);
     };
     let sent = outbound::send_file(sock, &source.file, start, len, policy, &mut |n| reporter.advance(n));
+    // A failed send (a reset: exit status 7) is the failure, whatever the
+    // file did meanwhile; only a file that ended early is its change.
+    let sent = match sent {
+        Err(e) if e.kind() != std::io::ErrorKind::UnexpectedEof => return Err(e.into()),
+        sent => sent,
+    };
     let changed = match &source.fingerprint {
         Some(print) => print.check(&source.file, &source.shown)?,
         None => None,
@@ -186,6 +188,26 @@ fn stream(sock: &TcpStream, source: &Source, policy: Policy, reporter: &Reporter
     }
 }
 
+/// The first bytes the peer sent, kept until there are enough to tell
+/// whether they open with zcp's preamble magic.
+#[derive(Default)]
+struct Head {
+    bytes: [u8; MAGIC.len()],
+    len: usize,
+}
+
+impl Head {
+    /// Adds `more` and says whether the peer's bytes open with the magic:
+    /// it is a zcp receiver without `--raw`.
+    fn is_zcp(&mut self, more: &[u8]) -> bool {
+        let had = self.len;
+        let take = more.len().min(MAGIC.len() - had);
+        self.bytes[had..had + take].copy_from_slice(&more[..take]);
+        self.len += take;
+        had < MAGIC.len() && self.len == MAGIC.len() && self.bytes == MAGIC
+    }
+}
+
 /// How the wait for the peer's close ended.
 struct Closed {
     /// The peer closed (or had shut down its side) and acknowledged every
@@ -205,8 +227,12 @@ struct Closed {
 /// a reset). A peer that acknowledges everything but keeps the connection
 /// open is given [`CLOSE_GRACE`]; one that stops acknowledging for
 /// [`STALL`] has stopped reading, which is an error, and so is a reset.
+/// A peer whose bytes open with zcp's preamble is a zcp receiver without
+/// `--raw`, which took ours for a broken handshake: a protocol error
+/// (exit status 8).
 fn closing(sock: &TcpStream, reporter: &Reporter) -> Result<Closed> {
     let mut buf = [0u8; 16 * 1024];
+    let mut head = Head::default();
     let mut discarded = 0u64;
     let mut peer_done = false;
     let mut unacked = usize::MAX;
@@ -224,7 +250,14 @@ fn closing(sock: &TcpStream, reporter: &Reporter) -> Result<Closed> {
                     peer_done = true;
                     reporter.detail("the peer closed its side of the connection");
                 }
-                Ok(n) => discarded += n as u64,
+                Ok(n) => {
+                    if head.is_zcp(&buf[..n]) {
+                        return Err(error::protocol(
+                            "the peer is a zcp receiver without --raw: it answered with zcp's handshake and took none of the bytes; give it --raw, or send without --raw",
+                        ));
+                    }
+                    discarded += n as u64;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     return Err(anyhow::Error::new(e).context(

@@ -230,6 +230,16 @@ pub fn readable_within(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> io::
     }
 }
 
+/// Looks at the first `buf.len()` bytes waiting on `sock` without taking
+/// them (recv with MSG_PEEK | MSG_WAITALL): blocks until that many have
+/// arrived, the peer ended the stream, or the socket's read timeout passed
+/// with some bytes in (fewer are returned then; with none, WouldBlock).
+/// EINTR is returned to the caller.
+pub fn peek_first(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    use nix::sys::socket::{MsgFlags, recv};
+    recv(sock.as_raw_fd(), buf, MsgFlags::MSG_PEEK | MsgFlags::MSG_WAITALL).map_err(nix_err)
+}
+
 /// Waits until `fd` is writable.
 pub fn wait_writable(fd: BorrowedFd<'_>) -> io::Result<()> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
