@@ -95,7 +95,7 @@ pub enum Command {
 /// Options both ends share.
 #[derive(Debug, Args)]
 pub struct CommonArgs {
-    /// Print only errors (and, when listening, the `listening on` line)
+    /// Print only errors and warnings (and, when listening, the `listening on` line)
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
 
