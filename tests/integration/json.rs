@@ -373,11 +373,7 @@ fn the_entry_a_broken_connection_cut_off_is_listed_as_failed_on_both_ends() {
     let _ = tx.finish();
     let rr = rx.finish();
     rr.assert_code(7);
-    let got = report(&rr);
-    assert_eq!(got["counts"]["failed"], 1, "{got}");
-    let f = entry(&got, "big.bin");
-    assert_eq!(f["status"], "failed", "{got}");
-    assert!(f["error"].is_string(), "{got}");
+    assert_cut_off(&report(&rr), "big.bin", "");
 
     // The receiver stops itself in its second splice and is killed: the
     // sender's entry never gets a verdict.
@@ -390,11 +386,15 @@ fn the_entry_a_broken_connection_cut_off_is_listed_as_failed_on_both_ends() {
     let _ = run.finish();
     let out = tx.finish();
     out.assert_code(7);
-    let sent = report(&out);
-    assert_eq!(sent["counts"]["failed"], 1, "{sent}");
-    let f = entry(&sent, "big.bin");
-    assert_eq!(f["status"], "failed", "{sent}");
-    assert!(f["error"].as_str().unwrap().contains(&rx.addr), "{sent}");
+    assert_cut_off(&report(&out), "big.bin", &rx.addr);
+}
+
+/// `v` lists `name` as the one failed entry, with an error naming `said`.
+fn assert_cut_off(v: &Value, name: &str, said: &str) {
+    assert_eq!(v["counts"]["failed"], 1, "{v}");
+    let f = entry(v, name);
+    assert_eq!(f["status"], "failed", "{v}");
+    assert!(f["error"].as_str().is_some_and(|e| e.contains(said)), "{v}");
 }
 
 #[test]
