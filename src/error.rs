@@ -230,10 +230,16 @@ pub fn is_idle_cut(message: &str) -> bool {
 /// so that connecting again may get further. It never is when the error
 /// is [`deliberate`]: a retry cannot mend those.
 pub fn connection_lost(err: &anyhow::Error) -> bool {
-    !deliberate(err)
-        && err
-            .chain()
-            .any(|cause| cause.downcast_ref::<io::Error>().is_some_and(|e| broken(e.kind())))
+    !deliberate(err) && broken_kind(err).is_some()
+}
+
+/// The kind of the first I/O error in `err`'s chain that is one of a
+/// connection that broke or could not be made ([`broken`]).
+fn broken_kind(err: &anyhow::Error) -> Option<io::ErrorKind> {
+    err.chain()
+        .filter_map(|cause| cause.downcast_ref::<io::Error>())
+        .map(io::Error::kind)
+        .find(|kind| broken(*kind))
 }
 
 /// Whether `err` is a decision rather than an accident: it carries its own
@@ -295,15 +301,9 @@ enum Class {
 impl Carried {
     /// `err`, to be told in `message`.
     pub fn new(err: &anyhow::Error, message: String) -> Carried {
-        let lost = || {
-            err.chain()
-                .filter_map(|cause| cause.downcast_ref::<io::Error>())
-                .map(io::Error::kind)
-                .find(|kind| broken(*kind))
-        };
         let class = match err.chain().find_map(own_code) {
             Some(code) => Class::Coded(code),
-            None => lost().map_or(Class::Plain, Class::Lost),
+            None => broken_kind(err).map_or(Class::Plain, Class::Lost),
         };
         Carried { message, class }
     }

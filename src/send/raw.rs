@@ -9,7 +9,8 @@
 //! its sending side (FIN) and waits for the peer to close ([`closing`]);
 //! when anything fails before (the input, a file that changed, Ctrl-C) it
 //! resets the connection instead (RST), so a peer that looks (`zcp recv
-//! --raw`, nc's exit status) can tell a cut stream from a whole one.
+//! --raw`; OpenBSD netcat and socat do not) can tell a cut stream from a
+//! whole one.
 
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsFd;
