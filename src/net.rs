@@ -106,6 +106,17 @@ pub fn parse_listen(s: &str) -> Result<ListenSpec, String> {
     })
 }
 
+/// `peer` as typed, with the address it resolved to when that reads
+/// differently: `server:7227 (10.0.0.2:7227)`.
+pub fn show_resolved(peer: &str, addr: SocketAddr) -> String {
+    let resolved = show_addr(addr);
+    if resolved == peer {
+        resolved
+    } else {
+        format!("{peer} ({resolved})")
+    }
+}
+
 /// Shows IPv4-mapped IPv6 peers (from a dual-stack socket) as IPv4.
 pub fn show_addr(addr: SocketAddr) -> String {
     match addr {

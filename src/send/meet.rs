@@ -79,12 +79,7 @@ pub fn connect(args: &SendArgs, target: &HostPort, key: Option<&Key>, reporter: 
     // Until the first entry goes out, errors name what could not be sent.
     let sending = || format!("sending {} to {peer}", operands::describe(&args.sources));
     let (sock, addr) = net::connect(target, args.bind).with_context(sending)?;
-    let resolved = net::show_addr(addr);
-    let to = if resolved == peer {
-        peer.clone()
-    } else {
-        format!("{peer} ({resolved})")
-    };
+    let to = net::show_resolved(&peer, addr);
     match (args.bind, sock.local_addr()) {
         (Some(_), Ok(local)) => reporter.detail(format_args!(
             "connected to {to} from {} (--bind)",

@@ -127,12 +127,7 @@ fn one_source(args: &SendArgs) -> Result<&Path> {
 fn connect(args: &SendArgs, target: &HostPort, shown: &str, reporter: &Reporter) -> Result<(TcpStream, String)> {
     let peer = target.to_string();
     let (sock, addr) = net::connect(target, args.bind).with_context(|| format!("sending {shown} to {peer}"))?;
-    let resolved = net::show_addr(addr);
-    let to = if resolved == peer {
-        peer.clone()
-    } else {
-        format!("{peer} ({resolved})")
-    };
+    let to = net::show_resolved(&peer, addr);
     reporter.detail(format_args!("connected to {to}: a raw stream, no handshake"));
     Ok((sock, peer))
 }
